@@ -1,0 +1,105 @@
+"""Joint search over model family and hyperparameters with Optuna, after a portfolio of strong defaults.
+
+The Optuna study *is* the trial database: it lives in the run's storage (SQLite by default, any SQLAlchemy
+URL otherwise), so a resumed run continues the same study and the Optuna dashboard can read it. The family is
+one categorical parameter; each family's hyperparameters are conditional on it and prefixed with its name
+(``lightgbm.num_leaves``). TPE in its multivariate, grouped form handles that conditional space.
+
+Before TPE proposes anything, every family's default configuration is enqueued, cheapest families first:
+strong defaults find a good model within seconds, and they give TPE a spread of starting points.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from daedalus.data.schema import Task
+from daedalus.designers.base import Designer, Proposal
+from daedalus.spaces.registry import get_family
+
+FAMILY_PARAM = "family"
+STATUS_ATTR = "status"
+REASON_ATTR = "reason"
+PORTFOLIO_ATTR = "portfolio"
+
+
+def _split(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    family = params[FAMILY_PARAM]
+    prefix = family + "."
+    return family, {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def suggest(trial: optuna.trial.Trial, name: str, dist: BaseDistribution) -> Any:
+    """Ask the trial for a value of a pre-built distribution, through Optuna's public suggest API."""
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
+    # multivariate/group TPE is marked experimental in Optuna, yet it is what conditional spaces need.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5,
+                                      warn_independent_sampling=False)
+
+
+class OptunaDesigner(Designer):
+    name = "tpe"
+
+    def __init__(self, study: optuna.Study, families: Sequence[str], task: Task, n_rows: int) -> None:
+        self.study = study
+        self.families = list(families)
+        self.task = task
+        self.n_rows = n_rows
+        self._running: dict[int, optuna.trial.Trial] = {}
+
+    def enqueue_portfolio(self) -> None:
+        """Queue each family's default configuration (called once, when the study is created)."""
+        for name in self.families:
+            family = get_family(name)
+            config = family.default_config(self.task, self.n_rows)
+            params = {FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}}
+            self.study.enqueue_trial(params, user_attrs={PORTFOLIO_ATTR: True}, skip_if_exists=False)
+
+    def distributions(self, family: str) -> dict[str, BaseDistribution]:
+        space = get_family(family).space(self.task, self.n_rows)
+        return {f"{family}.{k}": d for k, d in space.items()}
+
+    def ask(self) -> Proposal:
+        # The family choice is a fixed categorical over the run's families, so its distribution stays the
+        # same in every trial (Optuna needs that for TPE to model it).
+        fixed: dict[str, BaseDistribution] = {FAMILY_PARAM: CategoricalDistribution(self.families)}
+        trial = self.study.ask(fixed)
+        family = trial.params[FAMILY_PARAM]
+        for name, dist in self.distributions(family).items():
+            suggest(trial, name, dist)
+        _, config = _split(trial.params)
+        portfolio = bool(trial.user_attrs.get(PORTFOLIO_ATTR))
+        reason = (f"portfolio: the default configuration of {family}, tried before the search proper"
+                  if portfolio else
+                  f"TPE: sampled from a density model of the {self._n_complete()} finished trials")
+        self._running[trial.number] = trial
+        return Proposal(trial.number, family, config, reason, "portfolio" if portfolio else self.name)
+
+    def tell(self, proposal: Proposal, value: float | None, *, status: str, info: dict[str, Any]) -> None:
+        trial = self._running.pop(proposal.number)
+        for key, val in info.items():
+            trial.set_user_attr(key, val)
+        trial.set_user_attr(STATUS_ATTR, status)
+        if status == "ok" and value is not None:
+            self.study.tell(trial, value)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    def _n_complete(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

@@ -1,0 +1,85 @@
+"""The fitted model a run hands back: a weighted average of members, each member a bag of one or more
+fitted estimators (one when refit on all rows, k when the fold models of k-fold validation are kept).
+
+On disk it is a directory holding ``model.json`` and one skops file per estimator. It is written into a
+temporary directory and swapped in with a rename, so a reader never sees a half-written model and a run
+killed while saving keeps the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daedalus.data.schema import Task
+from daedalus.evaluation.predict import predict_matrix
+from daedalus.store.artifacts import load_model
+
+MODEL_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class Member:
+    trial: int
+    family: str
+    weight: float
+    files: tuple[str, ...]  # skops files, relative to the model directory; their predictions are averaged
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str  # "refit" (members fit on all rows), "bagged" (fold models) or "best-so-far"
+    task: Task
+    n_classes: int
+    members: tuple[Member, ...]
+    validation_score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "task": self.task.value, "n_classes": self.n_classes,
+                "validation_score": self.validation_score, "members": [asdict(m) for m in self.members]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        members = tuple(Member(m["trial"], m["family"], m["weight"], tuple(m["files"])) for m in d["members"])
+        return cls(d["kind"], Task(d["task"]), d["n_classes"], members, d.get("validation_score"))
+
+
+class EnsembleModel:
+    def __init__(self, spec: ModelSpec, estimators: list[list[Any]]) -> None:
+        self.spec = spec
+        self.estimators = estimators  # per member, its bag
+
+    def predict_matrix(self, X: Any) -> np.ndarray:
+        total: np.ndarray | None = None
+        for member, bag in zip(self.spec.members, self.estimators, strict=True):
+            pred = np.mean([predict_matrix(m, X, self.spec.task, self.spec.n_classes) for m in bag], axis=0)
+            total = member.weight * pred if total is None else total + member.weight * pred
+        assert total is not None
+        return total
+
+    @classmethod
+    def load(cls, directory: Path) -> EnsembleModel:
+        spec = ModelSpec.from_dict(json.loads((directory / MODEL_FILE).read_text()))
+        estimators = [[load_model(directory / f) for f in m.files] for m in spec.members]
+        return cls(spec, estimators)
+
+
+def write_model_dir(directory: Path, spec: ModelSpec, sources: dict[str, Path]) -> None:
+    """Atomically (re)place ``directory`` with the spec and the estimator files ``sources`` (name -> file)."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, src in sources.items():
+        shutil.copyfile(src, tmp / name)
+    (tmp / MODEL_FILE).write_text(json.dumps(spec.to_dict(), indent=1))
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)

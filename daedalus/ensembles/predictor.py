@@ -1,0 +1,66 @@
+"""A run's usable model: the saved schema plus the final model (or the best so far while a run is young).
+
+It takes raw rows, as a user has them: extra columns are ignored, a missing needed column is a clear error,
+and unseen categories and missing values are handled by the models' own preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daedalus.data import prepare_features
+from daedalus.data.schema import Schema
+from daedalus.ensembles.model import MODEL_FILE, EnsembleModel
+from daedalus.errors import RunError
+
+
+def _model_dir(run_dir: Path, name: str) -> Path | None:
+    path = run_dir / name
+    if (path / MODEL_FILE).exists():
+        return path
+    old = run_dir / f"{name}.old"  # a swap cut short by a kill leaves the previous model here
+    return old if (old / MODEL_FILE).exists() else None
+
+
+class Predictor:
+    def __init__(self, schema: Schema, model: EnsembleModel, source: str) -> None:
+        self.schema = schema
+        self.model = model
+        self.source = source  # "model" (final) or "best" (best so far)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Predictor:
+        run_dir = Path(run_dir)
+        if not (run_dir / "schema.json").exists():
+            raise RunError(f"'{run_dir}' is not a Daedalus run with a model (no schema.json); "
+                           "pass the directory that 'daedalus build' created")
+        schema = Schema.from_dict(json.loads((run_dir / "schema.json").read_text()))
+        for name in ("model", "best"):
+            directory = _model_dir(run_dir, name)
+            if directory is not None:
+                return cls(schema, EnsembleModel.load(directory), name)
+        raise RunError(f"run '{run_dir}' has no model yet (no trial has finished); "
+                       f"continue it with 'daedalus resume {run_dir}'")
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return list(self.schema.classes) if self.schema.classes is not None else None
+
+    def predict_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_matrix(prepare_features(data, self.schema))
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        pred = self.predict_matrix(data)
+        if self.schema.classes is None:
+            return pred
+        return np.asarray(self.schema.classes)[pred.argmax(axis=1)]
+
+    def predict_proba(self, data: pd.DataFrame) -> np.ndarray:
+        if self.schema.classes is None:
+            raise RunError("this run is a regression; class probabilities do not apply; drop --proba")
+        return self.predict_matrix(data)

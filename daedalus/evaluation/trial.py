@@ -1,0 +1,112 @@
+"""The trial function: fit one configuration under the validation plan and score its out-of-fold predictions.
+
+It runs inside a worker process (see ``worker.py``). It is a pure function of its inputs, so a trial with the
+same configuration and seed gives the same score, whichever process runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from daedalus.data.schema import FeatureLayout, Task
+from daedalus.evaluation.metrics import Metric
+from daedalus.evaluation.predict import predict_matrix
+from daedalus.evaluation.validation import ValidationPlan
+from daedalus.spaces.registry import get_family
+from daedalus.store.artifacts import save_model
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """Everything a trial needs about the data; built once per run and sent to each worker."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    task: Task
+    n_classes: int
+    layout: FeatureLayout
+    plan: ValidationPlan
+    metric: Metric
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    number: int
+    family: str
+    config: dict[str, Any]
+    seed: int
+    n_threads: int
+    out_dir: Path  # where fold models go when the trial is worth keeping
+    keep_models_above: float | None = None  # utility a trial must beat to save its fold models; None: always
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    score: float
+    fold_scores: tuple[float, ...]
+    oof: np.ndarray  # predictions on plan.scored_index, in that order
+    fit_seconds: float
+    predict_seconds: float
+    models_saved: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_one(ctx: EvalContext, family: str, config: dict[str, Any], seed: int, n_threads: int,
+            rows: np.ndarray | None = None) -> Any:
+    """Build the configuration's estimator and fit it on ``rows`` (all rows if None)."""
+    estimator = get_family(family).build(config, ctx.layout, ctx.task, seed, n_threads)
+    X = ctx.X if rows is None else ctx.X.iloc[rows]
+    y = ctx.y if rows is None else ctx.y[rows]
+    with threadpool_limits(n_threads):
+        estimator.fit(X, y)
+    return estimator
+
+
+def run_trial(ctx: EvalContext, spec: TrialSpec) -> TrialOutcome:
+    n_scored = len(ctx.plan.scored_index)
+    oof = np.zeros((ctx.plan.n_rows, ctx.n_classes)) if ctx.task.is_classification else np.zeros(ctx.plan.n_rows)
+    models, fold_scores = [], []
+    fit_seconds = predict_seconds = 0.0
+    for train_rows, val_rows in ctx.plan.folds:
+        t0 = time.perf_counter()
+        model = fit_one(ctx, spec.family, spec.config, spec.seed, spec.n_threads, train_rows)
+        t1 = time.perf_counter()
+        with threadpool_limits(spec.n_threads):
+            pred = predict_matrix(model, ctx.X.iloc[val_rows], ctx.task, ctx.n_classes)
+        predict_seconds += time.perf_counter() - t1
+        fit_seconds += t1 - t0
+        oof[val_rows] = pred
+        fold_scores.append(ctx.metric(ctx.y[val_rows], pred))
+        models.append(model)
+    scored = ctx.plan.scored_index
+    oof_scored = oof[scored]
+    if not np.all(np.isfinite(oof_scored)):
+        raise ValueError("the model produced non-finite predictions")
+    score = ctx.metric(ctx.y[scored], oof_scored)
+    assert len(oof_scored) == n_scored
+    keep = spec.keep_models_above is None or ctx.metric.utility(score) > spec.keep_models_above
+    if keep:
+        spec.out_dir.mkdir(parents=True, exist_ok=True)
+        for i, model in enumerate(models):
+            save_model(model, spec.out_dir / f"fold_{i}.skops")
+        (spec.out_dir / "bag.json").write_text(json.dumps({"n_models": len(models), "family": spec.family}))
+    return TrialOutcome(score=score, fold_scores=tuple(fold_scores), oof=oof_scored, fit_seconds=fit_seconds,
+                        predict_seconds=predict_seconds, models_saved=keep)
+
+
+def refit_full(ctx: EvalContext, members: list[tuple[str, dict[str, Any], int]], n_threads: int,
+               out_dir: Path) -> float:
+    """Fit each ensemble member (family, config, seed) on all rows and save it; returns the seconds spent."""
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, (family, config, seed) in enumerate(members):
+        save_model(fit_one(ctx, family, config, seed, n_threads), out_dir / f"member_{i}.skops")
+    return time.perf_counter() - t0

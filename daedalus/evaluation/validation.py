@@ -1,0 +1,71 @@
+"""Validation plans: which rows train and which rows score each fold.
+
+The plan is chosen from the data size, as AutoGluon and FLAML do: k-fold cross-validation while the data is
+small (every row gets an out-of-fold prediction, and the fold models form a bag), a single holdout once it is
+large enough for one split to be trustworthy and k fits to be too dear. Both are stratified for
+classification. A plan is fixed by its seed, so a resumed run scores trials on the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold, StratifiedShuffleSplit, ShuffleSplit
+
+from daedalus.data.schema import Task
+from daedalus.errors import DataError
+
+KFOLD_MAX_ROWS = 5_000  # up to here: 5-fold CV
+THREEFOLD_MAX_ROWS = 12_000  # up to here: 3-fold CV; above: one 20% holdout
+HOLDOUT_SHARE = 0.2
+MIN_ROWS = 10
+
+
+@dataclass(frozen=True)
+class ValidationPlan:
+    kind: str  # "kfold" or "holdout"
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...]  # (train rows, validation rows) per fold
+    n_rows: int
+
+    @property
+    def scored_index(self) -> np.ndarray:
+        """Rows that get an out-of-fold prediction, sorted. All rows for k-fold, the holdout otherwise."""
+        return np.sort(np.concatenate([val for _, val in self.folds]))
+
+    def describe(self) -> str:
+        if self.kind == "kfold":
+            return f"{len(self.folds)}-fold cross-validation on {self.n_rows} rows"
+        return f"holdout of {len(self.folds[0][1])} of {self.n_rows} rows"
+
+
+def make_plan(y: np.ndarray, task: Task, seed: int, kind: str | None = None) -> ValidationPlan:
+    """Pick and build the plan for targets ``y`` (integer codes for classification)."""
+    n = len(y)
+    if n < MIN_ROWS:
+        raise DataError(f"only {n} rows have a target value; the validation needs at least {MIN_ROWS}; "
+                        "provide more rows")
+    if kind is None:
+        kind = "kfold" if n <= THREEFOLD_MAX_ROWS else "holdout"
+    n_splits = 5 if n <= KFOLD_MAX_ROWS else 3
+    stratify = task.is_classification
+    if stratify:
+        counts = np.bincount(y)
+        counts = counts[counts > 0]
+        smallest = int(counts.min())
+        if smallest < 2:
+            raise DataError(f"a target class has only {smallest} row; stratified validation needs at least 2 "
+                            "rows per class; add rows of that class or remove it")
+        n_splits = min(n_splits, smallest)
+    idx = np.arange(n)
+    if kind == "kfold":
+        splitter = (StratifiedKFold(n_splits, shuffle=True, random_state=seed) if stratify
+                    else KFold(n_splits, shuffle=True, random_state=seed))
+        folds = tuple(splitter.split(idx, y))
+    elif kind == "holdout":
+        hold = (StratifiedShuffleSplit(1, test_size=HOLDOUT_SHARE, random_state=seed) if stratify
+                else ShuffleSplit(1, test_size=HOLDOUT_SHARE, random_state=seed))
+        folds = tuple(hold.split(idx, y))
+    else:
+        raise ValueError(kind)
+    return ValidationPlan(kind=kind, folds=tuple((np.asarray(a), np.asarray(b)) for a, b in folds), n_rows=n)

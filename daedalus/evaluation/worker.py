@@ -1,0 +1,144 @@
+"""Run one function in an isolated worker process, under a time and memory limit.
+
+Workers are forked from a *forkserver* that has already imported the heavy libraries, so a trial starts in
+milliseconds rather than seconds, and a crash, hang or memory blow-up in a trial (a segfault in a native
+library, an infinite loop) takes down only that process. The parent watches the wall clock and the
+worker's resident memory and kills it when it passes either limit. Every outcome comes back as a
+:class:`WorkerResult`; nothing here raises for a failed trial.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import psutil
+
+# Modules the forkserver imports once, so that each forked worker starts warm.
+PRELOAD = ["daedalus.evaluation.trial"]
+_POLL_SECONDS = 0.05
+_ctx: Any = None
+
+
+def _context() -> Any:
+    global _ctx
+    if _ctx is None:
+        _ctx = mp.get_context("forkserver")
+        _ctx.set_forkserver_preload(PRELOAD)
+    return _ctx
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    status: str  # "ok", "error", "timeout", "memory", "crash", "cancelled"
+    value: Any = None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def _die_with_parent() -> None:
+    # If the forkserver (and so the run) is killed, the worker gets SIGKILL instead of running on as an orphan.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    _die_with_parent()
+    # Library warnings from inside a trial (convergence, deprecations) are noise on the user's terminal;
+    # a trial that fails reports its reason instead.
+    warnings.filterwarnings("ignore")
+    try:
+        value = fn(*args)
+        conn.send(("ok", value, ""))
+    except MemoryError:
+        conn.send(("memory", None, "out of memory (MemoryError)"))
+    except BaseException as exc:  # the trial's own failure, reported, not raised
+        tb = traceback.format_exc(limit=8)
+        conn.send(("error", None, f"{type(exc).__name__}: {exc}\n{tb}"))
+    finally:
+        conn.close()
+
+
+def _tree_rss_mb(proc: psutil.Process) -> float:
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs) / 2**20
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
+
+
+def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: float, memory_mb: float,
+                  should_cancel: Callable[[], bool] | None = None) -> WorkerResult:
+    """Call ``fn(*args)`` in a fresh worker process and wait for it, within the limits."""
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    # Not a daemon: joblib refuses to run parallel loops inside daemonic processes. The worker still cannot
+    # outlive the run: it is killed below on every path, and by PR_SET_PDEATHSIG if the run itself is killed.
+    proc = ctx.Process(target=_child, args=(send, fn, args), daemon=False)
+    start = time.monotonic()
+    proc.start()
+    send.close()
+    watched = psutil.Process(proc.pid)
+    status, value, reason = "crash", None, ""
+    try:
+        while True:
+            if recv.poll(_POLL_SECONDS):
+                try:
+                    status, value, reason = recv.recv()
+                except EOFError:
+                    status, reason = "crash", _exit_reason(proc)
+                break
+            elapsed = time.monotonic() - start
+            if not proc.is_alive() and not recv.poll(0):
+                status, reason = "crash", _exit_reason(proc)
+                break
+            if elapsed > timeout:
+                status, reason = "timeout", f"timed out after {timeout:.1f} s"
+                break
+            rss = _tree_rss_mb(watched)
+            if rss > memory_mb:
+                status, reason = "memory", f"out of memory ({rss:.0f} MB > limit {memory_mb:.0f} MB)"
+                break
+            if should_cancel is not None and should_cancel():
+                status, reason = "cancelled", "cancelled by the run"
+                break
+    finally:
+        _kill(proc)
+        recv.close()
+    return WorkerResult(status, value, reason, time.monotonic() - start)
+
+
+def _exit_reason(proc: Any) -> str:
+    proc.join(1.0)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        return f"worker crashed (killed by signal {signal.Signals(-code).name})"
+    return f"worker crashed (exit code {code})"
+
+
+def _kill(proc: Any) -> None:
+    if proc.is_alive():
+        try:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+        except psutil.NoSuchProcess:
+            pass
+        proc.kill()
+    proc.join(5.0)
+
+
+def warm_up() -> None:
+    """Start the forkserver now (it imports the model libraries once), so the first trial is not slowed."""
+    run_in_worker(os.getpid, (), timeout=120, memory_mb=1e9)

@@ -1,0 +1,268 @@
+"""The ``daedalus`` command.
+
+    daedalus demo [--time S]
+    daedalus build DATA --target COL [--time S | --trials N] [--seed N] [--metric M] [--run DIR] ...
+    daedalus resume RUN [--time S | --trials N]
+    daedalus leaderboard RUN [--json]
+    daedalus predict RUN DATA [--out FILE] [--proba]
+    daedalus info RUN
+
+A user's mistake (DaedalusError) is printed as one line on stderr with exit status 2, never a traceback.
+Heavy libraries are imported inside the commands, so that ``--help`` and bad input answer at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+_STARTED = time.monotonic()  # the budget counts from the moment the command starts
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from datetime import datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
+
+from daedalus.errors import ConfigError, DaedalusError  # noqa: E402
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, as for every other bad input
+        self.exit(EXIT_USER_ERROR, f"daedalus: error: {message}; see '{self.prog} --help'\n")
+
+
+def _csv_list(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _add_budget(p: argparse.ArgumentParser, default_time: float | None) -> None:
+    p.add_argument("--time", type=float, default=None, metavar="S",
+                   help=f"seconds for the whole build, ensembling and refit included (default {default_time})")
+    p.add_argument("--trials", type=int, default=None, metavar="N", help="stop after N trials")
+
+
+def _add_build_options(p: argparse.ArgumentParser) -> None:
+    _add_budget(p, 60)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metric", default=None,
+                   help="roc_auc, log_loss, accuracy, balanced_accuracy, f1, rmse, mae or r2 "
+                        "(default: roc_auc for binary, log_loss for multiclass, rmse for regression)")
+    p.add_argument("--task", choices=["binary", "multiclass", "regression"], default=None,
+                   help="override the task inferred from the target")
+    p.add_argument("--families", type=_csv_list, default=None, help="comma-separated model families to search")
+    p.add_argument("--exclude", type=_csv_list, default=(), help="comma-separated model families to leave out")
+    p.add_argument("--run", type=Path, default=None, metavar="DIR", help="run directory (default runs/NAME-TIME)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="SQLAlchemy URL of the Optuna storage (default: SQLite inside the run directory)")
+    p.add_argument("--keep", type=_csv_list, default=(), help="columns to keep although a check flags them")
+    p.add_argument("--keep-leaks", action="store_true", help="report suspected target leaks but keep them")
+    p.add_argument("--drop", type=_csv_list, default=(), help="columns to leave out")
+    p.add_argument("--validation", choices=["kfold", "holdout"], default=None,
+                   help="override the validation chosen from the data size")
+    p.add_argument("--trial-timeout", type=float, default=None, metavar="S", help="per-trial time limit")
+    p.add_argument("--memory-limit", type=float, default=None, metavar="MB", help="per-trial memory limit")
+    p.add_argument("--threads", type=int, default=2, help="threads per trial (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no live progress display")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="daedalus", description="Daedalus: AI that builds AI models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("build", help="search, tune and ensemble models for a table")
+    p.add_argument("data", help="CSV or Parquet file")
+    p.add_argument("--target", required=True, help="the column to predict")
+    _add_build_options(p)
+
+    p = sub.add_parser("demo", help="build on the bundled German credit data (target 'class-label')")
+    _add_build_options(p)
+
+    p = sub.add_parser("resume", help="continue a run stopped by Ctrl-C or a kill")
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    _add_budget(p, None)
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("leaderboard", help="the run's models, best first")
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows")
+
+    p = sub.add_parser("predict", help="predict new rows with a run's model")
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    p.add_argument("data", help="CSV or Parquet file of rows to predict")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="output CSV (default: stdout)")
+    p.add_argument("--proba", action="store_true", help="add one proba_<class> column per class")
+
+    p = sub.add_parser("info", help="what a run holds: data, checks, validation, model")
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    return parser
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+def _options(args: argparse.Namespace, target: str) -> Any:
+    from daedalus.orchestration.options import BuildOptions
+
+    time_budget = args.time if args.time is not None or args.trials is not None else 60.0
+    return BuildOptions(target=target, time_budget=time_budget, n_trials=args.trials, seed=args.seed,
+                        metric=args.metric, task=args.task, families=args.families, exclude=args.exclude,
+                        storage=args.storage, keep=args.keep, keep_leaks=args.keep_leaks, drop=args.drop,
+                        validation=args.validation,
+                        trial_timeout=args.trial_timeout, memory_mb=args.memory_limit,
+                        n_threads=args.threads).checked()
+
+
+def _default_run_dir(name: str) -> Path:
+    return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _reporter(quiet: bool) -> Any:
+    from daedalus.interfaces.progress import RichReporter
+    from daedalus.orchestration.reporter import Reporter
+
+    return Reporter() if quiet else RichReporter()
+
+
+def _run_build(args: argparse.Namespace, data: Any, target: str, name: str) -> int:
+    options = _options(args, target)  # check options before any heavy import or file read
+    from daedalus.orchestration.build import build
+
+    run_dir = args.run or _default_run_dir(name)
+    result = build(data, options, run_dir, reporter=_reporter(args.quiet), started=_STARTED)
+    return _finish(result)
+
+
+def _finish(result: Any) -> int:
+    _print_summary(result.run_dir, result.leaderboard)
+    if result.final is None:
+        print(f"daedalus: no trial succeeded; see 'daedalus leaderboard {result.run_dir}' for the reasons",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    return _run_build(args, args.data, args.target, Path(args.data).name.split(".")[0] or "run")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from daedalus.data.io import DEMO_TARGET, demo_path
+
+    return _run_build(args, demo_path(), DEMO_TARGET, "demo")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    if args.time is not None and not args.time > 0:
+        raise ConfigError(f"--time must be a positive number of seconds, got {args.time}")
+    from daedalus.orchestration.build import resume
+
+    result = resume(args.run_dir, time_budget=args.time, n_trials=args.trials, reporter=_reporter(args.quiet),
+                    started=_STARTED)
+    return _finish(result)
+
+
+def _leaderboard(run_dir: Path) -> list[dict[str, Any]]:
+    from daedalus.store.run import RunStore
+
+    board: list[dict[str, Any]] = RunStore.open(run_dir).read("leaderboard")
+    return board
+
+
+def _print_table(board: list[dict[str, Any]], limit: int | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("rank", "trial", "family", "score", "metric", "fit s", "status")
+    for row in board[:limit]:
+        score = "" if row["score"] is None else f"{row['score']:.5f}"
+        table.add_row(str(row["rank"]), "" if row["trial"] is None else str(row["trial"]), row["family"], score,
+                      row["metric"], f"{row['fit_seconds']:.2f}", row["status"])
+    Console().print(table)
+
+
+def _print_summary(run_dir: Path, board: list[dict[str, Any]]) -> None:
+    _print_table(board, limit=10)
+    print(f"run saved in {run_dir}")
+    print(f"predict with: daedalus predict {run_dir} DATA.csv --out predictions.csv")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    board = _leaderboard(args.run_dir)
+    if args.json:
+        print(json.dumps(board, indent=1, default=str))
+    else:
+        _print_table(board)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from daedalus.data import read_table
+    from daedalus.ensembles.predictor import Predictor
+
+    predictor = Predictor.load(args.run_dir)
+    rows = read_table(args.data)
+    out = pd.DataFrame({"prediction": predictor.predict(rows)})
+    if args.proba:
+        proba = predictor.predict_proba(rows)
+        for j, cls in enumerate(predictor.classes or []):
+            out[f"proba_{cls}"] = proba[:, j]
+    if args.out is None:
+        out.to_csv(sys.stdout, index=False)
+    else:
+        out.to_csv(args.out, index=False)
+        print(f"wrote {len(out)} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from daedalus.store.run import RunStore
+
+    store = RunStore.open(args.run_dir)
+    info = store.read("run")
+    schema = store.read("schema", default={})
+    checks = store.read("checks", default={})
+    board = store.read("leaderboard", default=[])
+    print(f"run        {store.root}")
+    print(f"status     {info.get('status')}")
+    print(f"data       {info.get('data_source')}  target {info['options']['target']}  task {info.get('task')}")
+    print(f"validation {info.get('validation')}  metric {info.get('metric')}")
+    print(f"families   {', '.join(info.get('families', []))}")
+    if schema:
+        kinds: dict[str, int] = {}
+        for col in schema["columns"]:
+            kinds[col["kind"]] = kinds.get(col["kind"], 0) + 1
+        print("columns    " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        for col, why in schema.get("dropped", {}).items():
+            print(f"dropped    {col}: {why}")
+    for finding in checks.get("findings", []):
+        print(f"check      [{finding['severity']}] {finding['message']}")
+    if board:
+        best = board[0]
+        print(f"best       {best['family']} {best['metric']}={best['score']}")
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "demo": cmd_demo, "resume": cmd_resume, "leaderboard": cmd_leaderboard,
+            "predict": cmd_predict, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DaedalusError as exc:
+        print(f"daedalus: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        run = getattr(args, "run_dir", None) or getattr(args, "run", None)
+        hint = f"; continue with 'daedalus resume {run}'" if run else "; continue with 'daedalus resume RUN'"
+        print(f"daedalus: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

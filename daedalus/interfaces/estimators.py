@@ -1,0 +1,131 @@
+"""scikit-learn estimators over a whole Daedalus build.
+
+They follow scikit-learn's contract: parameters are stored as given with no logic in ``__init__``, ``fit``
+returns ``self``, and learned state ends in ``_``. Each ``fit`` is a full run in ``run_dir`` (a fresh temporary
+directory when it is None), so a fitted estimator can also be reloaded later with :func:`load`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from daedalus.ensembles.predictor import Predictor
+from daedalus.errors import RunError
+from daedalus.orchestration.build import build
+from daedalus.orchestration.options import BuildOptions
+from daedalus.store.run import RunStore
+
+TARGET = "__target__"
+
+
+def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X.copy()
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead; reshape your data")
+    names = columns if columns is not None else [f"x{i}" for i in range(arr.shape[1])]
+    return pd.DataFrame(arr, columns=names)
+
+
+class _AutoEstimator(BaseEstimator):
+    _task: str | None = None
+
+    def __init__(self, time_budget: float | None = 60.0, n_trials: int | None = None, seed: int = 0,
+                 metric: str | None = None, run_dir: str | Path | None = None,
+                 families: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
+                 keep_leaks: bool = False, n_threads: int = 2) -> None:
+        self.time_budget = time_budget
+        self.n_trials = n_trials
+        self.seed = seed
+        self.metric = metric
+        self.run_dir = run_dir
+        self.families = families
+        self.exclude = exclude
+        self.keep_leaks = keep_leaks
+        self.n_threads = n_threads
+
+    def _options(self, task: str | None) -> BuildOptions:
+        return BuildOptions(target=TARGET, time_budget=self.time_budget, n_trials=self.n_trials, seed=self.seed,
+                            metric=self.metric, task=task, families=tuple(self.families) if self.families else None,
+                            exclude=tuple(self.exclude), keep_leaks=self.keep_leaks, n_threads=self.n_threads)
+
+    def fit(self, X: Any, y: Any) -> _AutoEstimator:
+        frame = _as_frame(X)
+        y_arr = np.asarray(y)
+        if y_arr.ndim != 1 and not (y_arr.ndim == 2 and y_arr.shape[1] == 1):
+            raise ValueError("y must be one-dimensional")
+        if len(frame) != len(y_arr):
+            raise ValueError(f"X has {len(frame)} rows but y has {len(y_arr)}")
+        frame[TARGET] = y_arr.ravel()
+        run_dir = Path(self.run_dir) if self.run_dir is not None else Path(tempfile.mkdtemp(prefix="daedalus-"))
+        result = build(frame, self._options(self._task_for(y_arr.ravel())), run_dir)
+        self._set_fitted(result.run_dir)
+        self.feature_names_in_ = np.asarray(frame.columns[:-1], dtype=object)
+        self.n_features_in_ = frame.shape[1] - 1
+        return self
+
+    def _task_for(self, y: np.ndarray) -> str | None:
+        return self._task
+
+    def _set_fitted(self, run_dir: Path) -> None:
+        self.run_dir_ = Path(run_dir)
+        self.predictor_ = Predictor.load(self.run_dir_)
+        self.leaderboard_ = pd.DataFrame(RunStore.open(self.run_dir_).read("leaderboard"))
+
+    def _frame(self, X: Any) -> pd.DataFrame:
+        check_is_fitted(self, "predictor_")
+        if isinstance(X, pd.DataFrame):
+            return X
+        arr = np.asarray(X)
+        if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {arr.shape[-1] if arr.ndim else 0} features, but "
+                             f"{type(self).__name__} is expecting {self.n_features_in_} features as input")
+        return _as_frame(arr, list(self.feature_names_in_))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.predictor_.predict(self._frame(X))
+
+
+class AutoClassifier(ClassifierMixin, _AutoEstimator):
+    """Binary or multiclass classification; the task follows the number of classes in ``y``."""
+
+    def _task_for(self, y: np.ndarray) -> str | None:
+        return "binary" if len(pd.unique(pd.Series(y).dropna())) <= 2 else "multiclass"
+
+    def _set_fitted(self, run_dir: Path) -> None:
+        super()._set_fitted(run_dir)
+        self.classes_ = np.asarray(self.predictor_.classes)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.predictor_.predict_proba(self._frame(X))
+
+
+class AutoRegressor(RegressorMixin, _AutoEstimator):
+    _task = "regression"
+
+
+def load(run_dir: str | Path) -> AutoClassifier | AutoRegressor:
+    """The fitted estimator of a finished run, ready to predict."""
+    store = RunStore.open(Path(run_dir))
+    info = store.read("run")
+    opts = info["options"]
+    cls = AutoRegressor if info.get("task") == "regression" else AutoClassifier
+    est = cls(time_budget=opts["time_budget"], n_trials=opts["n_trials"], seed=opts["seed"], metric=opts["metric"],
+              run_dir=str(run_dir), families=opts["families"], exclude=tuple(opts["exclude"]),
+              keep_leaks=opts.get("keep_leaks", False), n_threads=opts["n_threads"])
+    est._set_fitted(Path(run_dir))
+    schema = store.read("schema")
+    names = [c for c in (col["name"] for col in schema["columns"]) if c != schema["target"]]
+    if not names:
+        raise RunError(f"run '{run_dir}' has no feature columns recorded")
+    est.feature_names_in_ = np.asarray(names, dtype=object)
+    est.n_features_in_ = len(names)
+    return est

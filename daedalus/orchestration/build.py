@@ -1,0 +1,195 @@
+"""``build`` and ``resume``: from a table to a tuned, ensembled model in a run directory.
+
+    intake (read, infer, check)  ->  run store  ->  search (portfolio, then TPE)  ->  ensemble + refit
+    ->  leaderboard
+
+Bad input is rejected before the run directory is created, so a mistake leaves nothing behind. From then on
+every step is on disk before the next starts (see ``search.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from daedalus.data import (
+    drop_missing_target,
+    feature_layout,
+    infer_schema,
+    prepare_features,
+    prepare_target,
+    read_table,
+    run_checks,
+)
+from daedalus.data.schema import Schema, Task
+from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
+from daedalus.errors import ConfigError, DataError
+from daedalus.evaluation.metrics import get_metric
+from daedalus.evaluation.trial import EvalContext
+from daedalus.evaluation.validation import make_plan
+from daedalus.evaluation.worker import warm_up
+from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.finalize import FinalModel, finalize
+from daedalus.orchestration.leaderboard import make_leaderboard
+from daedalus.orchestration.options import BuildOptions
+from daedalus.orchestration.reporter import Reporter
+from daedalus.orchestration.search import Search, requeue_interrupted
+from daedalus.spaces.registry import resolve_families
+from daedalus.store.run import RunStore
+
+STUDY_NAME = "daedalus"
+# The families the portfolio tries first, in this order: fast and strong ones first, so that a short budget
+# still sees a good model early.
+PORTFOLIO_ORDER = ("lightgbm", "linear", "xgboost", "catboost", "extra_trees", "random_forest", "hist_gb",
+                   "mlp", "knn")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    run_dir: Path
+    leaderboard: list[dict[str, Any]]
+    final: FinalModel | None
+    schema: Schema
+
+
+@dataclass(frozen=True)
+class Intake:
+    frame: pd.DataFrame  # the rows kept for training, raw columns (target included)
+    schema: Schema
+    checks: dict[str, Any]
+    n_missing_target: int
+
+
+def intake(data: Any, options: BuildOptions) -> Intake:
+    df = read_table(data)
+    task = Task(options.task) if options.task else None
+    schema = infer_schema(df, options.target, task=task, drop=options.drop, keep=options.keep)
+    df, n_missing = drop_missing_target(df, options.target)
+    df = df.reset_index(drop=True)
+    schema, report = run_checks(df, schema, keep_leaks=options.keep_leaks, seed=options.seed)
+    if not schema.feature_columns:
+        raise DataError(f"no usable feature column is left (dropped: {', '.join(schema.dropped) or 'none'}); "
+                        "provide feature columns, or keep some with --keep COL")
+    checks = report.to_dict()
+    checks["rows_without_target_dropped"] = n_missing
+    return Intake(df, schema, checks, n_missing)
+
+
+def _context(frame: pd.DataFrame, schema: Schema, options: BuildOptions) -> EvalContext:
+    metric = get_metric(options.metric, schema.task)
+    y = prepare_target(frame[schema.target], schema)
+    X = prepare_features(frame, schema)
+    plan = make_plan(np.asarray(y), schema.task, options.seed, kind=options.validation)
+    n_classes = len(schema.classes) if schema.classes is not None else 0
+    return EvalContext(X=X, y=np.asarray(y), task=schema.task, n_classes=n_classes,
+                       layout=feature_layout(schema), plan=plan, metric=metric)
+
+
+def _families(options: BuildOptions, task: Task) -> list[str]:
+    chosen = resolve_families(list(options.families) if options.families else None, list(options.exclude), task)
+    return sorted(chosen, key=lambda f: PORTFOLIO_ORDER.index(f) if f in PORTFOLIO_ORDER else len(PORTFOLIO_ORDER))
+
+
+def _open_study(url: str, direction: str, seed: int, create: bool) -> tuple[optuna.Study, Any]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = optuna.storages.RDBStorage(url)
+    except Exception as exc:  # a bad URL or an unreachable database is the user's to fix
+        raise ConfigError(f"cannot open storage '{url}': {str(exc).splitlines()[0]}; "
+                          "pass a valid SQLAlchemy URL to --storage") from exc
+    if create:
+        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction=direction,
+                                    sampler=make_sampler(seed), load_if_exists=False)
+    else:
+        study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=make_sampler(seed))
+    return study, storage
+
+
+def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | None = None,
+          started: float | None = None) -> BuildResult:
+    """Run a whole build. ``started`` is the monotonic time the budget counts from (default: now)."""
+    options = options.checked()
+    clock = BudgetClock(options.time_budget, started)
+    reporter = reporter or Reporter()
+    got = intake(data, options)
+    ctx = _context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
+    families = _families(options, got.schema.task)
+
+    store = RunStore.create(run_dir, {"options": options.to_dict(), "status": "running",
+                                      "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>",
+                                      "created": time.time(), "validation": ctx.plan.describe(),
+                                      "metric": ctx.metric.name, "task": got.schema.task.value,
+                                      "families": families})
+    reporter.message(f"run directory: {store.root}")
+    got.frame.to_parquet(store.data_path, index=False)
+    store.write("schema", got.schema.to_dict())
+    store.write("checks", got.checks)
+    store.audit.append("data_checks", findings=got.checks.get("findings", []),
+                       dropped=got.schema.dropped, rows=len(got.frame),
+                       rows_without_target_dropped=got.n_missing_target)
+    store.audit.append("validation_plan", plan=ctx.plan.describe(), metric=ctx.metric.name)
+    for finding in got.checks.get("findings", []):
+        if finding.get("severity") in ("warning", "action"):
+            reporter.message(f"data check: {finding['message']}")
+
+    url = options.storage or store.default_storage_url
+    study, _ = _open_study(url, ctx.metric.optuna_direction, options.seed, create=True)
+    store.update_run(storage=url)
+    designer = OptunaDesigner(study, families, got.schema.task, len(got.frame))
+    designer.enqueue_portfolio()
+    return _search_and_finish(store, ctx, designer, clock, options, reporter, options.n_trials)
+
+
+def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None = None,
+           reporter: Reporter | None = None, started: float | None = None) -> BuildResult:
+    """Continue a run stopped by Ctrl-C or a kill. No finished trial is lost; the one in flight runs again."""
+    store = RunStore.open(run_dir)
+    info = store.read("run")
+    options = BuildOptions.from_dict(info["options"])
+    if time_budget is None and n_trials is None:
+        time_budget, n_trials = options.time_budget, options.n_trials
+    options = BuildOptions.from_dict({**options.to_dict(), "time_budget": time_budget, "n_trials": n_trials})
+    options = options.checked()
+    clock = BudgetClock(time_budget, started)
+    reporter = reporter or Reporter()
+    schema = Schema.from_dict(store.read("schema"))
+    frame = pd.read_parquet(store.data_path)
+    ctx = _context(frame, schema, options)
+    study, storage = _open_study(info["storage"], ctx.metric.optuna_direction, options.seed, create=False)
+    requeued = requeue_interrupted(study, storage)
+    store.update_run(status="running")
+    store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued)
+    designer = OptunaDesigner(study, info["families"], schema.task, len(frame))
+    return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials)
+
+
+def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
+                       options: BuildOptions, reporter: Reporter, n_trials: int | None) -> BuildResult:
+    warm_up()
+    search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials)
+    search.run()
+    reporter.message("ensembling" + (" and refit" if ctx.plan.kind == "holdout" else ""))
+    t0 = time.monotonic()
+    final = finalize(search, store, ctx, clock)
+    ensemble_row = None
+    if final is not None:
+        ensemble_row = {"score": final.score, "fit_seconds": round(time.monotonic() - t0, 3),
+                        "reason": final.reason, "kind": final.kind,
+                        "members": [{"trial": m.trial, "family": m.family, "weight": m.weight}
+                                    for m in final.members]}
+    designers = {t.number: str(t.user_attrs.get("designer", "")) for t in designer.study.get_trials(deepcopy=False)}
+    board = make_leaderboard(search.records, ctx.metric, ensemble_row, designers)
+    store.write("leaderboard", board)
+    store.update_run(status="finished" if final is not None else "no-model",
+                     elapsed_seconds=round(clock.elapsed, 3))
+    store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),
+                       final=final.kind if final else None)
+    reporter.close()
+    schema = Schema.from_dict(store.read("schema"))
+    return BuildResult(store.root, board, final, schema)

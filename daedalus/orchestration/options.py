@@ -1,0 +1,57 @@
+"""The options of a build, checked once at the door (bad values are the user's mistake: ConfigError)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from daedalus.errors import ConfigError
+
+VALIDATIONS = ("kfold", "holdout")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    target: str
+    time_budget: float | None = 60.0  # seconds for the whole build; None: bounded by n_trials only
+    n_trials: int | None = None
+    seed: int = 0
+    metric: str | None = None  # None: the AutoML Benchmark default for the task
+    task: str | None = None  # None: inferred from the target
+    families: tuple[str, ...] | None = None  # None: all that fit the task
+    exclude: tuple[str, ...] = ()
+    storage: str | None = None  # SQLAlchemy URL for the Optuna study; None: SQLite in the run directory
+    keep: tuple[str, ...] = ()  # columns to keep although a check would drop them (e.g. a suspected leak)
+    keep_leaks: bool = False  # report suspected leaks but keep them all
+    drop: tuple[str, ...] = ()
+    validation: str | None = None  # None: chosen from the data size
+    trial_timeout: float | None = None  # per-trial cap in seconds; None: what the budget leaves
+    memory_mb: float | None = None  # per-trial memory cap; None: 60% of the machine's memory
+    n_threads: int = 2
+
+    def checked(self) -> BuildOptions:
+        if self.time_budget is None and self.n_trials is None:
+            raise ConfigError("no budget given; pass --time SECONDS or --trials N")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ConfigError(f"--time must be a positive number of seconds, got {self.time_budget}; "
+                              "e.g. --time 60")
+        if self.n_trials is not None and self.n_trials <= 0:
+            raise ConfigError(f"--trials must be a positive integer, got {self.n_trials}; e.g. --trials 20")
+        if self.validation is not None and self.validation not in VALIDATIONS:
+            raise ConfigError(f"unknown validation '{self.validation}'; choose one of {', '.join(VALIDATIONS)}")
+        if self.trial_timeout is not None and not self.trial_timeout > 0:
+            raise ConfigError(f"--trial-timeout must be positive, got {self.trial_timeout}")
+        if self.memory_mb is not None and not self.memory_mb > 0:
+            raise ConfigError(f"--memory-limit must be positive, got {self.memory_mb}")
+        if self.n_threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.n_threads}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BuildOptions:
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return cls(**kwargs)

@@ -1,0 +1,195 @@
+"""The search loop: ask the designer, evaluate in a worker, record, tell. Repeat until the budget is spent.
+
+Every step is written before the next begins: the Optuna study holds the trial, ``trials/N/oof.npy`` its
+out-of-fold predictions, the audit log the proposal and the result, and ``best/`` the best model so far. So a
+run killed at any moment loses at most the trial in flight, which ``resume`` runs again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import psutil
+from optuna.trial import TrialState
+
+from daedalus.designers.base import Proposal
+from daedalus.designers.optuna_designer import OptunaDesigner
+from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
+from daedalus.evaluation.metrics import Metric
+from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
+from daedalus.evaluation.worker import run_in_worker
+from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.options import BuildOptions
+from daedalus.orchestration.reporter import Progress, Reporter
+from daedalus.store.run import RunStore
+
+KEEP_MODELS_TOP = 10  # fold models are kept for this many of the best trials (ensemble candidates)
+MIN_TRIAL_SECONDS = 1.0  # below this much search time left, no new trial is started
+DEFAULT_TRIAL_TIMEOUT = 600.0  # per-trial cap when only --trials bounds the run
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    family: str
+    status: str  # ok, error, timeout, memory, crash, cancelled, interrupted
+    score: float | None
+    fit_seconds: float
+    reason: str
+
+
+def default_memory_mb() -> float:
+    return 0.6 * psutil.virtual_memory().total / 2**20
+
+
+class Search:
+    def __init__(self, store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
+                 options: BuildOptions, reporter: Reporter, trials_to_run: int | None) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.metric: Metric = ctx.metric
+        self.designer = designer
+        self.clock = clock
+        self.options = options
+        self.reporter = reporter
+        self.trials_to_run = trials_to_run
+        self.records: list[TrialRecord] = load_records(designer.study)
+        self.memory_mb = options.memory_mb or default_memory_mb()
+
+    # -- budget --------------------------------------------------------------------------------------------
+    def final_stage_reserve(self) -> float:
+        """Seconds to leave for ensembling and refit: a refit costs about one fold fit per member, scaled
+        up to all rows; the bagged models of k-fold validation need no refit at all."""
+        if self.clock.seconds is None:
+            return 0.0
+        base = 1.0 + 0.02 * self.clock.seconds
+        if self.ctx.plan.kind == "kfold":
+            return base
+        best = sorted((r for r in self.records if r.status == "ok"),
+                      key=lambda r: -self.metric.utility(r.score or 0.0))[:3]
+        refit = sum(r.fit_seconds for r in best) * 1.3
+        return min(base + refit, 0.3 * self.clock.seconds)
+
+    def search_time_left(self) -> float:
+        return self.clock.remaining - self.final_stage_reserve()
+
+    def _done(self, ran: int) -> bool:
+        if self.trials_to_run is not None and ran >= self.trials_to_run:
+            return True
+        return self.search_time_left() < MIN_TRIAL_SECONDS
+
+    def _trial_timeout(self) -> float:
+        cap = self.options.trial_timeout or (DEFAULT_TRIAL_TIMEOUT if self.clock.seconds is None else math.inf)
+        return max(0.5, min(cap, self.search_time_left()))
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> list[TrialRecord]:
+        ran = 0
+        while not self._done(ran):
+            proposal = self.designer.ask()
+            self.store.audit.append("trial_proposed", trial=proposal.number, family=proposal.family,
+                                    config=proposal.config, designer=proposal.designer, reason=proposal.reason)
+            self._report(f"trial {proposal.number}: {proposal.family}")
+            self.records.append(self._evaluate(proposal))
+            ran += 1
+            self._report("")
+        return self.records
+
+    def _evaluate(self, proposal: Proposal) -> TrialRecord:
+        threshold = self._keep_threshold()
+        spec = TrialSpec(number=proposal.number, family=proposal.family, config=proposal.config,
+                         seed=self.options.seed, n_threads=self.options.n_threads,
+                         out_dir=self.store.trial_dir(proposal.number), keep_models_above=threshold)
+        result = run_in_worker(run_trial, (self.ctx, spec), timeout=self._trial_timeout(),
+                               memory_mb=self.memory_mb)
+        if result.status == "ok":
+            outcome: TrialOutcome = result.value
+            self.store.save_oof(proposal.number, outcome.oof)
+            info = {"score": outcome.score, "fit_seconds": round(outcome.fit_seconds, 3),
+                    "predict_seconds": round(outcome.predict_seconds, 3),
+                    "fold_scores": list(outcome.fold_scores), "models_saved": outcome.models_saved,
+                    "designer": proposal.designer}
+            self.designer.tell(proposal, outcome.score, status="ok", info=info)
+            self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
+                                    status="ok", score=outcome.score, metric=self.metric.name,
+                                    fit_seconds=info["fit_seconds"])
+            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "")
+            self._after_success(record, outcome)
+            return record
+        reason = result.reason.strip().splitlines()[0] if result.reason else result.status
+        self.designer.tell(proposal, None, status=result.status,
+                           info={"reason": result.reason[-2000:], "fit_seconds": round(result.seconds, 3),
+                                 "designer": proposal.designer})
+        self.store.audit.append("trial_failed", trial=proposal.number, family=proposal.family,
+                                status=result.status, reason=reason)
+        self.store.drop_models(proposal.number)
+        self.reporter.message(f"trial {proposal.number} ({proposal.family}) failed: {reason}")
+        return TrialRecord(proposal.number, proposal.family, result.status, None, result.seconds, reason)
+
+    # -- keeping the best ----------------------------------------------------------------------------------
+    def _rank_key(self, record: TrialRecord) -> tuple[float, int]:
+        return (-self.metric.utility(record.score or 0.0), record.number)
+
+    def ranked_ok(self) -> list[TrialRecord]:
+        return sorted((r for r in self.records if r.status == "ok" and r.score is not None), key=self._rank_key)
+
+    def _keep_threshold(self) -> float | None:
+        ranked = self.ranked_ok()
+        if len(ranked) < KEEP_MODELS_TOP:
+            return None
+        return self.metric.utility(ranked[KEEP_MODELS_TOP - 1].score or 0.0)
+
+    def _after_success(self, record: TrialRecord, outcome: TrialOutcome) -> None:
+        ranked = sorted([*self.ranked_ok(), record], key=self._rank_key)
+        for stale in ranked[KEEP_MODELS_TOP:]:
+            if self.store.has_models(stale.number):
+                self.store.drop_models(stale.number)
+        if ranked[0].number == record.number and outcome.models_saved:
+            self._save_best(record)
+
+    def _save_best(self, record: TrialRecord) -> None:
+        """Make the new best trial's fold models the run's usable model until the final one exists."""
+        trial_dir = self.store.trial_dir(record.number)
+        files = sorted(trial_dir.glob("fold_*.skops"))
+        member = Member(trial=record.number, family=record.family, weight=1.0, files=tuple(f.name for f in files))
+        spec = ModelSpec(kind="best-so-far", task=self.ctx.task, n_classes=self.ctx.n_classes,
+                         members=(member,), validation_score=record.score)
+        write_model_dir(self.store.root / "best", spec, {f.name: f for f in files})
+        self.store.audit.append("best_model_saved", trial=record.number, family=record.family, score=record.score)
+
+    def _report(self, running: str) -> None:
+        ranked = self.ranked_ok()
+        best = ranked[0] if ranked else None
+        self.reporter.update(Progress(
+            trials_done=len(self.records), trials_failed=sum(r.status != "ok" for r in self.records),
+            best_score=best.score if best else None, best_family=best.family if best else None,
+            metric=self.metric.name,
+            time_left=None if self.clock.seconds is None else max(0.0, self.clock.remaining),
+            running=running))
+
+
+def load_records(study: optuna.Study) -> list[TrialRecord]:
+    """The finished trials of a study, as records (used when resuming)."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        status = str(t.user_attrs.get("status", "ok" if t.state == TrialState.COMPLETE else "error"))
+        score = t.value if t.state == TrialState.COMPLETE else None
+        out.append(TrialRecord(t.number, str(t.params.get("family", "?")), status, score,
+                               float(t.user_attrs.get("fit_seconds", 0.0)),
+                               str(t.user_attrs.get("reason", ""))[:200]))
+    return out
+
+
+def requeue_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Trials left RUNNING by a killed run are marked failed ('interrupted') and queued to run again."""
+    numbers = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(dict(t.params), user_attrs={k: v for k, v in t.user_attrs.items()
+                                                         if k == "portfolio"})
+        numbers.append(t.number)
+    return numbers

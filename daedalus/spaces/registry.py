@@ -1,0 +1,64 @@
+"""The model families Daedalus knows, by name, in a stable order (cheap and robust first)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+from daedalus.data.schema import Task
+from daedalus.errors import ConfigError
+from daedalus.spaces.families.boosting import CatBoostFamily, HistGBFamily, LightGBMFamily, XGBoostFamily
+from daedalus.spaces.families.forests import ExtraTreesFamily, RandomForestFamily
+from daedalus.spaces.families.knn import KNNFamily
+from daedalus.spaces.families.linear import LinearFamily
+from daedalus.spaces.families.mlp import MLPFamily
+from daedalus.spaces.family import ModelFamily
+
+FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (
+    LinearFamily(), RandomForestFamily(), ExtraTreesFamily(), HistGBFamily(), LightGBMFamily(), XGBoostFamily(),
+    CatBoostFamily(), KNNFamily(), MLPFamily(),
+)}
+
+
+# Common abbreviations, only to suggest the right name in an error message (names themselves are strict).
+_ALIASES = {"lr": "linear", "logreg": "linear", "ridge": "linear", "rf": "random_forest", "et": "extra_trees",
+            "hgb": "hist_gb", "hgbt": "hist_gb", "lgb": "lightgbm", "lgbm": "lightgbm", "gbm": "lightgbm",
+            "xgb": "xgboost", "cb": "catboost", "nn": "mlp", "torch": "mlp"}
+
+
+def _unknown(name: str) -> ConfigError:
+    lowered = name.strip().lower().replace("-", "_")
+    if lowered in FAMILIES:
+        close = [lowered]
+    elif lowered in _ALIASES:
+        close = [_ALIASES[lowered]]
+    else:
+        close = difflib.get_close_matches(lowered, list(FAMILIES), n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return ConfigError(f"unknown model family '{name}'; {hint}choose from {', '.join(FAMILIES)}")
+
+
+def get_family(name: str) -> ModelFamily:
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        raise _unknown(str(name)) from None
+
+
+def resolve_families(include: Sequence[str] | None, exclude: Sequence[str] | None, task: Task) -> list[str]:
+    """The families to search, in :data:`FAMILIES` order: ``include`` (all when None or empty) minus ``exclude``,
+    keeping only those that support ``task``. Unknown names, or an empty result, raise :class:`ConfigError`."""
+    for name in [*(include or ()), *(exclude or ())]:
+        get_family(name)
+    wanted = set(include) if include else set(FAMILIES)
+    unsupported = sorted(n for n in wanted if task not in FAMILIES[n].tasks)
+    if include and unsupported:
+        raise ConfigError(f"model famil{'y' if len(unsupported) == 1 else 'ies'} {', '.join(unsupported)} "
+                          f"cannot do {task.value}; drop {'it' if len(unsupported) == 1 else 'them'} from the "
+                          f"families option")
+    chosen = [n for n, f in FAMILIES.items() if n in wanted and n not in set(exclude or ()) and task in f.tasks]
+    if not chosen:
+        raise ConfigError(f"no model family left to search: the families option gives "
+                          f"{', '.join(sorted(wanted)) or 'none'} and the exclude option removes "
+                          f"{', '.join(exclude or ()) or 'none'}; keep at least one of {', '.join(FAMILIES)}")
+    return chosen

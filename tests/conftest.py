@@ -1,0 +1,45 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "daedalus" / "data" / "demo" / "credit_g.csv.gz"
+DEMO_TARGET = "class-label"
+
+
+def run_cli(*args, timeout=300, cwd=None):
+    """Run the real console command in a subprocess, as a user would."""
+    exe = Path(sys.executable).with_name("daedalus")
+    cmd = [str(exe), *map(str, args)] if exe.exists() else [sys.executable, "-m", "daedalus.interfaces.cli",
+                                                             *map(str, args)]
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def demo_frame():
+    return pd.read_csv(DEMO)
+
+
+@pytest.fixture
+def small_binary_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 300
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    color = rng.choice(["red", "green", "blue"], size=n)
+    logit = 1.5 * x1 - x2 + (color == "red")
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    df = pd.DataFrame({"x1": x1, "x2": x2, "color": color, "label": y})
+    path = tmp_path / "small.csv"
+    df.to_csv(path, index=False)
+    return path

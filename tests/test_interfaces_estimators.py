@@ -1,0 +1,67 @@
+"""The Python API follows scikit-learn's estimator contract."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.utils.estimator_checks import check_estimator
+
+import daedalus
+from daedalus import AutoClassifier, AutoRegressor
+
+pytestmark = pytest.mark.slow
+
+
+def test_classifier_fit_predict_and_reload(tmp_path):
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    y = y.map({0: "malignant", 1: "benign"})
+    model = AutoClassifier(n_trials=3, families=("linear", "lightgbm"), run_dir=str(tmp_path / "r"))
+    assert model.fit(X, y) is model
+    assert list(model.classes_) == ["benign", "malignant"]
+    proba = model.predict_proba(X.head(20))
+    assert proba.shape == (20, 2) and np.allclose(proba.sum(axis=1), 1)
+    assert set(model.predict(X)) <= {"benign", "malignant"}
+    assert model.score(X, y) > 0.9
+    assert {"trial", "family", "score", "status"} <= set(model.leaderboard_.columns)
+    again = daedalus.load(tmp_path / "r")
+    assert isinstance(again, AutoClassifier)
+    assert np.allclose(again.predict_proba(X.head(20)), proba)
+
+
+def test_regressor_on_numpy_arrays():
+    X, y = load_diabetes(return_X_y=True)
+    model = AutoRegressor(n_trials=2, families=("linear",)).fit(X, y)
+    pred = model.predict(X[:10])
+    assert pred.shape == (10,) and model.score(X, y) > 0.3
+    assert model.leaderboard_["metric"].iloc[0] == "rmse"
+
+
+def test_params_are_stored_as_given():
+    model = AutoClassifier(time_budget=5, families=("knn",), seed=7)
+    assert model.get_params()["families"] == ("knn",) and model.get_params()["seed"] == 7
+    assert not hasattr(model, "classes_")
+
+
+@pytest.mark.parametrize("estimator", [
+    AutoClassifier(n_trials=1, families=("linear",), keep_leaks=True, n_threads=1),
+    AutoRegressor(n_trials=1, families=("linear",), keep_leaks=True, n_threads=1),
+])
+def test_sklearn_estimator_checks(estimator):
+    expected = {
+        # Daedalus validates with k-fold CV and needs at least 10 rows and 2 rows per class.
+        "check_fit2d_1sample": "a build needs at least 10 rows",
+        "check_fit2d_1feature": "runs fine, but the data checks may drop a constant single feature",
+        "check_classifiers_one_label": "one class is rejected as a user error (DataError), by design",
+        "check_classifiers_one_label_sample_weights": "one class is rejected as a user error, by design",
+        "check_sample_weight_equivalence_on_dense_data": "sample weights are not supported yet",
+        "check_sample_weight_equivalence_on_sparse_data": "sample weights are not supported yet",
+    }
+    check_estimator(estimator, expected_failed_checks=expected)
+
+
+def test_dataframe_with_categories_is_accepted():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=120), "c": rng.choice(["x", "y"], 120)})
+    y = (X["a"] > 0).astype(int) ^ (X["c"] == "x")
+    model = AutoClassifier(n_trials=2, families=("lightgbm",), keep_leaks=True).fit(X, y)
+    assert model.predict(X).shape == (120,)
