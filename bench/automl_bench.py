@@ -1,8 +1,7 @@
 #!/usr/bin/env python
 """Benchmark Daedalus against peer AutoML frameworks (FLAML, AutoGluon, ...) on the shared datasets.
 
-    .venv/bin/python bench/automl_bench.py --time 60 --datasets blood_transfusion,abalone \
-        --frameworks daedalus,flaml,autogluon
+    .venv/bin/python bench/automl_bench.py --time 60 --datasets blood_transfusion,abalone
 
 For every dataset the data is prepared once, as ../shared/peers/README.md prescribes (drop the manifest's
 `id_cols` and `leak_cols`, keep the original column types, drop rows with a missing target, split 75/25 with
@@ -14,7 +13,7 @@ frameworks run one after another, never at the same time:
 
 Daedalus's test metrics are computed with run_peer.py's own functions (`load_data`, `align_proba`,
 `compute_metrics`), imported from the shared folder, so every framework is scored by the same code. Peak memory
-is the RSS of the whole process tree, sampled every 0.5 s by this script for every framework alike.
+(summed RSS and PSS of the whole process tree) is sampled every 0.5 s by this script, for every framework alike.
 
 Results go to --out (default bench/results/<timestamp>/): one JSON per dataset x framework, summary.json and
 summary.md (the table printed at the end, with mean ranks).
@@ -116,7 +115,8 @@ def prepare_dataset(name: str, meta: dict[str, Any], shared: Path, work: Path,
 class ProcStats:
     returncode: int | None
     wall_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # sum of the tree's RSS: pages shared between processes count once per process
+    peak_pss_mb: float  # sum of the tree's PSS: shared pages split between the processes that share them
     timed_out: bool
 
 
@@ -126,12 +126,15 @@ def process_tree(proc: psutil.Process) -> list[psutil.Process]:
     return []
 
 
-def rss_bytes(members: list[psutil.Process]) -> int:
-    total = 0
+def memory_bytes(members: list[psutil.Process]) -> tuple[int, int]:
+    """(RSS, PSS) summed over the processes; PSS falls back to RSS where smaps cannot be read."""
+    rss = pss = 0
     for p in members:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            total += p.memory_info().rss
-    return total
+            info = p.memory_full_info()
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+    return rss, pss
 
 
 def kill_all(pgid: int, members: list[psutil.Process]) -> None:
@@ -153,12 +156,14 @@ def run_monitored(cmd: list[str], log_path: Path, limit_s: float) -> ProcStats:
         popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True)
         root = psutil.Process(popen.pid)
-        peak, timed_out = 0, False
+        peak_rss = peak_pss = 0
+        timed_out = False
         seen: dict[int, psutil.Process] = {}
         while True:
             members = process_tree(root)
             seen.update({p.pid: p for p in members[1:]})
-            peak = max(peak, rss_bytes(members))
+            rss, pss = memory_bytes(members)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             try:
                 popen.wait(timeout=SAMPLE_INTERVAL_S)
                 break
@@ -171,7 +176,8 @@ def run_monitored(cmd: list[str], log_path: Path, limit_s: float) -> ProcStats:
         wall = time.perf_counter() - t0
     kill_all(popen.pid, list(seen.values()))  # leftovers, e.g. worker processes orphaned by the command
     return ProcStats(returncode=None if timed_out else popen.returncode, wall_s=round(wall, 2),
-                     peak_rss_mb=round(peak / 2**20, 1), timed_out=timed_out)
+                     peak_rss_mb=round(peak_rss / 2**20, 1), peak_pss_mb=round(peak_pss / 2**20, 1),
+                     timed_out=timed_out)
 
 
 def log_tail(path: Path, n_chars: int = 2000) -> str:
@@ -191,7 +197,8 @@ class RunResult:
     seed: int
     metrics: dict[str, float] = field(default_factory=dict)
     fit_wall_s: float | None = None
-    peak_rss_mb: float | None = None  # whole process tree, sampled by this harness
+    peak_rss_mb: float | None = None  # whole process tree, sampled by this harness (see ProcStats)
+    peak_pss_mb: float | None = None
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -224,7 +231,8 @@ def run_daedalus(data: Prepared, budget: float, seed: int, daedalus: str, work: 
         [daedalus, "build", str(data.train_csv), "--target", data.target, "--time", f"{budget:g}",
          "--seed", str(seed), "--task", data.task, "--run", str(run_dir), "--quiet"],
         work / "daedalus_build.log", hard_limit_s(budget))
-    result.fit_wall_s, result.peak_rss_mb = build.wall_s, build.peak_rss_mb
+    result.fit_wall_s = build.wall_s
+    result.peak_rss_mb, result.peak_pss_mb = build.peak_rss_mb, build.peak_pss_mb
     result.details.update(build=asdict(build), run_dir=str(run_dir))
     if build.timed_out:
         raise RuntimeError(f"build killed at the hard limit of {hard_limit_s(budget):g} s")
@@ -237,6 +245,7 @@ def run_daedalus(data: Prepared, budget: float, seed: int, daedalus: str, work: 
          *(["--proba"] if classification else [])],
         work / "daedalus_predict.log", hard_limit_s(budget))
     result.peak_rss_mb = max(build.peak_rss_mb, predict.peak_rss_mb)
+    result.peak_pss_mb = max(build.peak_pss_mb, predict.peak_pss_mb)
     result.details.update(predict=asdict(predict))
     if predict.timed_out or predict.returncode != 0 or not pred_csv.exists():
         raise RuntimeError(f"predict failed (exit {predict.returncode}, timed out: {predict.timed_out})\n"
@@ -272,7 +281,7 @@ def run_peer_framework(framework: str, data: Prepared, budget: float, seed: int,
          "--task", data.task, "--budget", f"{budget:g}", "--seed", str(seed), "--cores", str(CORES),
          "--hard-limit", f"{hard_limit_s(budget):g}", "--out", str(out_json)],
         work / f"{framework}.log", hard_limit_s(budget) + 90)  # run_peer's watchdog acts at hard limit + 60 s
-    result.peak_rss_mb = stats.peak_rss_mb
+    result.peak_rss_mb, result.peak_pss_mb = stats.peak_rss_mb, stats.peak_pss_mb
     result.details["process"] = asdict(stats)
     if not out_json.exists():
         raise RuntimeError(f"no result JSON (exit {stats.returncode}, timed out: {stats.timed_out})\n"
@@ -339,7 +348,7 @@ def markdown_report(results: list[RunResult], frameworks: list[str], ranks: dict
     by_key = {(r.dataset, r.framework): r for r in results}
     datasets = list(dict.fromkeys(r.dataset for r in results))
     cols = (["dataset", "task", "metric"] + frameworks + [f"fit/budget {fw}" for fw in frameworks]
-            + [f"MB {fw}" for fw in frameworks])
+            + [f"MB rss/pss {fw}" for fw in frameworks])
     lines = [*header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for ds in datasets:
         row = [by_key[(ds, fw)] for fw in frameworks]
@@ -350,7 +359,7 @@ def markdown_report(results: list[RunResult], frameworks: list[str], ranks: dict
         cells += [f"**{fmt(r.primary, '.4g')}**" if r.primary is not None and r.primary == best
                   else fmt(r.primary, ".4g") for r in row]
         cells += [fmt(r.fit_ratio, ".2f") for r in row]
-        cells += ["-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}" for r in row]
+        cells += ["-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f} / {r.peak_pss_mb:.0f}" for r in row]
         lines.append("| " + " | ".join(cells) + " |")
     n_complete, n_all = len(ranks["complete_datasets"]), len(ranks["all_datasets"])
     lines += ["", "| mean rank (1 = best) | " + " | ".join(frameworks) + " |", "|---|" + "---|" * len(frameworks),
@@ -364,8 +373,9 @@ def markdown_report(results: list[RunResult], frameworks: list[str], ranks: dict
         lines += [f"- {r.dataset} / {r.framework}: {r.error_line}" for r in failures]
     lines += ["", "fit/budget: Daedalus = wall time of the whole `daedalus build` command (start-up, data loading "
               "and model saving included); peers = run_peer.py's `fit_wall_s` (the framework's fit call only). "
-              "MB: peak RSS of the process tree (children included), sampled every 0.5 s by the harness "
-              "during fit and predict."]
+              "MB rss/pss: peaks of the process tree's summed RSS and PSS (children included), sampled every "
+              "0.5 s by the harness during fit and predict. Summed RSS counts memory shared between processes "
+              "(forked workers) once per process; PSS splits it between them."]
     return "\n".join(lines) + "\n"
 
 
@@ -433,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             status = f"FAILED {r.error_line}" if r.error else \
                 f"{PRIMARY[r.task][0]}={r.primary:.4g}"
             ratio = fmt(r.fit_ratio, ".2f")
-            print(f"  {fw:<10} {status}  fit/budget={ratio}  peak={r.peak_rss_mb} MB", flush=True)
+            print(f"  {fw:<10} {status}  fit/budget={ratio}  peak rss/pss={r.peak_rss_mb}/{r.peak_pss_mb} MB",
+                  flush=True)
 
     ranks = mean_ranks(results, frameworks)
     header = [f"# AutoML benchmark ({started})", "",

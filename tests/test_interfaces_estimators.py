@@ -48,13 +48,9 @@ def test_params_are_stored_as_given():
 ])
 def test_sklearn_estimator_checks(estimator):
     expected = {
-        # Daedalus validates with k-fold CV and needs at least 10 rows and 2 rows per class.
-        "check_fit2d_1sample": "a build needs at least 10 rows",
-        "check_fit2d_1feature": "runs fine, but the data checks may drop a constant single feature",
-        "check_classifiers_one_label": "one class is rejected as a user error (DataError), by design",
-        "check_classifiers_one_label_sample_weights": "one class is rejected as a user error, by design",
-        "check_sample_weight_equivalence_on_dense_data": "sample weights are not supported yet",
-        "check_sample_weight_equivalence_on_sparse_data": "sample weights are not supported yet",
+        # By design, a target with a single value is a user error (DataError naming the fix), not a model.
+        "check_fit2d_1sample": "one row has one target value: rejected as a user error",
+        "check_classifiers_one_label": "a single class is rejected as a user error",
     }
     check_estimator(estimator, expected_failed_checks=expected)
 

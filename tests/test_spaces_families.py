@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from sklearn.base import clone, is_classifier, is_regressor
@@ -195,3 +196,39 @@ def test_layout_groups_may_be_empty(name: str, groups: tuple[int, int, bool]) ->
     est, X, y, layout = _fit(family, _capped(family.default_config(Task.BINARY, N_ROWS)), Task.BINARY,
                              n_numeric=n_numeric, n_categorical=n_categorical, text=text)
     _check_predictions(est, with_unseen(X, layout), y, Task.BINARY)
+
+
+@pytest.mark.parametrize(("name", "task"), CASES, ids=IDS)
+def test_degenerate_columns_single_rows_and_column_order(name: str, task: Task) -> None:
+    """All-missing numeric and categorical columns, a constant column, blank text; then predictions for one
+    row, and for a frame whose columns come in another order."""
+    family = FAMILIES[name]
+    X, y, layout = toy_problem(task, N_ROWS)
+    X["num1"] = np.nan
+    X["cat1"] = pd.Series([np.nan] * N_ROWS, dtype=object)
+    X["num2"] = 1.0
+    X["text0"] = ""
+    est = family.build(_capped(family.default_config(task, N_ROWS)), layout, task, 0, 1).fit(X, y)
+    one = _predictions(est, X.iloc[:1], task)
+    assert one.shape[0] == 1 and np.all(np.isfinite(one))
+    reordered = X[list(reversed(X.columns))]
+    np.testing.assert_allclose(_predictions(est, reordered, task), _predictions(est, X, task), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "task"), CASES, ids=IDS)
+def test_default_config_survives_an_optuna_enqueue(name: str, task: Task) -> None:
+    """The search enqueues each default and asks for it back through the space: it must come back unchanged."""
+    family = FAMILIES[name]
+    space, default = family.space(task, 5000), family.default_config(task, 5000)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial(default)
+    trial = study.ask()
+    for key, dist in space.items():
+        if isinstance(dist, FloatDistribution):
+            trial.suggest_float(key, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, IntDistribution):
+            trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
+        else:
+            assert isinstance(dist, CategoricalDistribution)
+            trial.suggest_categorical(key, dist.choices)
+    assert {k: trial.params[k] for k in default} == default

@@ -194,7 +194,7 @@ def _leaks(df: pd.DataFrame, schema: Schema, *, leak_threshold: float, keep_leak
                 leaks[name] = f"likely target leak (single-column score {score:.3f}); pass --keep {name} to keep it"
                 findings.append(Finding("target_leak", "action", f"{alone}: a likely target leak, dropped; pass "
                                         f"--keep {name} if it is known at prediction time", (name,), score))
-        elif score >= strong:
+        elif scorer.is_leak(score, strong):  # (multiclass: also well above the majority-class baseline)
             findings.append(Finding("strong_feature", "warning", f"{alone}: check that it is known at prediction "
                                     f"time and not computed from the target", (name,), score))
     return findings, leaks

@@ -14,8 +14,8 @@ import pandas as pd
 from daedalus.errors import DataError
 
 # Cells read as missing. ``keep_default_na=False`` switches off pandas' own list on purpose: it contains
-# "NA", which some datasets (e.g. Ames housing) use as a real category meaning "none".
-NA_VALUES: tuple[str, ...] = ("", " ", "?", "NaN", "nan", "null", "NULL", "None", "N/A", "#N/A")
+# "NA" and "None", which some datasets (Ames housing) use as real categories meaning "none".
+NA_VALUES: tuple[str, ...] = ("", " ", "?", "NaN", "nan", "null", "NULL", "N/A", "#N/A")
 
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")

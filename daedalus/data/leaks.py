@@ -132,30 +132,30 @@ def single_column_scores(df: pd.DataFrame, schema: Schema, seed: int = 0) -> tup
             continue
         convert = {ColumnKind.BOOLEAN: boolean_values, ColumnKind.DATETIME: epoch_days}.get(kind, numeric_values)
         x = convert(data[name]).to_numpy(dtype="float64")
-        codes = _value_codes(x)
+        codes, binned = _value_codes(x)
         scores[name] = scorer.lookup_score(codes)
         if schema.task is Task.REGRESSION:
             scores[name] = max(scores[name], scorer.rank_correlation(x))
-        if codes.max() >= EXACT_MAX_VALUES:
-            numbers[name] = x  # binned: a tree may find sharper thresholds
+        if binned:
+            numbers[name] = x  # a tree may find sharper thresholds than the bins
     best = sorted(numbers, key=lambda n: scores[n], reverse=True)[:TREE_COLUMNS]
     for name in best:
         scores[name] = max(scores[name], scorer.tree_score(numbers[name]))
     return scores, scorer
 
 
-def _value_codes(x: np.ndarray) -> np.ndarray:
-    """Codes 0..m-1 for a numeric column: exact values when few, else quantile bins; NaN is a code of its own."""
+def _value_codes(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Codes 0..m-1 for a numeric column: exact values when few, else quantile bins (then the flag is True).
+    NaN gets a code of its own."""
     missing = np.isnan(x)
     ordered = np.sort(x[~missing])
     distinct = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
-    if distinct.size <= EXACT_MAX_VALUES:
-        edges = distinct[1:]  # one code per distinct value
-    else:  # bin edges at (lower) quantiles, read off the sorted values instead of a second sort
-        edges = np.unique(ordered[(np.arange(1, BINS) * ordered.size) // BINS])
+    binned = distinct.size > EXACT_MAX_VALUES
+    # Few values: one code each. Many: bin edges at (lower) quantiles, read off the already sorted values.
+    edges = np.unique(ordered[(np.arange(1, BINS) * ordered.size) // BINS]) if binned else distinct[1:]
     codes = np.searchsorted(edges, x, side="right")
     codes[missing] = edges.size + 1
-    return codes
+    return codes, binned
 
 
 def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:

@@ -49,8 +49,7 @@ def suggest(trial: optuna.trial.Trial, name: str, dist: BaseDistribution) -> Any
 def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
     # multivariate/group TPE is marked experimental in Optuna, yet it is what conditional spaces need.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5,
-                                      warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
 
 
 class OptunaDesigner(Designer):

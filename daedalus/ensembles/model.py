@@ -9,6 +9,7 @@ killed while saving keeps the previous one.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,13 +70,22 @@ class EnsembleModel:
         return cls(spec, estimators)
 
 
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # A hard link costs nothing, where copying the fold models of a large forest can take seconds of the
+    # budget; the trial's own files are never modified, so sharing them is safe.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def write_model_dir(directory: Path, spec: ModelSpec, sources: dict[str, Path]) -> None:
     """Atomically (re)place ``directory`` with the spec and the estimator files ``sources`` (name -> file)."""
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, src in sources.items():
-        shutil.copyfile(src, tmp / name)
+        _link_or_copy(src, tmp / name)
     (tmp / MODEL_FILE).write_text(json.dumps(spec.to_dict(), indent=1))
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from sklearn import metrics as skm
@@ -64,7 +65,7 @@ class Metric:
         return value if self.greater_is_better else -value
 
     @property
-    def optuna_direction(self) -> str:
+    def optuna_direction(self) -> Literal["maximize", "minimize"]:
         return "maximize" if self.greater_is_better else "minimize"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, StratifiedShuffleSplit, ShuffleSplit
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 
 from daedalus.data.schema import Task
 from daedalus.errors import DataError
@@ -51,12 +51,13 @@ def make_plan(y: np.ndarray, task: Task, seed: int, kind: str | None = None) -> 
     stratify = task.is_classification
     if stratify:
         counts = np.bincount(y)
-        counts = counts[counts > 0]
-        smallest = int(counts.min())
-        if smallest < 2:
-            raise DataError(f"a target class has only {smallest} row; stratified validation needs at least 2 "
-                            "rows per class; add rows of that class or remove it")
-        n_splits = min(n_splits, smallest)
+        smallest = int(counts[counts > 0].min())
+        if smallest >= 2:
+            n_splits = min(n_splits, smallest)
+        else:
+            # A class seen once cannot be in every fold; plain shuffled folds still validate honestly
+            # (the data checks report the rare class).
+            stratify = False
     idx = np.arange(n)
     if kind == "kfold":
         splitter = (StratifiedKFold(n_splits, shuffle=True, random_state=seed) if stratify

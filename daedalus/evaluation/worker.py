@@ -13,18 +13,21 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
 
 # Modules the forkserver imports once, so that each forked worker starts warm.
-PRELOAD = ["daedalus.evaluation.trial"]
+PRELOAD = ["daedalus.evaluation.trial", "lightgbm", "xgboost", "catboost", "daedalus.spaces.families.torch_mlp"]
 _POLL_SECONDS = 0.05
 _ctx: Any = None
 
@@ -43,6 +46,25 @@ class WorkerResult:
     value: Any = None
     reason: str = ""
     seconds: float = 0.0
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start workers without re-importing the caller's ``__main__`` in them.
+
+    multiprocessing re-imports the main script in every child so that functions defined there can be
+    unpickled. Our trial functions never live in ``__main__``, and a user's script without an
+    ``if __name__ == "__main__":`` guard would otherwise run its own ``fit`` again inside each worker.
+    """
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    if "__spec__" in saved:
+        main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 def _die_with_parent() -> None:
@@ -88,7 +110,8 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
     # outlive the run: it is killed below on every path, and by PR_SET_PDEATHSIG if the run itself is killed.
     proc = ctx.Process(target=_child, args=(send, fn, args), daemon=False)
     start = time.monotonic()
-    proc.start()
+    with _main_module_hidden():
+        proc.start()
     send.close()
     watched = psutil.Process(proc.pid)
     status, value, reason = "crash", None, ""
@@ -139,6 +162,13 @@ def _kill(proc: Any) -> None:
     proc.join(5.0)
 
 
+def start_early() -> None:
+    """Start the forkserver without waiting: it imports the model libraries in its own process while the run
+    reads and checks the data."""
+    _context()
+    forkserver.ensure_running()
+
+
 def warm_up() -> None:
-    """Start the forkserver now (it imports the model libraries once), so the first trial is not slowed."""
-    run_in_worker(os.getpid, (), timeout=120, memory_mb=1e9)
+    """Wait until the forkserver is ready, so that its start-up is not charged to the first trial's time."""
+    run_in_worker(os.getpid, (), timeout=300, memory_mb=1e9)

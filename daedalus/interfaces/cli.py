@@ -206,7 +206,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.run_dir)
     rows = read_table(args.data)
     out = pd.DataFrame({"prediction": predictor.predict(rows)})
-    if args.proba:
+    if args.proba and predictor.classes is not None:  # a regression has no classes: prediction only
         proba = predictor.predict_proba(rows)
         for j, cls in enumerate(predictor.classes or []):
             out[f"proba_{cls}"] = proba[:, j]

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import assert_all_finite, check_array, check_is_fitted, column_or_1d
 
 from daedalus.ensembles.predictor import Predictor
 from daedalus.errors import RunError
@@ -28,9 +29,12 @@ TARGET = "__target__"
 def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
     if isinstance(X, pd.DataFrame):
         return X.copy()
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead; reshape your data")
+    # scikit-learn's own checks: 2-d, no complex numbers, no sparse matrices; missing values are allowed.
+    arr = check_array(X, dtype=None, ensure_all_finite="allow-nan", ensure_min_samples=1)
+    if arr.dtype == object:
+        for value in arr.ravel():
+            if not (value is None or isinstance(value, (str, int, float, bool, np.generic))):
+                raise TypeError(f"argument must be a string or a number, got a {type(value).__name__} in X")
     names = columns if columns is not None else [f"x{i}" for i in range(arr.shape[1])]
     return pd.DataFrame(arr, columns=names)
 
@@ -52,19 +56,30 @@ class _AutoEstimator(BaseEstimator):
         self.keep_leaks = keep_leaks
         self.n_threads = n_threads
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values are imputed by each family's preprocessing
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.non_deterministic = False
+        return tags
+
     def _options(self, task: str | None) -> BuildOptions:
         return BuildOptions(target=TARGET, time_budget=self.time_budget, n_trials=self.n_trials, seed=self.seed,
                             metric=self.metric, task=task, families=tuple(self.families) if self.families else None,
                             exclude=tuple(self.exclude), keep_leaks=self.keep_leaks, n_threads=self.n_threads)
 
     def fit(self, X: Any, y: Any) -> _AutoEstimator:
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         frame = _as_frame(X)
-        y_arr = np.asarray(y)
-        if y_arr.ndim != 1 and not (y_arr.ndim == 2 and y_arr.shape[1] == 1):
-            raise ValueError("y must be one-dimensional")
+        y_arr = column_or_1d(y, warn=True)
+        if y_arr.dtype.kind in "fc":
+            assert_all_finite(y_arr, input_name="y")
+        self._check_target(y_arr)
         if len(frame) != len(y_arr):
             raise ValueError(f"X has {len(frame)} rows but y has {len(y_arr)}")
-        frame[TARGET] = y_arr.ravel()
+        frame[TARGET] = y_arr
         run_dir = Path(self.run_dir) if self.run_dir is not None else Path(tempfile.mkdtemp(prefix="daedalus-"))
         result = build(frame, self._options(self._task_for(y_arr.ravel())), run_dir)
         self._set_fitted(result.run_dir)
@@ -74,6 +89,9 @@ class _AutoEstimator(BaseEstimator):
 
     def _task_for(self, y: np.ndarray) -> str | None:
         return self._task
+
+    def _check_target(self, y: np.ndarray) -> None:
+        """Reject targets the estimator cannot learn (scikit-learn's own checks)."""
 
     def _set_fitted(self, run_dir: Path) -> None:
         self.run_dir_ = Path(run_dir)
@@ -85,13 +103,16 @@ class _AutoEstimator(BaseEstimator):
         if isinstance(X, pd.DataFrame):
             return X
         arr = np.asarray(X)
-        if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {arr.shape[-1] if arr.ndim else 0} features, but "
-                             f"{type(self).__name__} is expecting {self.n_features_in_} features as input")
+        if arr.ndim != 2:
+            raise ValueError(f"Expected a 2D array, got a {arr.ndim}D array instead; Reshape your data")
+        if arr.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
         return _as_frame(arr, list(self.feature_names_in_))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.predictor_.predict(self._frame(X))
+        frame = self._frame(X)
+        return self.predictor_.predict(frame)
 
 
 class AutoClassifier(ClassifierMixin, _AutoEstimator):
@@ -100,12 +121,16 @@ class AutoClassifier(ClassifierMixin, _AutoEstimator):
     def _task_for(self, y: np.ndarray) -> str | None:
         return "binary" if len(pd.unique(pd.Series(y).dropna())) <= 2 else "multiclass"
 
+    def _check_target(self, y: np.ndarray) -> None:
+        check_classification_targets(y)
+
     def _set_fitted(self, run_dir: Path) -> None:
         super()._set_fitted(run_dir)
         self.classes_ = np.asarray(self.predictor_.classes)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return self.predictor_.predict_proba(self._frame(X))
+        frame = self._frame(X)
+        return self.predictor_.predict_proba(frame)
 
 
 class AutoRegressor(RegressorMixin, _AutoEstimator):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -33,7 +33,7 @@ from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.metrics import get_metric
 from daedalus.evaluation.trial import EvalContext
 from daedalus.evaluation.validation import make_plan
-from daedalus.evaluation.worker import warm_up
+from daedalus.evaluation.worker import start_early, warm_up
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.finalize import FinalModel, finalize
 from daedalus.orchestration.leaderboard import make_leaderboard
@@ -44,9 +44,9 @@ from daedalus.spaces.registry import resolve_families
 from daedalus.store.run import RunStore
 
 STUDY_NAME = "daedalus"
-# The families the portfolio tries first, in this order: fast and strong ones first, so that a short budget
-# still sees a good model early.
-PORTFOLIO_ORDER = ("lightgbm", "linear", "xgboost", "catboost", "extra_trees", "random_forest", "hist_gb",
+# The order in which the portfolio tries each family's default: the fastest first (a linear model fits in well
+# under a second, so even a tiny budget ends with a model), then the strongest for their cost.
+PORTFOLIO_ORDER = ("linear", "lightgbm", "xgboost", "catboost", "extra_trees", "random_forest", "hist_gb",
                    "mlp", "knn")
 
 
@@ -96,7 +96,7 @@ def _families(options: BuildOptions, task: Task) -> list[str]:
     return sorted(chosen, key=lambda f: PORTFOLIO_ORDER.index(f) if f in PORTFOLIO_ORDER else len(PORTFOLIO_ORDER))
 
 
-def _open_study(url: str, direction: str, seed: int, create: bool) -> tuple[optuna.Study, Any]:
+def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int, create: bool) -> tuple[optuna.Study, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         storage = optuna.storages.RDBStorage(url)
@@ -117,6 +117,7 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
     options = options.checked()
     clock = BudgetClock(options.time_budget, started)
     reporter = reporter or Reporter()
+    start_early()
     got = intake(data, options)
     ctx = _context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
     families = _families(options, got.schema.task)
@@ -158,6 +159,7 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
     options = options.checked()
     clock = BudgetClock(time_budget, started)
     reporter = reporter or Reporter()
+    start_early()
     schema = Schema.from_dict(store.read("schema"))
     frame = pd.read_parquet(store.data_path)
     ctx = _context(frame, schema, options)

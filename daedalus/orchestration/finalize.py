@@ -70,7 +70,8 @@ def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClo
 def _bagged_members(store: RunStore, chosen: list[tuple[TrialRecord, float]]
                     ) -> tuple[tuple[Member, ...], dict[str, Path]]:
     """Each chosen trial's saved fold models, renamed so that trials do not clash in one directory."""
-    members, sources = [], {}
+    members: list[Member] = []
+    sources: dict[str, Path] = {}
     for record, weight in chosen:
         files = sorted(store.trial_dir(record.number).glob("fold_*.skops"))
         names = tuple(f"t{record.number}_{f.name}" for f in files)

@@ -53,5 +53,5 @@ class BuildOptions:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BuildOptions:
         names = {f.name for f in fields(cls)}
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return cls(**kwargs)

@@ -5,10 +5,10 @@
   unseen categories folded into one "infrequent" column (or all zeros when there was none at fit time).
 * :func:`tree_preprocessor` (random forest, extra trees): numeric columns pass through with NaN (scikit-learn's
   forests split on missing values natively); categorical columns become ordinal codes, -1 for missing/unseen.
-* :func:`native_preprocessor` (gradient-boosting libraries): numeric columns pass through with NaN, and the
-  categorical columns come *first*, as codes (NaN for missing/unseen) or as strings (CatBoost), so that a
-  library's native categorical handling can be pointed at columns ``0 .. n_categorical - 1``
-  (:func:`native_categorical_indices`).
+* :func:`native_preprocessor` (gradient-boosting libraries): numeric columns pass through with NaN (a column
+  all-NaN at fit time becomes 0), and the categorical columns come *first*, as codes (NaN for unseen) or as
+  strings (CatBoost), so that a library's native categorical handling can be pointed at columns
+  ``0 .. n_categorical - 1`` (:func:`native_categorical_indices`).
 
 Every text column becomes :data:`TEXT_COMPONENTS` dense columns (TF-IDF then truncated SVD), so output widths
 other than the one-hot block are known before fitting.
@@ -90,6 +90,28 @@ class CategoryStrings(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             else:
                 flat_out[i] = value if isinstance(value, str) else str(value)
         return out
+
+
+class EmptyColumnFiller(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Numeric columns passed through with their NaN, except those that were entirely missing at fit time,
+    which become 0 (HistGradientBoosting's binning fails on a column without any value)."""
+
+    def fit(self, X: Any, y: Any = None) -> EmptyColumnFiller:
+        arr = np.asarray(X, dtype=np.float64)
+        self.n_features_in_ = arr.shape[1]
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.empty_ = np.isnan(arr).all(axis=0)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "empty_")
+        arr = np.array(X, dtype=np.float64)  # a copy
+        if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has shape {arr.shape}; {type(self).__name__} was fitted with "
+                             f"{self.n_features_in_} columns")
+        arr[:, self.empty_] = 0.0
+        return arr
 
 
 class TextEmbedder(TransformerMixin, BaseEstimator):
@@ -195,15 +217,17 @@ def native_preprocessor(layout: FeatureLayout, seed: int,
                         categories: Literal["codes", "strings"] = "codes") -> ColumnTransformer:
     """Categorical columns first, then numeric (NaN kept), then text: for the gradient-boosting libraries.
 
-    ``categories="codes"``: float codes 0..254 (the 254 most frequent categories, then one "infrequent" code),
-    NaN for missing and unseen; for HistGradientBoosting, LightGBM and XGBoost.
+    ``categories="codes"``: float codes 0..254 (the 254 most frequent categories, missing being one of them,
+    then one "infrequent" code), NaN for unseen; for HistGradientBoosting, LightGBM and XGBoost.
     ``categories="strings"``: strings with ``"__missing__"`` for missing; for CatBoost. The output is then a
     DataFrame so that numeric columns keep their float dtype next to the string ones.
     """
     cat: Any
     if categories == "codes":
+        # Missing is a category of its own, so every column has at least one category (HistGradientBoosting
+        # fails on a categorical column without any, e.g. one that is all missing in a fold).
         cat = Pipeline([
-            ("strings", CategoryStrings()),
+            ("strings", CategoryStrings(missing=MISSING_CATEGORY)),
             ("ordinal", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
                                        encoded_missing_value=np.nan, max_categories=NATIVE_MAX_CATEGORIES,
                                        dtype=np.float64)),
@@ -213,7 +237,7 @@ def native_preprocessor(layout: FeatureLayout, seed: int,
     else:
         raise ValueError(f"categories must be 'codes' or 'strings', got {categories!r}")
     ct = _column_transformer([("cat", cat, list(layout.categorical)),
-                              ("num", "passthrough", list(layout.numeric)),
+                              ("num", EmptyColumnFiller(), list(layout.numeric)),
                               *_text_transformers(layout, seed)])
     if categories == "strings":
         ct.set_output(transform="pandas")

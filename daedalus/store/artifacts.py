@@ -13,8 +13,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from daedalus.errors import RunError
 
 # A type is allowed when its dotted name starts with one of these prefixes...
@@ -36,6 +34,8 @@ def is_trusted_type(name: str) -> bool:
 def save_model(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write ``obj`` to ``path`` as a compressed skops file, atomically (a temporary file, then a rename),
     creating the parent directory if needed."""
+    import skops.io as sio  # imported on use: it takes over a second, and the search process never saves
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -50,6 +50,8 @@ def save_model(obj: Any, path: str | os.PathLike[str]) -> None:
 
 def load_model(path: str | os.PathLike[str]) -> Any:
     """Read an estimator saved by :func:`save_model`, refusing files that hold a type outside the allowlist."""
+    import skops.io as sio
+
     path = Path(path)
     if not path.is_file():
         raise RunError(f"model file {path} does not exist; the run directory is incomplete, so build the "

@@ -4,6 +4,9 @@ All four use their native categorical handling on :func:`native_preprocessor`'s 
 first). Only HistGradientBoosting can early-stop without a separate validation set (``early_stopping="auto"``:
 on when there are more than 10,000 rows); the three libraries get a tuned number of trees and learning rate,
 bounded so that one fit stays within seconds on a 2-core machine.
+
+The three libraries are imported inside ``build``: the process that runs the search only needs the spaces, and
+importing them costs seconds of the time budget (the trial workers import them once, in the forkserver).
 """
 
 from __future__ import annotations
@@ -11,13 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from catboost import CatBoostClassifier, CatBoostRegressor
-from lightgbm import LGBMClassifier, LGBMRegressor
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
-from xgboost import XGBClassifier, XGBRegressor
 
 from daedalus.data.schema import FeatureLayout, Task
 from daedalus.spaces.families.base import make_pipeline, resolve_config
@@ -48,7 +48,8 @@ class ContiguousLabelClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimat
         return np.asarray(self.estimator_.predict_proba(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
+        proba = self.predict_proba(X)  # first: it checks that the estimator is fitted
+        return np.asarray(self.classes_[np.argmax(proba, axis=1)])
 
 
 def _learning_rate() -> FloatDistribution:
@@ -104,6 +105,8 @@ class LightGBMFamily(ModelFamily):
                 "colsample_bytree": 0.8, "subsample": 1.0, "reg_lambda": 1e-3, "extra_trees": False}
 
     def build(self, config: Config, layout: FeatureLayout, task: Task, seed: int, n_threads: int) -> BaseEstimator:
+        from lightgbm import LGBMClassifier, LGBMRegressor
+
         c = resolve_config(self, config, task, self.default_config(task, 0))
         cats = native_categorical_indices(layout)
         extra: dict[str, Any] = {"cat_feature": cats} if cats else {}
@@ -137,6 +140,8 @@ class XGBoostFamily(ModelFamily):
                 "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0, "reg_alpha": 1e-3}
 
     def build(self, config: Config, layout: FeatureLayout, task: Task, seed: int, n_threads: int) -> BaseEstimator:
+        from xgboost import XGBClassifier, XGBRegressor
+
         c = resolve_config(self, config, task, self.default_config(task, 0))
         has_cats = bool(layout.categorical)
         params: dict[str, Any] = {
@@ -168,6 +173,8 @@ class CatBoostFamily(ModelFamily):
         return {"iterations": 300, "learning_rate": 0.08, "depth": 6, "l2_leaf_reg": 3.0}
 
     def build(self, config: Config, layout: FeatureLayout, task: Task, seed: int, n_threads: int) -> BaseEstimator:
+        from catboost import CatBoostClassifier, CatBoostRegressor
+
         c = resolve_config(self, config, task, self.default_config(task, 0))
         cats = native_categorical_indices(layout)
         cls = CatBoostClassifier if task.is_classification else CatBoostRegressor

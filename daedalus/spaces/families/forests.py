@@ -14,6 +14,7 @@ from sklearn.ensemble import (
 )
 
 from daedalus.data.schema import FeatureLayout, Task
+from daedalus.errors import ConfigError
 from daedalus.spaces.families.base import make_pipeline, resolve_config
 from daedalus.spaces.family import Config, ModelFamily
 from daedalus.spaces.preprocessing import tree_preprocessor
@@ -22,13 +23,32 @@ from daedalus.spaces.preprocessing import tree_preprocessor
 MAX_FEATURES = {"sqrt": "sqrt", "log2": "log2", "0.25": 0.25, "0.5": 0.5, "0.75": 0.75, "1.0": 1.0}
 
 
+def _trees(n_rows: int) -> tuple[int, int]:
+    """(default, maximum) number of trees: fewer on large data, where each tree costs more to grow and to
+    store (a fully grown tree has about one leaf per training row)."""
+    if n_rows <= 10_000:
+        return 300, 500
+    if n_rows <= 25_000:
+        return 200, 300
+    return 100, 200
+
+
+def _max_features(family: str, value: Any) -> Any:
+    try:
+        return MAX_FEATURES[str(value)]
+    except KeyError:
+        raise ConfigError(f"{family}.max_features must be one of {', '.join(MAX_FEATURES)}, got {value!r}") from None
+
+
 class _ForestFamily(ModelFamily):
     classifier: type[Any]
     regressor: type[Any]
+    default_bootstrap: bool = True
+    default_regression_max_features: str = "1.0"
 
     def space(self, task: Task, n_rows: int) -> dict[str, BaseDistribution]:
         space: dict[str, BaseDistribution] = {
-            "n_estimators": IntDistribution(50, 500, log=True),
+            "n_estimators": IntDistribution(50, _trees(n_rows)[1], log=True),
             "max_features": CategoricalDistribution(list(MAX_FEATURES)),
             "min_samples_leaf": IntDistribution(1, 32, log=True),
             "bootstrap": CategoricalDistribution([False, True]),
@@ -39,8 +59,8 @@ class _ForestFamily(ModelFamily):
 
     def default_config(self, task: Task, n_rows: int) -> Config:
         config: Config = {
-            "n_estimators": 300,
-            "max_features": "sqrt" if task.is_classification else "1.0",
+            "n_estimators": _trees(n_rows)[0],
+            "max_features": "sqrt" if task.is_classification else self.default_regression_max_features,
             "min_samples_leaf": 1,
             "bootstrap": self.default_bootstrap,
         }
@@ -48,13 +68,11 @@ class _ForestFamily(ModelFamily):
             config["criterion"] = "gini"
         return config
 
-    default_bootstrap: bool = True
-
     def build(self, config: Config, layout: FeatureLayout, task: Task, seed: int, n_threads: int) -> BaseEstimator:
         c = resolve_config(self, config, task, self.default_config(task, 0))
         params: dict[str, Any] = {
             "n_estimators": int(c["n_estimators"]),
-            "max_features": MAX_FEATURES[str(c["max_features"])],
+            "max_features": _max_features(self.name, c["max_features"]),
             "min_samples_leaf": int(c["min_samples_leaf"]),
             "bootstrap": bool(c["bootstrap"]),
             "n_jobs": n_threads,
@@ -72,6 +90,7 @@ class RandomForestFamily(_ForestFamily):
     classifier = RandomForestClassifier
     regressor = RandomForestRegressor
     default_bootstrap = True
+    default_regression_max_features = "0.5"  # half the cost of all features, close to R's p/3 default
 
 
 class ExtraTreesFamily(_ForestFamily):
@@ -79,3 +98,4 @@ class ExtraTreesFamily(_ForestFamily):
     classifier = ExtraTreesClassifier
     regressor = ExtraTreesRegressor
     default_bootstrap = False
+    default_regression_max_features = "1.0"  # Geurts et al.'s default for regression; ET splits are cheap

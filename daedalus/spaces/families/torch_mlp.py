@@ -185,7 +185,8 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLPBase):
         return proba
 
     def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
+        proba = self.predict_proba(X)  # first: it checks that the estimator is fitted
+        return np.asarray(self.classes_[np.argmax(proba, axis=1)])
 
 
 class TorchMLPRegressor(RegressorMixin, _TorchMLPBase):

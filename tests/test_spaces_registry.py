@@ -1,0 +1,64 @@
+"""The family registry: names, order, lookup errors, include/exclude resolution."""
+
+from __future__ import annotations
+
+import pytest
+
+from daedalus.data.schema import Task
+from daedalus.errors import ConfigError
+from daedalus.spaces.family import ModelFamily
+from daedalus.spaces.registry import FAMILIES, get_family, resolve_families
+
+ORDER = ["linear", "random_forest", "extra_trees", "hist_gb", "lightgbm", "xgboost", "catboost", "knn", "mlp"]
+
+
+def test_order_and_lookup() -> None:
+    assert list(FAMILIES) == ORDER
+    for name in ORDER:
+        family = get_family(name)
+        assert isinstance(family, ModelFamily) and family.name == name
+
+
+@pytest.mark.parametrize(("typo", "suggestion"), [("lgbm", "lightgbm"), ("xgb", "xgboost"), ("rf", "random_forest"),
+                                                  ("randomforest", "random_forest"), ("Linear", "linear"),
+                                                  ("catbost", "catboost"), ("hist-gb", "hist_gb")])
+def test_unknown_name_suggests_the_closest(typo: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        get_family(typo)
+    message = str(err.value)
+    assert message.startswith(f"unknown model family '{typo}'; did you mean '{suggestion}'? choose from ")
+    assert ", ".join(ORDER) in message
+
+
+def test_unknown_name_without_a_close_match() -> None:
+    with pytest.raises(ConfigError, match=r"^unknown model family 'svm'; choose from linear, random_forest"):
+        get_family("svm")
+
+
+def test_resolve_all_include_exclude() -> None:
+    assert resolve_families(None, None, Task.BINARY) == ORDER
+    assert resolve_families([], [], Task.REGRESSION) == ORDER
+    # Result follows the registry order, not the user's; duplicates collapse.
+    assert resolve_families(["mlp", "linear", "mlp"], None, Task.MULTICLASS) == ["linear", "mlp"]
+    assert resolve_families(None, ["knn", "mlp"], Task.BINARY) == ORDER[:-2]
+    assert resolve_families(["lightgbm", "xgboost"], ["xgboost"], Task.BINARY) == ["lightgbm"]
+
+
+@pytest.mark.parametrize(("include", "exclude"), [(["lgbm"], None), (None, ["catbost"]), (["linear", "nope"], [])])
+def test_resolve_rejects_unknown_names(include: list[str] | None, exclude: list[str] | None) -> None:
+    with pytest.raises(ConfigError, match="unknown model family"):
+        resolve_families(include, exclude, Task.BINARY)
+
+
+def test_resolve_rejects_an_empty_result() -> None:
+    with pytest.raises(ConfigError, match="no model family left"):
+        resolve_families(["knn"], ["knn"], Task.BINARY)
+    with pytest.raises(ConfigError, match="no model family left"):
+        resolve_families(None, ORDER, Task.REGRESSION)
+
+
+def test_resolve_rejects_a_family_that_cannot_do_the_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FAMILIES["knn"], "tasks", frozenset({Task.REGRESSION}))
+    assert "knn" not in resolve_families(None, None, Task.BINARY)
+    with pytest.raises(ConfigError, match="knn cannot do binary"):
+        resolve_families(["knn", "linear"], None, Task.BINARY)
