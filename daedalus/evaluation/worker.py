@@ -57,7 +57,7 @@ def _main_module_hidden() -> Iterator[None]:
     ``if __name__ == "__main__":`` guard would otherwise run its own ``fit`` again inside each worker.
     """
     main = sys.modules["__main__"]
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
     main.__dict__.pop("__file__", None)
     if "__spec__" in saved:
         main.__spec__ = None

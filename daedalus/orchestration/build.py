@@ -96,7 +96,8 @@ def _families(options: BuildOptions, task: Task) -> list[str]:
     return sorted(chosen, key=lambda f: PORTFOLIO_ORDER.index(f) if f in PORTFOLIO_ORDER else len(PORTFOLIO_ORDER))
 
 
-def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int, create: bool) -> tuple[optuna.Study, Any]:
+def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
+                create: bool) -> tuple[optuna.Study, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         storage = optuna.storages.RDBStorage(url)
