@@ -35,8 +35,10 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
+from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,6 +220,62 @@ class RunResult:
         return None if self.fit_wall_s is None else self.fit_wall_s / self.budget_s
 
 
+def class_index(values: Any, classes: list[Any]) -> np.ndarray:
+    """Position of each label in ``classes``, matched by text first and by number second, so that "1", 1
+    and 1.0 are one class whichever way a CSV round trip or a framework spelled it. -1: unknown label."""
+    by_text = {str(c): i for i, c in enumerate(classes)}
+    by_number: dict[float, int] = {}
+    for i, c in enumerate(classes):
+        with contextlib.suppress(TypeError, ValueError):
+            by_number[float(c)] = i
+
+    def one(v: Any) -> int:
+        if str(v) in by_text:
+            return by_text[str(v)]
+        try:
+            return by_number.get(float(v), -1)
+        except (TypeError, ValueError):
+            return -1
+
+    return np.array([one(v) for v in values])
+
+
+def score(task: str, y_true: Any, pred: Any, proba: np.ndarray | None,
+          classes: list[Any] | None) -> dict[str, float]:
+    """The AutoML Benchmark's metrics, computed the same way for every framework.
+
+    Not run_peer.compute_metrics: it passes text labels to log_loss with the probability columns in numeric
+    class order, while scikit-learn orders text labels lexicographically ('10' before '2'), which scrambles
+    the columns when the classes are numbers >= 10 (letter: 26 classes, log loss 10 instead of 0.1).
+    """
+    if task == "regression":
+        yt, yp = np.asarray(y_true, dtype=float), np.asarray(pred, dtype=float)
+        return {"rmse": float(np.sqrt(skm.mean_squared_error(yt, yp))), "r2": float(skm.r2_score(yt, yp))}
+    assert proba is not None and classes is not None
+    y_idx, pred_idx = class_index(y_true, classes), class_index(pred, classes)
+    metrics = {"accuracy": float(np.mean(y_idx == pred_idx))}
+    if task == "binary":
+        metrics["roc_auc"] = float(skm.roc_auc_score((y_idx == 1).astype(int), proba[:, 1]))
+    else:
+        p = np.clip(proba, 1e-15, 1 - 1e-15)
+        metrics["log_loss"] = float(skm.log_loss(y_idx, p / p.sum(axis=1, keepdims=True),
+                                                 labels=list(range(len(classes)))))
+    return metrics
+
+
+def aligned_proba(frame: pd.DataFrame, prefix: str, classes: list[Any] | None) -> np.ndarray:
+    """The ``prefix<class>`` columns of ``frame`` in the order of ``classes``."""
+    assert classes is not None
+    cols = [c for c in frame.columns if c.startswith(prefix)]
+    where = class_index([c.removeprefix(prefix) for c in cols], classes)
+    out = np.zeros((len(frame), len(classes)))
+    for col, i in zip(cols, where, strict=True):
+        if i < 0:
+            raise ValueError(f"probability column {col!r} matches no class of {classes}")
+        out[:, i] = frame[col].to_numpy(dtype=float)
+    return out
+
+
 def hard_limit_s(budget: float) -> float:
     return 2 * budget + 120
 
@@ -251,21 +309,17 @@ def run_daedalus(data: Prepared, budget: float, seed: int, daedalus: str, work: 
         raise RuntimeError(f"predict failed (exit {predict.returncode}, timed out: {predict.timed_out})\n"
                            f"{log_tail(work / 'daedalus_predict.log')}")
 
-    # labels are read as text: run_peer.compute_metrics compares str(label), so "1" matches 1 but "1.0" does not
+    # labels are read as text and matched to the classes by text or number (see class_index)
     preds = pd.read_csv(pred_csv, dtype={"prediction": str} if classification else None)
     if len(preds) != data.n_test:
         raise RuntimeError(f"{len(preds)} predictions for {data.n_test} test rows")
     proba = None
     if classification:
-        cols = [c for c in preds.columns if c.startswith("proba_")]
-        proba = run_peer.align_proba(preds[cols].to_numpy(), [c.removeprefix("proba_") for c in cols],
-                                     data.classes)
-        argmax = run_peer.labels_from_proba(proba, data.classes)
+        proba = aligned_proba(preds, "proba_", data.classes)
         result.details["prediction_equals_argmax_proba"] = float(
-            (preds["prediction"].astype(str).to_numpy() == argmax.astype(str)).mean())
+            (class_index(preds["prediction"], data.classes or []) == proba.argmax(axis=1)).mean())
         result.details["pred_class_counts"] = preds["prediction"].value_counts().sort_index().to_dict()
-    result.metrics = run_peer.compute_metrics(data.task, data.y_test.values, preds["prediction"].to_numpy(),
-                                              proba, data.classes)
+    result.metrics = score(data.task, data.y_test.values, preds["prediction"].to_numpy(), proba, data.classes)
 
 
 def run_peer_framework(framework: str, data: Prepared, budget: float, seed: int, peers_dir: Path,
@@ -273,13 +327,14 @@ def run_peer_framework(framework: str, data: Prepared, budget: float, seed: int,
     python = peers_dir / f"venv-{framework}" / "bin" / "python"
     if not python.exists():
         raise FileNotFoundError(f"{python} missing: bash {shared}/peers/install.sh {peers_dir} {framework}")
-    out_json = work / f"{framework}.json"
+    out_json, pred_csv = work / f"{framework}.json", work / f"{framework}_pred.csv"
     out_json.unlink(missing_ok=True)
+    pred_csv.unlink(missing_ok=True)
     stats = run_monitored(
         [str(python), str(shared / "peers" / "run_peer.py"), "--framework", framework,
          "--train", str(data.train_csv), "--test", str(data.test_csv), "--target", data.target,
          "--task", data.task, "--budget", f"{budget:g}", "--seed", str(seed), "--cores", str(CORES),
-         "--hard-limit", f"{hard_limit_s(budget):g}", "--out", str(out_json)],
+         "--hard-limit", f"{hard_limit_s(budget):g}", "--out", str(out_json), "--pred-out", str(pred_csv)],
         work / f"{framework}.log", hard_limit_s(budget) + 90)  # run_peer's watchdog acts at hard limit + 60 s
     result.peak_rss_mb, result.peak_pss_mb = stats.peak_rss_mb, stats.peak_pss_mb
     result.details["process"] = asdict(stats)
@@ -289,11 +344,14 @@ def run_peer_framework(framework: str, data: Prepared, budget: float, seed: int,
     peer = json.loads(out_json.read_text())
     result.details["peer_result"] = peer
     result.fit_wall_s = peer.get("fit_wall_s")
-    result.metrics = peer.get("metrics") or {}
     if stats.timed_out:
         raise RuntimeError(f"killed at {hard_limit_s(budget) + 90:g} s (run_peer error: {peer.get('error')})")
     if peer.get("error"):
         raise RuntimeError(peer["error"])
+    # Rescore from the saved predictions with the same function as Daedalus (see ``score``).
+    preds = pd.read_csv(pred_csv, dtype={"predictions": str} if data.task != "regression" else None)
+    proba = aligned_proba(preds, "p_", data.classes) if data.task != "regression" else None
+    result.metrics = score(data.task, data.y_test.values, preds["predictions"].to_numpy(), proba, data.classes)
 
 
 def run_one(framework: str, data: Prepared, args: argparse.Namespace, work: Path,

@@ -103,12 +103,13 @@ def test_time_budget_is_respected(tmp_path):
     assert len(board) >= 3
 
 
-def test_kill_and_resume_loses_no_finished_trial(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_stop_and_resume_loses_no_finished_trial(tmp_path, stop_signal):
     run = tmp_path / "r"
     exe = Path(sys.executable).with_name("daedalus")
     proc = subprocess.Popen([str(exe), "build", str(DEMO), "--target", DEMO_TARGET, "--time", "120",
                              "--families", FAST, "--run", str(run), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     audit = run / "audit.jsonl"
     deadline = time.monotonic() + 90
     finished: list[int] = []
@@ -119,9 +120,11 @@ def test_kill_and_resume_loses_no_finished_trial(tmp_path):
             if len(finished) >= 3:
                 break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(stop_signal)
+    _, err = proc.communicate(timeout=30)
     assert len(finished) >= 3
+    if stop_signal == signal.SIGINT:
+        assert proc.returncode == 130 and "daedalus resume" in err and "Traceback" not in err
     # The best-so-far model is usable right away, before any resume.
     data = tmp_path / "rows.csv"
     pd.read_csv(DEMO).drop(columns=[DEMO_TARGET]).head(10).to_csv(data, index=False)

@@ -78,6 +78,9 @@ def _die_with_parent() -> None:
 
 def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     _die_with_parent()
+    # Ctrl-C reaches the whole process group. The run handles it (and kills this worker); a worker that
+    # reported its own KeyboardInterrupt would have its trial recorded as failed instead of re-run on resume.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Library warnings from inside a trial (convergence, deprecations) are noise on the user's terminal;
     # a trial that fails reports its reason instead.
     warnings.filterwarnings("ignore")
@@ -115,11 +118,13 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
     send.close()
     watched = psutil.Process(proc.pid)
     status, value, reason = "crash", None, ""
+    answered = False  # the worker sent its outcome and is exiting by itself
     try:
         while True:
             if recv.poll(_POLL_SECONDS):
                 try:
                     status, value, reason = recv.recv()
+                    answered = True
                 except EOFError:
                     status, reason = "crash", _exit_reason(proc)
                 break
@@ -138,7 +143,7 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
                 status, reason = "cancelled", "cancelled by the run"
                 break
     finally:
-        _kill(proc)
+        _stop(proc, graceful=answered)
         recv.close()
     return WorkerResult(status, value, reason, time.monotonic() - start)
 
@@ -151,7 +156,11 @@ def _exit_reason(proc: Any) -> str:
     return f"worker crashed (exit code {code})"
 
 
-def _kill(proc: Any) -> None:
+def _stop(proc: Any, graceful: bool) -> None:
+    """End the worker. One that has sent its answer is exiting on its own: give it a moment, so that it can
+    release what it holds (killed mid-exit, it leaks semaphores); anything else is killed at once."""
+    if graceful:
+        proc.join(2.0)
     if proc.is_alive():
         try:
             for child in psutil.Process(proc.pid).children(recursive=True):
