@@ -71,6 +71,12 @@ def test_audit_log_and_info(demo_run):
     assert verify(demo_run / "audit.jsonl").ok
     events = [json.loads(line)["event"] for line in (demo_run / "audit.jsonl").read_text().splitlines()]
     assert events[0] == "data_checks" and events.count("trial_proposed") == 6 and "ensemble_selected" in events
+    # Bag against refit was measured on the first fold, and the final model is the form that won.
+    measured = [json.loads(line) for line in (demo_run / "audit.jsonl").read_text().splitlines()
+                if '"bag_vs_refit"' in line]
+    assert len(measured) == 1
+    kind = json.loads((demo_run / "model" / "model.json").read_text())["kind"]
+    assert kind == ("refit" if measured[0]["refit"] > measured[0]["bag"] else "bagged")  # roc_auc: higher wins
     result = run_cli("info", demo_run)
     assert result.returncode == 0 and "5-fold" in result.stdout
 

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from daedalus.data.schema import FeatureLayout, Task
 from daedalus.evaluation.metrics import Metric
 from daedalus.evaluation.predict import predict_matrix
-from daedalus.evaluation.validation import ValidationPlan
+from daedalus.evaluation.validation import ValidationPlan, make_plan
 from daedalus.spaces.registry import get_family
 from daedalus.store.artifacts import save_model
 
@@ -117,3 +117,25 @@ def refit_full(ctx: EvalContext, members: list[tuple[str, dict[str, Any], int]],
     for i, (family, config, seed) in enumerate(members):
         save_model(fit_one(ctx, family, config, seed, n_threads), out_dir / f"member_{i}.skops")
     return time.perf_counter() - t0
+
+
+def bag_prediction_on_first_fold(ctx: EvalContext, members: list[tuple[str, dict[str, Any], int, float]],
+                                 n_threads: int) -> np.ndarray:
+    """What a *bag* of the ensemble would predict on the first fold's validation rows, trained only on that
+    fold's training rows: each member fit once per inner fold of those rows, its models averaged, the members
+    weighted. Set beside the first fold's out-of-fold predictions (one model per member on all the training
+    rows, i.e. a refit), it measures bagging against refitting on equal data and equal validation rows."""
+    train_rows, val_rows = ctx.plan.folds[0]
+    inner = make_plan(ctx.y[train_rows], ctx.task, seed=1, kind="kfold").folds
+    X_val = ctx.X.iloc[val_rows]
+    total: np.ndarray | None = None
+    for family, config, seed, weight in members:
+        preds = []
+        for inner_train, _ in inner:
+            model = fit_one(ctx, family, config, seed, n_threads, train_rows[inner_train])
+            with thread_limits(n_threads):
+                preds.append(predict_matrix(model, X_val, ctx.task, ctx.n_classes))
+        bag = weight * np.mean(preds, axis=0)
+        total = bag if total is None else total + bag
+    assert total is not None
+    return total

@@ -40,3 +40,5 @@ class RichReporter(Reporter):
         if self.live is not None:
             self.live.stop()
             self.live = None
+            if not self.console.is_terminal:
+                self.console.line()  # outside a terminal, the last frame is left without its line end
