@@ -1,6 +1,7 @@
 """End-to-end: real builds through the real command, real worker processes and a real SQLite study."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,25 @@ def test_audit_log_and_info(demo_run):
     assert kind == ("refit" if measured[0]["refit"] > measured[0]["bag"] else "bagged")  # roc_auc: higher wins
     result = run_cli("info", demo_run)
     assert result.returncode == 0 and "5-fold" in result.stdout
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete", "reorder"])
+def test_audit_verify_names_the_first_bad_record(demo_run, tmp_path, tamper):
+    run = tmp_path / "copy"
+    shutil.copytree(demo_run, run)
+    assert run_cli("audit", run, "--verify").returncode == 0
+    lines = (run / "audit.jsonl").read_text().splitlines()
+    if tamper == "edit":
+        record = json.loads(lines[3])
+        record["event"] = "something else"
+        lines[3] = json.dumps(record, sort_keys=True)
+    elif tamper == "delete":
+        del lines[3]
+    else:
+        lines[3], lines[5] = lines[5], lines[3]
+    (run / "audit.jsonl").write_text("\n".join(lines) + "\n")
+    result = run_cli("audit", run, "--verify")
+    assert result.returncode == 1 and "record 4" in result.stdout, result.stdout
 
 
 def _board(run):

@@ -98,6 +98,11 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="what a run holds: data, checks, validation, model")
     p.add_argument("run_dir", type=Path, metavar="RUN")
+
+    p = sub.add_parser("audit", help="show or verify the run's hash-chained audit log")
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    p.add_argument("--verify", action="store_true",
+                   help="check the chain; exit 1 and name the first bad record if the log was edited, cut or reordered")
     return parser
 
 
@@ -246,8 +251,36 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from daedalus.errors import RunError
+    from daedalus.store.audit import verify
+
+    # Read the file directly: opening the run store would open the log for appending, which trims a torn last
+    # line, and a verification must not change what it verifies.
+    path = args.run_dir / "audit.jsonl"
+    if not (args.run_dir / "run.json").exists() or not path.exists():
+        raise RunError(f"'{args.run_dir}' is not a Daedalus run with an audit log (no audit.jsonl); "
+                       "pass the directory that 'daedalus build' created")
+    if not args.verify:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                print(f"    ?  (not valid JSON) {line[:160]}")
+                continue
+            extra = {k: v for k, v in record.items() if k not in ("seq", "time", "event", "prev", "hash")}
+            print(f"{record.get('seq', '?'):>5}  {record.get('event', '?'):<18} {json.dumps(extra, default=str)[:160]}")
+        return 0
+    result = verify(path)
+    if result.ok:
+        print(f"audit log intact: {result.n_records} records, hash chain verified ({path})")
+        return 0
+    print(f"audit log broken at record {result.first_bad} of {path}: {result.reason}")
+    return 1
+
+
 COMMANDS = {"build": cmd_build, "demo": cmd_demo, "resume": cmd_resume, "leaderboard": cmd_leaderboard,
-            "predict": cmd_predict, "info": cmd_info}
+            "predict": cmd_predict, "info": cmd_info, "audit": cmd_audit}
 
 
 def main(argv: list[str] | None = None) -> int:
