@@ -29,7 +29,8 @@ REASON_ATTR = "reason"
 PORTFOLIO_ATTR = "portfolio"
 
 
-def _split(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def split_params(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A trial's flat Optuna parameters as (family, that family's configuration without the prefix)."""
     family = params[FAMILY_PARAM]
     prefix = family + "."
     return family, {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
@@ -82,7 +83,7 @@ class OptunaDesigner(Designer):
         family = trial.params[FAMILY_PARAM]
         for name, dist in self.distributions(family).items():
             suggest(trial, name, dist)
-        _, config = _split(trial.params)
+        _, config = split_params(trial.params)
         portfolio = bool(trial.user_attrs.get(PORTFOLIO_ATTR))
         reason = (f"portfolio: the default configuration of {family}, tried before the search proper"
                   if portfolio else

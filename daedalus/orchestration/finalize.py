@@ -18,9 +18,11 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from daedalus.designers.optuna_designer import split_params
 from daedalus.ensembles.caruana import greedy_selection
 from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
 from daedalus.evaluation.trial import EvalContext, bag_prediction_on_first_fold, refit_full
@@ -140,7 +142,5 @@ def _try_refit(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetC
     return members, {f"member_{i}.skops": out_dir / f"member_{i}.skops" for i in range(len(chosen))}
 
 
-def _config_of(search: Search, number: int) -> dict[str, object]:
-    trial = search.designer.study.trials[number]
-    family = trial.params["family"]
-    return {k[len(family) + 1:]: v for k, v in trial.params.items() if k.startswith(family + ".")}
+def _config_of(search: Search, number: int) -> dict[str, Any]:
+    return split_params(search.designer.study.trials[number].params)[1]
