@@ -50,6 +50,11 @@ class ArchSpace(ABC):
     def instantiate(self, genotype: Genotype, **shape: Any) -> torch.nn.Module:
         """An untrained ``torch.nn.Module`` for this genotype; ``shape`` gives the input and output sizes."""
 
+    @abstractmethod
+    def to_source(self, genotype: Genotype, **shape: Any) -> str:
+        """A standalone, readable Python file defining ``class Net(torch.nn.Module)`` whose ``Net()`` has the same
+        layers (and state_dict keys) as ``instantiate(genotype, **shape)``: the export of a found architecture."""
+
     # ----- refinable -----
     def canonical(self, genotype: Genotype) -> Genotype:
         """The genotype with unused positions set to 0 (identity when every position is always used)."""

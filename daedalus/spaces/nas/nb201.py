@@ -48,3 +48,6 @@ class NB201Space(ArchSpace):
         from daedalus.spaces.nas.nb201_torch import NB201Network
 
         return NB201Network([OPERATIONS[v] for v in self.validate(genotype)], EDGES, **shape)
+
+    def to_source(self, genotype: Genotype, **shape: Any) -> str:
+        raise NotImplementedError("NB201 export: to be written with nb201_torch")
