@@ -26,7 +26,7 @@ CAPS = {"n_estimators": 40, "iterations": 40, "max_iter": 40}
 
 @pytest.fixture(autouse=True)
 def _fast_mlp(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(FAMILIES["mlp"], "max_epochs", 20)
+    monkeypatch.setattr(FAMILIES["neural"], "max_epochs", 20)
 
 
 def _capped(config: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def _fit(family: ModelFamily, config: dict[str, Any], task: Task, seed: int = 0,
 
 def test_registry_has_every_family() -> None:
     assert list(FAMILIES) == ["linear", "random_forest", "extra_trees", "hist_gb", "lightgbm", "xgboost",
-                              "catboost", "knn", "mlp"]
+                              "catboost", "knn", "neural"]
     for name, family in FAMILIES.items():
         assert family.name == name
         assert family.tasks == frozenset(Task)
@@ -168,8 +168,8 @@ def test_unknown_hyperparameter_is_a_config_error(name: str) -> None:
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_partial_config_is_completed_from_defaults(name: str) -> None:
     family = FAMILIES[name]
-    est, X, y, layout = _fit(family, {}, Task.REGRESSION) if name != "mlp" else _fit(
-        family, {"width": 16}, Task.REGRESSION)
+    est, X, y, layout = _fit(family, {}, Task.REGRESSION) if name != "neural" else _fit(
+        family, {"width_1": 16}, Task.REGRESSION)
     _check_predictions(est, X, y, Task.REGRESSION)
 
 

@@ -9,7 +9,7 @@ from daedalus.errors import ConfigError
 from daedalus.spaces.family import ModelFamily
 from daedalus.spaces.registry import FAMILIES, get_family, resolve_families
 
-ORDER = ["linear", "random_forest", "extra_trees", "hist_gb", "lightgbm", "xgboost", "catboost", "knn", "mlp"]
+ORDER = ["linear", "random_forest", "extra_trees", "hist_gb", "lightgbm", "xgboost", "catboost", "knn", "neural"]
 
 
 def test_order_and_lookup() -> None:
@@ -39,8 +39,8 @@ def test_resolve_all_include_exclude() -> None:
     assert resolve_families(None, None, Task.BINARY) == ORDER
     assert resolve_families([], [], Task.REGRESSION) == ORDER
     # Result follows the registry order, not the user's; duplicates collapse.
-    assert resolve_families(["mlp", "linear", "mlp"], None, Task.MULTICLASS) == ["linear", "mlp"]
-    assert resolve_families(None, ["knn", "mlp"], Task.BINARY) == ORDER[:-2]
+    assert resolve_families(["neural", "linear", "neural"], None, Task.MULTICLASS) == ["linear", "neural"]
+    assert resolve_families(None, ["knn", "neural"], Task.BINARY) == ORDER[:-2]
     assert resolve_families(["lightgbm", "xgboost"], ["xgboost"], Task.BINARY) == ["lightgbm"]
 
 

@@ -13,7 +13,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from daedalus.spaces.families.torch_mlp import TorchMLPClassifier, TorchMLPRegressor
 
 # Small and quick, but able to learn the checks' toy problems (blobs, a 1-informative-feature regression).
-FAST: dict[str, Any] = {"n_layers": 1, "width": 32, "max_epochs": 40, "learning_rate": 1e-2, "batch_size": 64,
+FAST: dict[str, Any] = {"widths": (32,), "max_epochs": 40, "learning_rate": 1e-2, "batch_size": 64,
                         "random_state": 0, "n_threads": 1}
 
 
@@ -25,11 +25,11 @@ def test_sklearn_estimator_checks(estimator: object) -> None:
 
 def test_state_is_numpy_only_and_predictions_match_a_rebuilt_module() -> None:
     X, y = make_classification(200, 6, n_informative=4, n_classes=3, random_state=0)
-    clf = TorchMLPClassifier(**{**FAST, "n_layers": 2}).fit(X, y)
+    clf = TorchMLPClassifier(**{**FAST, "widths": (32, 32)}).fit(X, y)
     assert clf.state_ and all(isinstance(v, np.ndarray) for v in clf.state_.values())
     for value in vars(clf).values():
         assert not isinstance(value, (torch.Tensor, torch.nn.Module, torch.optim.Optimizer))
-    assert clf.layer_sizes_ == (6, 32, 32, 3)
+    assert (clf.n_numeric_, clf.cardinalities_, clf.n_outputs_) == (6, (), 3)
     proba = clf.predict_proba(X)
     assert proba.shape == (200, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -80,3 +80,20 @@ def test_invalid_hyperparameters_raise_at_fit() -> None:
     X, y = make_classification(50, 3, n_informative=2, n_redundant=0, random_state=0)
     with pytest.raises(ValueError, match="dropout"):
         TorchMLPClassifier(dropout=1.5).fit(X, y)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_categorical_codes_go_through_embeddings(norm: str) -> None:
+    """The last n_categorical columns are codes (-1 missing); the label depends on the category alone."""
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-1, 6, size=400)
+    X = np.column_stack([rng.normal(size=(400, 3)), codes])
+    y = np.isin(codes, [0, 2, 5]).astype(int)
+    clf = TorchMLPClassifier(**{**FAST, "widths": (32, 32), "norm": norm, "residual": True, "n_categorical": 1,
+                                "max_epochs": 60}).fit(X, y)
+    assert clf.cardinalities_ == (6,)
+    assert clf.n_numeric_ == 3
+    assert np.mean(clf.predict(X) == y) > 0.95
+    unseen = X[:5].copy()
+    unseen[:, 3] = 99  # a code never seen in training: treated as missing, no error
+    assert clf.predict_proba(unseen).shape == (5, 2)

@@ -35,7 +35,7 @@ def _predict(est: Any, X: Any, task: Task) -> np.ndarray:
 @pytest.mark.parametrize("task", [Task.BINARY, Task.MULTICLASS, Task.REGRESSION], ids=lambda t: t.value)
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_every_family_round_trips(name: str, task: Task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(FAMILIES["mlp"], "max_epochs", 10)
+    monkeypatch.setattr(FAMILIES["neural"], "max_epochs", 10)
     family = FAMILIES[name]
     X, y, layout = toy_problem(task, 60, seed=1)
     config = {k: min(v, CAPS[k]) if k in CAPS else v for k, v in family.default_config(task, 60).items()}

@@ -47,7 +47,7 @@ STUDY_NAME = "daedalus"
 # The order in which the portfolio tries each family's default: the fastest first (a linear model fits in well
 # under a second, so even a tiny budget ends with a model), then the strongest for their cost.
 PORTFOLIO_ORDER = ("linear", "lightgbm", "xgboost", "catboost", "extra_trees", "random_forest", "hist_gb",
-                   "mlp", "knn")
+                   "neural", "knn")
 
 
 @dataclass(frozen=True)

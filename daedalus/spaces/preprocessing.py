@@ -1,8 +1,10 @@
 """Column preprocessing shared by the model families: three ColumnTransformer builders, one per kind of model.
 
-* :func:`dense_preprocessor` (linear models, k-NN, the MLP): every output column is a finite, scaled float.
+* :func:`dense_preprocessor` (linear models, k-NN): every output column is a finite, scaled float.
   Numeric: median imputation + missing indicators + standardisation. Categorical: one-hot, with rare and
   unseen categories folded into one "infrequent" column (or all zeros when there was none at fit time).
+* :func:`embedding_preprocessor` (the neural family): numeric as for dense, categorical columns last as
+  ordinal codes (-1 for missing/unseen), which the network embeds.
 * :func:`tree_preprocessor` (random forest, extra trees): numeric columns pass through with NaN (scikit-learn's
   forests split on missing values natively); categorical columns become ordinal codes, -1 for missing/unseen.
 * :func:`native_preprocessor` (gradient-boosting libraries): numeric columns pass through with NaN (a column
@@ -187,7 +189,7 @@ def _column_transformer(parts: list[tuple[str, Any, list[str]]]) -> ColumnTransf
 
 
 def dense_preprocessor(layout: FeatureLayout, seed: int) -> ColumnTransformer:
-    """Finite, standardised floats: for linear models, k-NN and the MLP."""
+    """Finite, standardised floats: for linear models and k-NN."""
     numeric = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True,
                                                       keep_empty_features=True)),
                         ("scale", StandardScaler())])
@@ -201,15 +203,28 @@ def dense_preprocessor(layout: FeatureLayout, seed: int) -> ColumnTransformer:
                                 *_text_transformers(layout, seed)])
 
 
-def tree_preprocessor(layout: FeatureLayout, seed: int) -> ColumnTransformer:
-    """Numeric with NaN (forests split on missing values), categorical as ordinal codes (-1: missing/unseen)."""
-    categorical = Pipeline([
+def embedding_preprocessor(layout: FeatureLayout, seed: int) -> ColumnTransformer:
+    """Standardised numeric and text columns first, then the categorical columns *last* as ordinal codes
+    (-1 for missing/unseen): for the neural family, whose network embeds each categorical column."""
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True,
+                                                      keep_empty_features=True)),
+                        ("scale", StandardScaler())])
+    return _column_transformer([("num", numeric, list(layout.numeric)), *_text_transformers(layout, seed),
+                                ("cat", _ordinal_codes(), list(layout.categorical))])
+
+
+def _ordinal_codes() -> Pipeline:
+    return Pipeline([
         ("strings", CategoryStrings()),
         ("ordinal", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
                                    encoded_missing_value=-1, dtype=np.float64)),
     ])
+
+
+def tree_preprocessor(layout: FeatureLayout, seed: int) -> ColumnTransformer:
+    """Numeric with NaN (forests split on missing values), categorical as ordinal codes (-1: missing/unseen)."""
     return _column_transformer([("num", "passthrough", list(layout.numeric)),
-                                ("cat", categorical, list(layout.categorical)),
+                                ("cat", _ordinal_codes(), list(layout.categorical)),
                                 *_text_transformers(layout, seed)])
 
 

@@ -11,19 +11,19 @@ from daedalus.spaces.families.boosting import CatBoostFamily, HistGBFamily, Ligh
 from daedalus.spaces.families.forests import ExtraTreesFamily, RandomForestFamily
 from daedalus.spaces.families.knn import KNNFamily
 from daedalus.spaces.families.linear import LinearFamily
-from daedalus.spaces.families.mlp import MLPFamily
+from daedalus.spaces.families.neural import NeuralFamily
 from daedalus.spaces.family import ModelFamily
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (
     LinearFamily(), RandomForestFamily(), ExtraTreesFamily(), HistGBFamily(), LightGBMFamily(), XGBoostFamily(),
-    CatBoostFamily(), KNNFamily(), MLPFamily(),
+    CatBoostFamily(), KNNFamily(), NeuralFamily(),
 )}
 
 
 # Common abbreviations, only to suggest the right name in an error message (names themselves are strict).
 _ALIASES = {"lr": "linear", "logreg": "linear", "ridge": "linear", "rf": "random_forest", "et": "extra_trees",
             "hgb": "hist_gb", "hgbt": "hist_gb", "lgb": "lightgbm", "lgbm": "lightgbm", "gbm": "lightgbm",
-            "xgb": "xgboost", "cb": "catboost", "nn": "mlp", "torch": "mlp"}
+            "xgb": "xgboost", "cb": "catboost", "nn": "neural", "torch": "neural", "mlp": "neural"}
 
 
 def _unknown(name: str) -> ConfigError:

@@ -1,12 +1,17 @@
 """A PyTorch multi-layer perceptron as scikit-learn estimators: :class:`TorchMLPClassifier`, :class:`TorchMLPRegressor`.
 
-Training: AdamW on mini-batches, early stopping on the loss of a small internal validation split (the best
-epoch's weights are kept), and a wall-clock cap (``max_seconds``). Inputs are standardised internally; the
-regressor also standardises its target.
+The network is :class:`~daedalus.spaces.nas.mlp_torch.TabularMLP`, any architecture of the NAS MLP space
+(widths per layer, activation, normalisation, dropout, residual connections, categorical embeddings): the
+``neural`` model family searches that space jointly with the training hyperparameters. The last
+``n_categorical`` input columns are integer codes (-1 for missing/unseen) fed to embeddings.
 
-Persistence: the fitted weights live in ``state_`` as a dict of NumPy arrays and the architecture in
-``layer_sizes_``, so skops saves the estimator without any torch object. The torch module is rebuilt (in
-float64) for each prediction call; training runs in float32.
+Training: AdamW on mini-batches, early stopping on the loss of a small internal validation split (the best
+epoch's weights are kept), and a wall-clock cap (``max_seconds``). Numeric inputs are standardised
+internally; the regressor also standardises its target.
+
+Persistence: the fitted weights live in ``state_`` as a dict of NumPy arrays and the shapes in ``n_numeric_``,
+``cardinalities_`` and ``n_outputs_``, so skops saves the estimator without any torch object. The torch
+module is rebuilt (in float64) for each prediction call; training runs in float32.
 
 Reproducibility: ``random_state`` seeds a forked torch RNG (the global torch RNG is left as it was), and
 ``n_threads`` sets torch's intra-op threads for the duration of ``fit``/``predict`` only.
@@ -25,6 +30,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 from torch import nn
 
+from daedalus.spaces.nas.mlp_torch import ACTIVATIONS, TabularMLP
+
 _PREDICT_CHUNK = 8192
 
 
@@ -39,26 +46,24 @@ def _torch_threads(n_threads: int | None) -> Any:
         torch.set_num_threads(previous)
 
 
-def _make_module(layer_sizes: tuple[int, ...], dropout: float) -> nn.Sequential:
-    """Linear -> ReLU -> Dropout per hidden layer, then a linear output layer. The layer indices (hence the
-    state-dict keys) depend only on ``layer_sizes``."""
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(layer_sizes[:-2], layer_sizes[1:-1], strict=True):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU(), nn.Dropout(dropout)]
-    layers.append(nn.Linear(layer_sizes[-2], layer_sizes[-1]))
-    return nn.Sequential(*layers)
 
 
 class _TorchMLPBase(BaseEstimator):
     """Shared hyperparameters, training loop and prediction. Subclasses define the loss and target handling."""
 
-    def __init__(self, n_layers: int = 2, width: int = 128, dropout: float = 0.1, learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-5, batch_size: int = 256, max_epochs: int = 200, patience: int = 10,
-                 validation_fraction: float = 0.1, max_seconds: float | None = None,
-                 random_state: int | None = None, n_threads: int | None = None) -> None:
-        self.n_layers = n_layers
-        self.width = width
+    def __init__(self, widths: tuple[int, ...] = (128, 128), activation: str = "relu", norm: str = "none",
+                 dropout: float = 0.1, residual: bool = False, embedding_dim: int = 8, n_categorical: int = 0,
+                 learning_rate: float = 1e-3, weight_decay: float = 1e-5, batch_size: int = 256,
+                 max_epochs: int = 200, patience: int = 10, validation_fraction: float = 0.1,
+                 max_seconds: float | None = None, random_state: int | None = None,
+                 n_threads: int | None = None) -> None:
+        self.widths = widths
+        self.activation = activation
+        self.norm = norm
         self.dropout = dropout
+        self.residual = residual
+        self.embedding_dim = embedding_dim
+        self.n_categorical = n_categorical
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.batch_size = batch_size
@@ -78,8 +83,11 @@ class _TorchMLPBase(BaseEstimator):
 
     # -- training ------------------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if int(self.n_layers) < 1 or int(self.width) < 1:
-            raise ValueError(f"n_layers and width must be >= 1, got {self.n_layers} and {self.width}")
+        if len(self.widths) < 1 or min(int(w) for w in self.widths) < 1:
+            raise ValueError(f"widths must be one or more positive layer widths, got {self.widths}")
+        if self.activation not in ACTIVATIONS or self.norm not in ("none", "batch", "layer"):
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} and norm one of none, batch, "
+                             f"layer; got {self.activation!r} and {self.norm!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= float(self.validation_fraction) < 1.0:
@@ -87,16 +95,36 @@ class _TorchMLPBase(BaseEstimator):
         if int(self.batch_size) < 1 or int(self.max_epochs) < 1 or int(self.patience) < 1:
             raise ValueError("batch_size, max_epochs and patience must be >= 1")
 
+    def _module(self) -> nn.Module:
+        return TabularMLP(self.n_numeric_, self.cardinalities_, self.n_outputs_, tuple(int(w) for w in self.widths),
+                          self.activation, self.norm, float(self.dropout), bool(self.residual),
+                          int(self.embedding_dim))
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        """Numeric columns standardised; categorical code columns left as they are."""
+        out = np.array(X, dtype=np.float64)
+        out[:, : self.n_numeric_] = (out[:, : self.n_numeric_] - self.x_mean_) / self.x_scale_
+        return out
+
     def _fit_network(self, X: np.ndarray, y: np.ndarray, n_outputs: int) -> None:
         """Standardise X, train, and store the best weights in ``state_`` (NumPy arrays)."""
         self._check_params()
         t0 = time.perf_counter()
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
-        self.x_mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
+        n_categorical = int(self.n_categorical)
+        if not 0 <= n_categorical <= X.shape[1]:
+            raise ValueError(f"n_categorical={n_categorical} but X has {X.shape[1]} columns")
+        self.n_numeric_ = X.shape[1] - n_categorical
+        self.n_outputs_ = int(n_outputs)
+        # Codes are 0..c-1 with -1 for missing; unseen codes at prediction time are clamped by the module.
+        self.cardinalities_ = tuple(int(max(X[:, j].max(initial=-1), -1)) + 1
+                                    for j in range(self.n_numeric_, X.shape[1]))
+        numeric = X[:, : self.n_numeric_]
+        self.x_mean_ = numeric.mean(axis=0)
+        scale = numeric.std(axis=0)
         self.x_scale_ = np.where(scale > 0, scale, 1.0)
-        Xs = ((X - self.x_mean_) / self.x_scale_).astype(np.float32)
+        Xs = self._standardise(X).astype(np.float32)
         n = Xs.shape[0]
         n_val = int(round(float(self.validation_fraction) * n))
         perm = rng.permutation(n)
@@ -104,11 +132,10 @@ class _TorchMLPBase(BaseEstimator):
             val_idx, train_idx = perm[:n_val], perm[n_val:]
         else:  # too few rows to hold some out: early-stop on the training loss
             val_idx, train_idx = perm[:0], perm
-        self.layer_sizes_ = (Xs.shape[1],) + (int(self.width),) * int(self.n_layers) + (int(n_outputs),)
         with _torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
-            module = _make_module(self.layer_sizes_, float(self.dropout))
+            module = self._module()
             loss_fn = self._loss()
             opt = torch.optim.AdamW(module.parameters(), lr=float(self.learning_rate),
                                     weight_decay=float(self.weight_decay))
@@ -123,6 +150,8 @@ class _TorchMLPBase(BaseEstimator):
                 order = torch.randperm(len(train_idx), generator=generator)
                 for start in range(0, len(order), batch):
                     idx = order[start:start + batch]
+                    if len(idx) < 2 and len(order) > 1:  # batch norm cannot train on a batch of one row
+                        continue
                     opt.zero_grad()
                     loss = loss_fn(module(X_train[idx]), y_train[idx])
                     loss.backward()
@@ -148,15 +177,15 @@ class _TorchMLPBase(BaseEstimator):
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         """Raw network outputs for already-validated X, in float64."""
-        module = _make_module(self.layer_sizes_, 0.0).double()
+        module = self._module().double()
         module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in self.state_.items()})
         module.eval()
-        Xs = (np.asarray(X, dtype=np.float64) - self.x_mean_) / self.x_scale_
+        Xs = self._standardise(X)
         outs = []
         with _torch_threads(self.n_threads), torch.no_grad():
             for start in range(0, Xs.shape[0], _PREDICT_CHUNK):
                 outs.append(module(torch.from_numpy(np.ascontiguousarray(Xs[start:start + _PREDICT_CHUNK]))).numpy())
-        return np.concatenate(outs, axis=0) if outs else np.zeros((0, self.layer_sizes_[-1]))
+        return np.concatenate(outs, axis=0) if outs else np.zeros((0, self.n_outputs_))
 
 
 class TorchMLPClassifier(ClassifierMixin, _TorchMLPBase):
