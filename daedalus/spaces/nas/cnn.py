@@ -112,7 +112,7 @@ class CNNSpace(ArchSpace):
         from daedalus.spaces.nas.cnn_torch import BLOCKS
 
         genotype = self.validate(genotype)
-        notes = [f"Architecture {self.to_string(genotype)}",
+        notes = [f"Architecture: {', '.join(f'{k}={v}' for k, v in self.describe(genotype).items())}",
                  f"(search space {self.name}, genotype {genotype})."]
         return render(cnn_layers(**self.settings(genotype), **shape), BLOCKS, "CNN found by architecture search.",
                       notes, input_shape=tuple(shape["in_shape"]))

@@ -16,15 +16,12 @@ This module imports torch only inside ``build_layers`` and ``render`` (the CLI s
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import re
-import sys
-import tempfile
+import textwrap
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -128,46 +125,31 @@ def render(layers: Sequence[Layer], blocks: Sequence[type], title: str, notes: S
            input_shape: tuple[int, ...] | None = None) -> str:
     """The standalone file for ``layers``. ``title`` names the architecture (first line of the docstring),
     ``notes`` are further docstring lines (the space, the genotype), ``input_shape`` the per-example shape."""
-    used = _blocks_used(layers, blocks)
     shape = f"(batch, {', '.join(map(str, input_shape))})" if input_shape is not None else "(batch, ...)"
-    out = [f'"""{title}', ""]
-    out += list(notes)
-    out += ["", f"Input: a float tensor of shape {shape}. Exported by Daedalus; needs only PyTorch.",
-            "", "Usage:", "    net = Net()", '    net.load_state_dict(torch.load("weights.pt"))', "    net.eval()",
-            '"""', "", _IMPORTS]
-    for const in _constants(layers):
-        if const.comment:
-            out.append(f"# {const.comment}")
-        out += [f"{const.name} = {_literal(const.value)}", ""]
+    header = [f'"""{title}', ""]
+    for note in notes:  # wrapped: a generated file should read like a written one
+        header += textwrap.wrap(note, 116, break_long_words=False, break_on_hyphens=False)
+    header += ["", f"Input: a float tensor of shape {shape}. Exported by Daedalus; needs only PyTorch.",
+               "", "Usage:", "    net = Net()", '    net.load_state_dict(torch.load("weights.pt"))',
+               "    net.eval()", '"""', "", _IMPORTS]
+    # Top-level parts, two blank lines apart as PEP 8 has them.
+    parts = ["\n\n".join((f"# {c.comment}\n" if c.comment else "") + f"{c.name} = {_literal(c.value)}"
+                          for c in _constants(layers))]
+    used = _blocks_used(layers, blocks)
     if used:
-        out += ["", "# ----- building blocks -----"]
-        for block in used:
-            out += ["", "", inspect.getsource(block).rstrip()]
-    out += ["", "", "# ----- the network -----", "", "", "class Net(nn.Module):",
-            f'    """{title}"""', "", "    def __init__(self) -> None:", "        super().__init__()"]
+        parts.append("# ----- building blocks -----")
+        parts += [inspect.getsource(block).rstrip() for block in used]
+    net = ["# ----- the network -----", "", "", "class Net(nn.Module):", f'    """{title}"""', "",
+           "    def __init__(self) -> None:", "        super().__init__()"]
     for layer in layers:
         if layer.comment:
-            out.append(f"        # {layer.comment}")
-        out.append(f"        self.{layer.name} = {layer.call()}")
-    out += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
-    out += [f"        x = self.{layer.name}(x)" for layer in layers]
-    out += ["        return x", ""]
-    return "\n".join(out)
-
-
-def load_source(source: str, module_name: str = "daedalus_exported_net") -> Any:
-    """Import an exported file's text as a module (its ``Net`` is then ``module.Net``): the round trip that the
-    tests and a user do, through a real file so that ``inspect`` and tracebacks can show its lines."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{module_name}.py"
-        path.write_text(source)
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules.pop(module_name, None)
-        spec.loader.exec_module(module)
-    return module
+            net.append(f"        # {layer.comment}")
+        net.append(f"        self.{layer.name} = {layer.call()}")
+    net += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
+    net += [f"        x = self.{layer.name}(x)" for layer in layers]
+    net += ["        return x", ""]
+    parts.append("\n".join(net))
+    return "\n".join(header) + "\n" + "\n\n\n".join(part for part in parts if part)
 
 
 # ----- shape helpers shared by the image spaces -----
