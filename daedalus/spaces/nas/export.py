@@ -11,7 +11,8 @@ the network by hand in each space's exporter would be a second copy that could d
 The macro structure of every network here is sequential (stem, stages, head); skips and branches live inside
 the blocks, so "apply each layer in turn" is the whole of the exported ``forward``.
 
-This module imports torch only inside ``build_layers`` and ``render`` (the CLI starts without it).
+This module imports torch only inside ``build_layers`` (the CLI starts without it); ``render`` reads the source
+of block classes that the caller's torch module defines.
 """
 
 from __future__ import annotations
