@@ -6,6 +6,7 @@
     daedalus leaderboard RUN [--json]
     daedalus predict RUN DATA [--out FILE] [--proba]
     daedalus info RUN
+    daedalus nas-bench --table FILE --designer NAME --queries N --seeds K [--json] [--processes P]
 
 A user's mistake (DaedalusError) is printed as one line on stderr with exit status 2, never a traceback.
 Heavy libraries are imported inside the commands, so that ``--help`` and bad input answer at once.
@@ -103,6 +104,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN")
     p.add_argument("--verify", action="store_true",
                    help="check the chain; exit 1 and name the first bad record if the log was edited, cut or reordered")
+
+    p = sub.add_parser("nas-bench", help="score a NAS designer on a NAS-Bench-201 table, over seeds")
+    p.add_argument("--table", required=True, metavar="FILE", help="NAS-Bench-201 CSV (cell, val12, test200 columns)")
+    p.add_argument("--designer", default="best", metavar="NAME",
+                   help="random, evolution, local, tpe, generative, predictor or best (default best)")
+    p.add_argument("--queries", type=int, default=100, metavar="N",
+                   help="distinct architectures each search may read (default 100)")
+    p.add_argument("--seeds", type=int, default=10, metavar="K", help="searches, seeds 0..K-1 (default 10)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--processes", type=int, default=1, metavar="P", help="seeds run in P processes (default 1)")
     return parser
 
 
@@ -279,8 +290,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_nas_bench(args: argparse.Namespace) -> int:
+    from daedalus.orchestration.nas_bench import bench
+
+    report = bench(args.table, args.designer, args.queries, args.seeds, processes=args.processes)
+    if args.json:
+        print(json.dumps(report.as_json()))
+        return 0
+    print(f"designer {report.designer}, table {report.table}, {report.seeds} seeds: test200 (%) of the best val12 read")
+    print(f"{'budget':>6} {'mean':>8} {'sd':>6} {'regret':>7}")
+    for budget, row in report.results.items():
+        print(f"{budget:>6} {row['mean']:>8.2f} {row['sd']:>6.2f} {row['regret']:>7.2f}")
+    print(f"optimum {report.optimum:.2f} (the table's best test200)")
+    return 0
+
+
 COMMANDS = {"build": cmd_build, "demo": cmd_demo, "resume": cmd_resume, "leaderboard": cmd_leaderboard,
-            "predict": cmd_predict, "info": cmd_info, "audit": cmd_audit}
+            "predict": cmd_predict, "info": cmd_info, "audit": cmd_audit, "nas-bench": cmd_nas_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@
 - The score at budget B is the ``test200`` of the architecture with the best ``val12`` among the first B read
   (a tie goes to the one read first). Regret = the table's optimum - score.
 - The designer sees ``val12`` only.
+
+``bench`` is what ``daedalus nas-bench`` runs: it checks the options, loads the table and averages over seeds.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from daedalus.designers.nas.registry import make_designer
-from daedalus.evaluation.nas_table import BenchTable
+from daedalus.designers.nas.registry import DEFAULT_DESIGNER, DESIGNERS, make_designer
+from daedalus.errors import ConfigError, DataError
+from daedalus.evaluation.nas_table import BenchTable, load_table
 from daedalus.spaces.nas.nb201 import NB201Space
 
 CHECKPOINTS = (20, 50, 100, 200, 500)
@@ -81,6 +84,32 @@ class BenchReport:
     table: str
     seeds: int
     results: dict[str, dict[str, float]]
+    optimum: float = float("nan")  # the table's best test200, which regret is measured against
 
     def as_json(self) -> dict[str, Any]:
         return {"designer": self.designer, "table": self.table, "seeds": self.seeds, "results": self.results}
+
+
+def check_options(designer: str, queries: int, seeds: int, processes: int = 1) -> None:
+    """Raise a one-line :class:`ConfigError` for a bad option, before any file is read."""
+    if designer != "best" and designer not in DESIGNERS:
+        raise ConfigError(f"unknown designer {designer!r}; pass --designer with one of "
+                          f"{', '.join([*DESIGNERS, 'best'])}")
+    for option, value in (("--queries", queries), ("--seeds", seeds), ("--processes", processes)):
+        if value < 1:
+            raise ConfigError(f"{option} must be at least 1, got {value}")
+
+
+def bench(table_path: str, designer: str, queries: int, seeds: int, processes: int = 1) -> BenchReport:
+    """Score ``designer`` (a name of DESIGNERS, or ``best``) over seeds 0..seeds-1 on the table at ``table_path``."""
+    check_options(designer, queries, seeds, processes)
+    table = load_table(table_path)
+    cells = NB201Space().size
+    if len(table.val12) != cells:  # the loop looks up whatever cell a designer proposes
+        raise DataError(f"NAS table {table_path!r} has {len(table.val12)} cells, not all {cells} of NAS-Bench-201; "
+                        "pass a complete table")
+    name = DEFAULT_DESIGNER if designer == "best" else designer
+    # The standard budgets up to N, and N itself: the score after all the queries asked for is always reported.
+    checkpoints = sorted({*(b for b in CHECKPOINTS if b <= queries), queries})
+    results = run_bench(table, name, queries, seeds, checkpoints=checkpoints, processes=processes)
+    return BenchReport(designer, table_path, seeds, results, optimum=table.optimum)
