@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,19 @@ import numpy as np
 import pytest
 import torch
 
+from daedalus.evaluation.nas_train import torch_threads
 from daedalus.spaces.nas.base import ArchSpace, Genotype
 from daedalus.spaces.nas.baselines import BASELINES, baseline, baseline_source, small_resnet
 from daedalus.spaces.nas.cnn import CNNSpace
 from daedalus.spaces.nas.nb201 import NB201Space
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: the test machines are small and shared, where more threads only contend."""
+    with torch_threads(1):
+        yield
+
 
 HAS_MLP = importlib.util.find_spec("daedalus.spaces.nas.mlp") is not None
 

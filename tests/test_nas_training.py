@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -11,9 +12,23 @@ import torch
 from torch import nn
 
 from daedalus.evaluation.halving import rung_budgets, successive_halving
-from daedalus.evaluation.nas_train import Trainer, count_params, learning_rate, measure_latency_ms, train_module
+from daedalus.evaluation.nas_train import (
+    Trainer,
+    count_params,
+    learning_rate,
+    measure_latency_ms,
+    torch_threads,
+    train_module,
+)
 from daedalus.spaces.nas.base import Genotype
 from daedalus.spaces.nas.nb201 import NB201Space
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: the test machines are small and shared, where more threads only contend."""
+    with torch_threads(1):
+        yield
 
 
 def stripes(n: int, seed: int, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
