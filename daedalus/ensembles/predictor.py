@@ -16,6 +16,7 @@ import pandas as pd
 from daedalus.data import prepare_features
 from daedalus.data.schema import Schema
 from daedalus.ensembles.model import MODEL_FILE, EnsembleModel
+from daedalus.ensembles.network import NetworkModel, is_network_dir
 from daedalus.errors import RunError
 
 
@@ -34,8 +35,14 @@ class Predictor:
         self.source = source  # "model" (final) or "best" (best so far)
 
     @classmethod
-    def load(cls, run_dir: Path) -> Predictor:
+    def load(cls, run_dir: Path) -> Predictor | NetworkPredictor:
+        """The run's final model (or the best so far): a :class:`Predictor` for a table run, a
+        :class:`NetworkPredictor` for an image run."""
         run_dir = Path(run_dir)
+        for name in ("model", "best"):
+            directory = _model_dir(run_dir, name)
+            if directory is not None and is_network_dir(directory):
+                return NetworkPredictor(NetworkModel.load(directory), name)
         if not (run_dir / "schema.json").exists():
             raise RunError(f"'{run_dir}' is not a Daedalus run with a model (no schema.json); "
                            "pass the directory that 'daedalus build' created")
@@ -64,3 +71,24 @@ class Predictor:
         if self.schema.classes is None:
             raise RunError("this run is a regression; class probabilities do not apply; drop --proba")
         return self.predict_matrix(data)
+
+
+class NetworkPredictor:
+    """The same interface as :class:`Predictor`, for a run whose model is one network on image pixels."""
+
+    def __init__(self, model: NetworkModel, source: str) -> None:
+        self.model = model
+        self.source = source
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(self.model.spec.classes)
+
+    def predict_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(data)
+
+    def predict_proba(self, data: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(data)
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.classes)[self.predict_proba(data).argmax(axis=1)]

@@ -6,6 +6,8 @@
     daedalus leaderboard RUN [--json]
     daedalus predict RUN DATA [--out FILE] [--proba]
     daedalus info RUN
+    daedalus build IMAGES.csv --target COL --image-shape 28x28x1 [--designer NAME] [--max-params N] ...
+    daedalus export-arch RUN [--trial N] --out model.py
     daedalus nas-bench --table FILE --designer NAME --queries N --seeds K [--json] [--processes P]
 
 A user's mistake (DaedalusError) is printed as one line on stderr with exit status 2, never a traceback.
@@ -68,6 +70,17 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-limit", type=float, default=None, metavar="MB", help="per-trial memory limit")
     p.add_argument("--threads", type=int, default=2, help="threads per trial (default 2)")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
+    g = p.add_argument_group("image data (architecture search over CNNs)")
+    g.add_argument("--image-shape", default=None, metavar="HxWxC",
+                   help="the pixel columns are images of this shape, channel planes one after another "
+                        "(e.g. 28x28x1 for MNIST, 32x32x3 for CIFAR-10); turns on architecture search")
+    g.add_argument("--designer", default="best",
+                   help="architecture designer: random, evolution, local, tpe, generative, predictor or best")
+    g.add_argument("--max-params", type=int, default=None, metavar="N", help="hard limit on network parameters")
+    g.add_argument("--max-latency-ms", type=float, default=None, metavar="MS",
+                   help="hard limit on milliseconds per batch of 32 images on this machine")
+    g.add_argument("--final-epochs", type=int, default=None, metavar="N",
+                   help="epochs of the winner's final training (default: as many as the time left allows)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -104,6 +117,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN")
     p.add_argument("--verify", action="store_true",
                    help="check the chain; exit 1 and name the first bad record if the log was edited, cut or reordered")
+
+    p = sub.add_parser("export-arch", help="write a run's network as one standalone PyTorch file, weights beside it")
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    p.add_argument("--trial", type=int, default=None, metavar="N",
+                   help="a trial's network instead of the run's final model")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="the .py file to write; the weights go to the same name with .pt")
 
     p = sub.add_parser("nas-bench", help="score a NAS designer on a NAS-Bench-201 table, over seeds")
     p.add_argument("--table", required=True, metavar="FILE", help="NAS-Bench-201 CSV (cell, val12, test200 columns)")
@@ -160,7 +180,39 @@ def _finish(result: Any) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    return _run_build(args, args.data, args.target, Path(args.data).name.split(".")[0] or "run")
+    name = Path(args.data).name.split(".")[0] or "run"
+    if args.image_shape is not None:
+        return _run_image_build(args, name)
+    return _run_build(args, args.data, args.target, name)
+
+
+def _run_image_build(args: argparse.Namespace, name: str) -> int:
+    from daedalus.orchestration.image_build import ImageBuildOptions
+
+    options = ImageBuildOptions(target=args.target, image_shape=args.image_shape,
+                                time_budget=args.time if args.time is not None else 600.0, seed=args.seed,
+                                designer=args.designer, max_params=args.max_params,
+                                max_latency_ms=args.max_latency_ms, n_threads=args.threads,
+                                n_candidates=args.trials, final_epochs=args.final_epochs).checked()
+    from daedalus.orchestration.image_build import build_images
+
+    run_dir = args.run or _default_run_dir(name)
+    result = build_images(args.data, options, run_dir, reporter=_reporter(args.quiet), started=_STARTED)
+    _print_summary(result.run_dir, result.leaderboard)
+    if result.final is None:
+        print(f"daedalus: no network was trained; see 'daedalus leaderboard {result.run_dir}'", file=sys.stderr)
+        return 1
+    print(f"export the network with: daedalus export-arch {result.run_dir} --out model.py")
+    return 0
+
+
+def cmd_export_arch(args: argparse.Namespace) -> int:
+    from daedalus.orchestration.export import export_architecture
+
+    source, weights = export_architecture(args.run_dir, args.out, trial=args.trial)
+    print(f"wrote {source} and {weights}")
+    print(f"load with: net = Net(); net.load_state_dict(torch.load('{weights.name}')); net.eval()")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -306,7 +358,8 @@ def cmd_nas_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"build": cmd_build, "demo": cmd_demo, "resume": cmd_resume, "leaderboard": cmd_leaderboard,
-            "predict": cmd_predict, "info": cmd_info, "audit": cmd_audit, "nas-bench": cmd_nas_bench}
+            "predict": cmd_predict, "info": cmd_info, "audit": cmd_audit, "nas-bench": cmd_nas_bench,
+            "export-arch": cmd_export_arch}
 
 
 def main(argv: list[str] | None = None) -> int:

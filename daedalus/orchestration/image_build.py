@@ -1,0 +1,344 @@
+"""``daedalus build images.csv --target label --image-shape 28x28x1``: architecture search for image data.
+
+The flow, under one clock:
+1. The pixels are folded into images (``data.images``) and split once, stratified by class, into a training
+   part and a validation part (``VALIDATION_FRACTION``); every candidate is scored on the same validation part.
+2. **Search** (``SEARCH_SHARE`` of the budget): the designer proposes a bracket of ``BRACKET`` CNNs of the macro
+   space (``spaces.nas.cnn``), which successive halving trains on epochs (1 epoch each, the best third 3 epochs);
+   the designer is told each candidate's validation accuracy, and proposes the next bracket. Every candidate is
+   a trial in the run store, with its weights, and the best network so far is saved to ``best/``.
+3. **Final training**: the winning architecture is trained again from scratch, for as many epochs as the time
+   left allows (its epoch time was measured in the search), on a schedule that ends when the time does. A
+   network trained on its full schedule beats one stopped at a low rung of the search.
+
+A candidate that breaks a hard constraint (``--max-params``, ``--max-latency-ms``) is never proposed: the
+designers check it before proposing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daedalus.data.images import ImageTable, parse_image_shape, read_images
+from daedalus.data.io import read_table
+from daedalus.designers.nas.base import ArchDesigner, Constraint
+from daedalus.designers.nas.registry import make_designer
+from daedalus.ensembles.network import NetworkModel, NetworkSpec
+from daedalus.errors import ConfigError, DataError
+from daedalus.evaluation.halving import successive_halving
+from daedalus.evaluation.nas_train import Trainer, count_params, measure_latency_ms
+from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.reporter import Progress, Reporter
+from daedalus.spaces.nas.base import Genotype
+from daedalus.spaces.nas.cnn import CNNSpace
+from daedalus.store.run import RunStore
+
+VALIDATION_FRACTION = 0.2
+SEARCH_SHARE = 0.5  # of the time left after reading the data; the rest trains the winner
+BRACKET = 9  # candidates per bracket of successive halving
+ETA = 3
+TOP_RUNG_EPOCHS = 3  # rungs of 1 and 3 epochs
+MIN_FINAL_SECONDS = 5.0
+MAX_FINAL_EPOCHS = 200
+METRIC = "accuracy"
+
+
+@dataclass(frozen=True)
+class ImageBuildOptions:
+    target: str
+    image_shape: str  # "HxWxC"
+    time_budget: float = 600.0
+    seed: int = 0
+    designer: str = "best"
+    max_params: int | None = None
+    max_latency_ms: float | None = None  # per batch of LATENCY_BATCH images, on this machine
+    n_threads: int = 2
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    n_candidates: int | None = None  # stop the search after this many candidates (None: when its time is up)
+    final_epochs: int | None = None  # epochs of the final training (None: what the time left allows)
+
+    def checked(self) -> ImageBuildOptions:
+        parse_image_shape(self.image_shape)
+        if not self.time_budget > 0:
+            raise ConfigError(f"--time must be a positive number of seconds, got {self.time_budget}")
+        if self.max_params is not None and self.max_params < 1:
+            raise ConfigError(f"--max-params must be a positive integer, got {self.max_params}")
+        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
+            raise ConfigError(f"--max-latency-ms must be positive, got {self.max_latency_ms}")
+        if self.n_threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.n_threads}")
+        if self.n_candidates is not None and self.n_candidates < 1:
+            raise ConfigError(f"--trials must be a positive integer, got {self.n_candidates}")
+        if self.final_epochs is not None and self.final_epochs < 1:
+            raise ConfigError(f"--final-epochs must be a positive integer, got {self.final_epochs}")
+        from daedalus.designers.nas.registry import designer_class
+
+        try:
+            designer_class(self.designer)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (--designer)") from None
+        return self
+
+
+LATENCY_BATCH = 32
+
+
+@dataclass
+class NetworkTrial:
+    number: int
+    genotype: Genotype
+    architecture: str
+    score: float | None
+    epochs: int
+    params: int
+    seconds: float
+    status: str
+    reason: str
+    designer: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageBuildResult:
+    run_dir: Path
+    leaderboard: list[dict[str, Any]]
+    final: NetworkModel | None
+
+
+def _split(table: ImageTable, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(table.labels))
+    counts = np.bincount(table.labels)
+    stratify = table.labels if counts.min() >= 2 else None
+    train, val = train_test_split(index, test_size=VALIDATION_FRACTION, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+def make_constraint(space: CNNSpace, in_shape: tuple[int, int, int], n_outputs: int, max_params: int | None,
+                    max_latency_ms: float | None, n_threads: int) -> Constraint | None:
+    """A cached check of the hard limits: parameters counted, latency measured on this machine."""
+    if max_params is None and max_latency_ms is None:
+        return None
+    import torch
+
+    cache: dict[Genotype, bool] = {}
+    example = torch.zeros((LATENCY_BATCH, *in_shape))
+
+    def allowed(genotype: Genotype) -> bool:
+        if genotype not in cache:
+            net = space.instantiate(genotype, in_shape=in_shape, n_outputs=n_outputs)
+            ok = max_params is None or count_params(net) <= max_params
+            if ok and max_latency_ms is not None:
+                ok = measure_latency_ms(net, example, n_threads=n_threads) <= max_latency_ms
+            cache[genotype] = ok
+        return cache[genotype]
+
+    return allowed
+
+
+class ImageSearch:
+    """The search state of one image build: data, space, designer, trials, and the run store."""
+
+    def __init__(self, store: RunStore, table: ImageTable, options: ImageBuildOptions, clock: BudgetClock,
+                 reporter: Reporter) -> None:
+        self.store, self.table, self.options, self.clock, self.reporter = store, table, options, clock, reporter
+        self.space = CNNSpace()
+        self.in_shape = table.shape
+        self.n_classes = len(table.classes)
+        train, val = _split(table, options.seed)
+        self.X, self.y = table.images[train], table.labels[train]
+        self.X_val, self.y_val = table.images[val], table.labels[val]
+        constraint = make_constraint(self.space, self.in_shape, self.n_classes, options.max_params,
+                                     options.max_latency_ms, options.n_threads)
+        self.designer: ArchDesigner = make_designer(options.designer, self.space, seed=options.seed,
+                                                    constraint=constraint)
+        self.trials: list[NetworkTrial] = []
+        self.best: NetworkTrial | None = None
+
+    # ----- training -----
+    def trainer(self, genotype: Genotype, horizon_epochs: int) -> Trainer:
+        def build() -> Any:
+            return self.space.instantiate(genotype, in_shape=self.in_shape, n_outputs=self.n_classes)
+
+        # Small data sets get smaller batches, so that an epoch is still some 50 optimiser steps.
+        batch_size = int(np.clip(len(self.y) // 50, 16, self.options.batch_size))
+        return Trainer(build, self.X, self.y, self.X_val, self.y_val, horizon_epochs=horizon_epochs,
+                       batch_size=batch_size, lr=self.options.learning_rate,
+                       seed=self.options.seed, n_threads=self.options.n_threads)
+
+    def _propose(self, n: int) -> list[Genotype]:
+        """``n`` distinct genotypes not evaluated before (fewer if the designer keeps repeating itself)."""
+        seen = {t.genotype for t in self.trials}
+        out: list[Genotype] = []
+        for _ in range(20 * n):
+            if len(out) == n:
+                break
+            genotype = self.designer.ask()
+            if genotype in seen:
+                self.designer.tell(genotype, next(t.score for t in self.trials if t.genotype == genotype))
+                continue
+            seen.add(genotype)
+            out.append(genotype)
+        return out
+
+    def run_bracket(self, seconds: float, size: int = BRACKET) -> int:
+        """One bracket of successive halving; returns how many candidates were evaluated."""
+        candidates = self._propose(size)
+        if not candidates:
+            return 0
+        trainers: dict[Genotype, Trainer] = {}
+
+        def make_trainer(genotype: Genotype) -> Trainer:
+            trainers[genotype] = self.trainer(genotype, TOP_RUNG_EPOCHS)
+            return trainers[genotype]
+
+        self._progress(f"bracket of {len(candidates)} candidates")
+        result = successive_halving(candidates, make_trainer, min_epochs=1, eta=ETA, max_epochs=TOP_RUNG_EPOCHS,
+                                    seconds=seconds)
+        evaluated = 0
+        for entry in result.entries:
+            if entry.epochs == 0:
+                continue  # never started: out of time
+            evaluated += 1
+            trainer = trainers[entry.candidate]
+            score = entry.score if math.isfinite(entry.score) else None
+            trial = NetworkTrial(number=len(self.trials), genotype=entry.candidate,
+                                 architecture=self.space.to_string(entry.candidate), score=score,
+                                 epochs=entry.epochs, params=trainer.params, seconds=round(entry.seconds, 3),
+                                 status="ok" if score is not None else "failed",
+                                 reason=f"proposed by the {self.designer.name} designer; trained "
+                                        f"{entry.epochs} epoch(s) by successive halving",
+                                 designer=self.designer.name)
+            self._record(trial, trainer)
+            self.designer.tell(entry.candidate, score)
+        return evaluated
+
+    def _record(self, trial: NetworkTrial, trainer: Trainer) -> None:
+        self.trials.append(trial)
+        directory = self.store.trial_dir(trial.number)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.network_model(trial, trainer).save(directory / "network")
+        (directory / "trial.json").write_text(_json(asdict(trial)))
+        self.store.audit.append("trial_result", trial=trial.number, family="cnn", architecture=trial.architecture,
+                                score=trial.score, epochs=trial.epochs, params=trial.params, status=trial.status,
+                                designer=trial.designer, reason=trial.reason)
+        if trial.score is not None and (self.best is None or _better(trial, self.best)):
+            self.best = trial
+            self.network_model(trial, trainer).save(self.store.root / "best")
+            self.store.audit.append("best_model_saved", trial=trial.number, score=trial.score)
+        self._progress(f"trial {trial.number}: {trial.architecture[:60]}")
+
+    def network_model(self, trial: NetworkTrial, trainer: Trainer) -> NetworkModel:
+        spec = NetworkSpec(self.space.name, trial.genotype, trial.architecture, parse_image_shape(
+            self.options.image_shape), self.table.classes, self.table.pixel_columns, self.table.scale,
+            self.table.mean, self.table.std, trial.score, trial.epochs, trial.number)
+        return NetworkModel(spec, {k: v.detach().clone() for k, v in trainer.module.state_dict().items()})
+
+    def _progress(self, running: str) -> None:
+        self.reporter.update(Progress(trials_done=len(self.trials),
+                                      trials_failed=sum(t.status != "ok" for t in self.trials),
+                                      best_score=self.best.score if self.best else None,
+                                      best_family="cnn" if self.best else None, metric=METRIC,
+                                      time_left=self.clock.remaining, running=running))
+
+    # ----- final training -----
+    def train_final(self, winner: NetworkTrial, seconds: float) -> tuple[NetworkTrial, Trainer]:
+        """Train ``winner``'s architecture from scratch for the epochs that ``seconds`` allow."""
+        epoch_seconds = max(winner.seconds / max(winner.epochs, 1), 1e-3)
+        epochs = self.options.final_epochs or int(max(1, min(MAX_FINAL_EPOCHS, seconds // epoch_seconds)))
+        self._progress(f"final training: {epochs} epochs of trial {winner.number}")
+        started = time.perf_counter()
+        trainer = self.trainer(winner.genotype, epochs)
+        result = trainer.train(epochs, seconds=seconds)
+        score = result.score if math.isfinite(result.score) else None
+        trial = NetworkTrial(number=len(self.trials), genotype=winner.genotype, architecture=winner.architecture,
+                             score=score, epochs=result.epochs, params=result.params,
+                             seconds=round(time.perf_counter() - started, 3), status="ok" if score else "failed",
+                             reason=f"final training of trial {winner.number}'s architecture: {result.epochs} "
+                                    f"epochs from scratch", designer="final")
+        return trial, trainer
+
+
+def _better(a: NetworkTrial, b: NetworkTrial) -> bool:
+    """Rank by fidelity reached, then score: a 3-epoch score is not comparable with a 1-epoch one."""
+    return (a.epochs, a.score or -math.inf) > (b.epochs, b.score or -math.inf)
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=1, default=str)
+
+
+def _leaderboard(trials: list[NetworkTrial], final: NetworkTrial | None) -> list[dict[str, Any]]:
+    rows = [{"trial": t.number, "family": "cnn" if t.designer != "final" else "cnn (final)", "score": t.score,
+             "metric": METRIC, "fit_seconds": t.seconds, "status": t.status, "designer": t.designer,
+             "reason": t.reason, "architecture": t.architecture, "epochs": t.epochs, "params": t.params}
+            for t in [*trials, *([final] if final else [])]]
+    final_number = final.number if final else None
+
+    def key(row: dict[str, Any]) -> tuple[bool, bool, float, int]:
+        # The final network first (it is what the run hands back), then trials best first, failures last.
+        score = row["score"] if row["score"] is not None else -math.inf
+        return (row["status"] != "ok", row["trial"] != final_number, -float(score), int(row["trial"]))
+
+    rows.sort(key=key)
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter: Reporter | None = None,
+                 started: float | None = None) -> ImageBuildResult:
+    """Search the CNN space on image data and train the winner; everything lands in ``run_dir``."""
+    options = options.checked()
+    clock = BudgetClock(options.time_budget, started)
+    reporter = reporter or Reporter()
+    table = read_images(read_table(data), options.target, parse_image_shape(options.image_shape))
+    if len(table.labels) < 10:
+        raise DataError(f"only {len(table.labels)} images; image search needs at least 10 labelled images")
+    store = RunStore.create(run_dir, {"kind": "image", "options": asdict(options), "status": "running",
+                                      "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>",
+                                      "created": time.time(), "metric": METRIC, "task": "image",
+                                      "classes": list(table.classes), "space": "cnn",
+                                      "validation": f"holdout {VALIDATION_FRACTION:.0%}, stratified"})
+    reporter.message(f"run directory: {store.root}")
+    store.audit.append("image_data", rows=len(table.labels), shape=list(table.shape), classes=len(table.classes),
+                       scale=table.scale)
+    search = ImageSearch(store, table, options, clock, reporter)
+    search_until = clock.elapsed + SEARCH_SHARE * clock.remaining
+    while clock.elapsed < search_until - 1.0:
+        size = BRACKET
+        if options.n_candidates is not None:
+            size = min(BRACKET, options.n_candidates - len(search.trials))
+            if size <= 0:
+                break
+        if search.run_bracket(search_until - clock.elapsed, size) == 0:
+            break
+    store.write("leaderboard", _leaderboard(search.trials, None))
+    final_trial, final_model = None, None
+    winner = search.best
+    if winner is not None and (clock.remaining > MIN_FINAL_SECONDS or options.final_epochs):
+        final_trial, trainer = search.train_final(winner, clock.remaining - 2.0)
+        if final_trial.score is not None:
+            final_model = search.network_model(final_trial, trainer)
+            final_model.save(store.root / "model")
+            store.audit.append("final_model_saved", trial=final_trial.number, score=final_trial.score,
+                               epochs=final_trial.epochs, architecture=final_trial.architecture)
+    if final_model is None and winner is not None:  # no time for a final training: the best trial is the model
+        final_model = NetworkModel.load(store.root / "best")
+    board = _leaderboard(search.trials, final_trial)
+    store.write("leaderboard", board)
+    store.update_run(status="finished" if final_model else "no-model", elapsed_seconds=round(clock.elapsed, 3))
+    store.audit.append("build_finished", trials=len(search.trials), seconds=round(clock.elapsed, 3))
+    reporter.close()
+    return ImageBuildResult(store.root, board, final_model)
+

@@ -1,0 +1,118 @@
+"""Architecture search on image data, end to end through the CLI: build, leaderboard, predict, export-arch.
+
+The images are scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), written as a pixel CSV the way
+MNIST is (one column per pixel, then the label), so the test needs no download.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from daedalus.interfaces.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def digits_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data.astype(int), columns=[f"pixel{i + 1}" for i in range(64)])
+    frame["digit"] = digits.target
+    path = tmp_path_factory.mktemp("images") / "digits.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_run(digits_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "digits"
+    code = main(["build", str(digits_csv), "--target", "digit", "--image-shape", "8x8x1", "--trials", "4",
+                 "--final-epochs", "4", "--time", "300", "--max-params", "20000", "--designer", "evolution",
+                 "--run", str(run), "--quiet", "--threads", "1"])
+    assert code == 0
+    return run
+
+
+def test_build_records_trials_and_a_final_network(image_run: Path) -> None:
+    board = json.loads((image_run / "leaderboard.json").read_text())
+    trials = [row for row in board if row["designer"] != "final"]
+    final = [row for row in board if row["designer"] == "final"]
+    assert len(trials) == 4 and len(final) == 1
+    assert board[0] is final[0] or board[0]["designer"] == "final"  # the model the run hands back comes first
+    assert final[0]["epochs"] == 4
+    assert all(row["params"] <= 20000 for row in board)  # the hard constraint held for every candidate
+    assert {row["family"] for row in trials} == {"cnn"}
+    events = [json.loads(line)["event"] for line in (image_run / "audit.jsonl").read_text().splitlines()]
+    assert events.count("trial_result") == 4 and "final_model_saved" in events
+
+
+def test_predict_reads_raw_pixel_rows(image_run: Path, digits_csv: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(image_run), str(digits_csv), "--out", str(out), "--proba"]) == 0
+    pred = pd.read_csv(out)
+    truth = pd.read_csv(digits_csv)["digit"]
+    assert list(pred.columns[:2]) == ["prediction", "proba_0"]
+    assert (pred["prediction"] == truth).mean() > 0.5  # chance is 0.1
+    np.testing.assert_allclose(pred.filter(like="proba_").sum(axis=1), 1.0, atol=1e-5)
+
+
+def _load_exported(path: Path) -> tuple[torch.nn.Module, Any]:
+    """The exported file imported as a module, and its Net with the exported weights."""
+    spec = importlib.util.spec_from_file_location("exported_net", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net: torch.nn.Module = module.Net()
+    net.load_state_dict(torch.load(path.with_suffix(".pt"), weights_only=True))
+    return net.eval(), module
+
+
+def test_export_round_trip_reproduces_the_runs_predictions(image_run: Path, digits_csv: Path,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "export" / "model.py"
+    assert main(["export-arch", str(image_run), "--out", str(out)]) == 0
+    source = out.read_text()
+    assert "class Net(" in source and "daedalus" not in source.split('"""', 2)[-1].split("import", 1)[0]
+    net, exported = _load_exported(out)
+    frame = pd.read_csv(digits_csv)
+    pixels = frame.drop(columns="digit").to_numpy(np.float32).reshape(-1, 1, 8, 8)
+    images = torch.tensor((pixels / exported.SCALE - exported.MEAN[0]) / exported.STD[0])
+    with torch.no_grad():
+        proba = torch.softmax(net(images), dim=1).numpy()
+    pred_file = tmp_path / "pred.csv"
+    assert main(["predict", str(image_run), str(digits_csv), "--out", str(pred_file), "--proba"]) == 0
+    expected = pd.read_csv(pred_file)
+    np.testing.assert_allclose(proba, expected.filter(like="proba_").to_numpy(), atol=1e-5)
+    assert (proba.argmax(axis=1) == expected["prediction"].to_numpy()).all()
+
+
+def test_export_a_trial_and_refuse_a_missing_one(image_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "trial0.py"
+    assert main(["export-arch", str(image_run), "--trial", "0", "--out", str(out)]) == 0
+    assert isinstance(_load_exported(out)[0], torch.nn.Module)
+    capsys.readouterr()
+    assert main(["export-arch", str(image_run), "--trial", "99", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trial 99" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(("shape", "message"), [("28by28", "HEIGHTxWIDTHxCHANNELS"),
+                                                ("4x4x1", "needs 16 pixel columns but the file has 64")])
+def test_bad_image_input_is_one_line_exit_2(digits_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            shape: str, message: str) -> None:
+    code = main(["build", str(digits_csv), "--target", "digit", "--image-shape", shape, "--run",
+                 str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing was created for bad input
