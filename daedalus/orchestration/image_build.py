@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,35 +145,61 @@ def make_constraint(space: CNNSpace, in_shape: tuple[int, int, int], n_outputs: 
     return allowed
 
 
-class ImageSearch:
-    """The search state of one image build: data, space, designer, trials, and the run store."""
+class ImageTask:
+    """The data of an image build, split once, and how any network is trained on it (search, final, baselines)."""
 
-    def __init__(self, store: RunStore, table: ImageTable, options: ImageBuildOptions, clock: BudgetClock,
-                 reporter: Reporter) -> None:
-        self.store, self.table, self.options, self.clock, self.reporter = store, table, options, clock, reporter
-        self.space = CNNSpace()
+    def __init__(self, table: ImageTable, options: ImageBuildOptions) -> None:
+        self.table, self.options = table, options
         self.in_shape = table.shape
         self.n_classes = len(table.classes)
         train, val = _split(table, options.seed)
         self.X, self.y = table.images[train], table.labels[train]
         self.X_val, self.y_val = table.images[val], table.labels[val]
-        constraint = make_constraint(self.space, self.in_shape, self.n_classes, options.max_params,
+
+    def trainer(self, build: Callable[[], Any], horizon_epochs: int) -> Trainer:
+        # Small data sets get smaller batches, so that an epoch is still some 50 optimiser steps.
+        batch_size = int(np.clip(len(self.y) // 50, 16, self.options.batch_size))
+        return Trainer(build, self.X, self.y, self.X_val, self.y_val, horizon_epochs=horizon_epochs,
+                       batch_size=batch_size, lr=self.options.learning_rate,
+                       seed=self.options.seed, n_threads=self.options.n_threads)
+
+    def probe_epoch_seconds(self, build: Callable[[], Any], fraction: float = 0.125) -> float:
+        """Seconds of one epoch, from one epoch on a ``fraction`` of the rows (scaled up)."""
+        n = max(16, int(len(self.y) * fraction))
+        probe = Trainer(build, self.X[:n], self.y[:n], self.X_val[:n], self.y_val[:n], horizon_epochs=1,
+                        batch_size=int(np.clip(len(self.y) // 50, 16, self.options.batch_size)),
+                        seed=self.options.seed, n_threads=self.options.n_threads)
+        return probe.train(1).seconds * len(self.y) / n
+
+    def train_for(self, build: Callable[[], Any], seconds: float, epoch_seconds: float,
+                  epochs: int | None = None) -> Trainer:
+        """A fresh network trained on a schedule sized to end with ``seconds`` (or for ``epochs``)."""
+        epochs = epochs or int(max(1, min(MAX_FINAL_EPOCHS, seconds // max(epoch_seconds, 1e-3))))
+        trainer = self.trainer(build, epochs)
+        trainer.train(epochs, seconds=seconds)
+        return trainer
+
+
+class ImageSearch:
+    """The search state of one image build: the task, space, designer, trials, and the run store."""
+
+    def __init__(self, store: RunStore, table: ImageTable, options: ImageBuildOptions, clock: BudgetClock,
+                 reporter: Reporter) -> None:
+        self.store, self.table, self.options, self.clock, self.reporter = store, table, options, clock, reporter
+        self.task = ImageTask(table, options)
+        self.space = CNNSpace()
+        constraint = make_constraint(self.space, self.task.in_shape, self.task.n_classes, options.max_params,
                                      options.max_latency_ms, options.n_threads)
         self.designer: ArchDesigner = make_designer(options.designer, self.space, seed=options.seed,
                                                     constraint=constraint)
         self.trials: list[NetworkTrial] = []
         self.best: NetworkTrial | None = None
 
-    # ----- training -----
-    def trainer(self, genotype: Genotype, horizon_epochs: int) -> Trainer:
+    def build_fn(self, genotype: Genotype) -> Callable[[], Any]:
         def build() -> Any:
-            return self.space.instantiate(genotype, in_shape=self.in_shape, n_outputs=self.n_classes)
+            return self.space.instantiate(genotype, in_shape=self.task.in_shape, n_outputs=self.task.n_classes)
 
-        # Small data sets get smaller batches, so that an epoch is still some 50 optimiser steps.
-        batch_size = int(np.clip(len(self.y) // 50, 16, self.options.batch_size))
-        return Trainer(build, self.X, self.y, self.X_val, self.y_val, horizon_epochs=horizon_epochs,
-                       batch_size=batch_size, lr=self.options.learning_rate,
-                       seed=self.options.seed, n_threads=self.options.n_threads)
+        return build
 
     def _propose(self, n: int) -> list[Genotype]:
         """``n`` distinct genotypes not evaluated before (fewer if the designer keeps repeating itself)."""
@@ -197,7 +224,7 @@ class ImageSearch:
         trainers: dict[Genotype, Trainer] = {}
 
         def make_trainer(genotype: Genotype) -> Trainer:
-            trainers[genotype] = self.trainer(genotype, TOP_RUNG_EPOCHS)
+            trainers[genotype] = self.task.trainer(self.build_fn(genotype), TOP_RUNG_EPOCHS)
             return trainers[genotype]
 
         self._progress(f"bracket of {len(candidates)} candidates")
@@ -252,12 +279,11 @@ class ImageSearch:
     # ----- final training -----
     def train_final(self, winner: NetworkTrial, seconds: float) -> tuple[NetworkTrial, Trainer]:
         """Train ``winner``'s architecture from scratch for the epochs that ``seconds`` allow."""
-        epoch_seconds = max(winner.seconds / max(winner.epochs, 1), 1e-3)
-        epochs = self.options.final_epochs or int(max(1, min(MAX_FINAL_EPOCHS, seconds // epoch_seconds)))
-        self._progress(f"final training: {epochs} epochs of trial {winner.number}")
+        self._progress(f"final training of trial {winner.number}'s architecture")
         started = time.perf_counter()
-        trainer = self.trainer(winner.genotype, epochs)
-        result = trainer.train(epochs, seconds=seconds)
+        trainer = self.task.train_for(self.build_fn(winner.genotype), seconds, winner.seconds / max(winner.epochs, 1),
+                                      self.options.final_epochs)
+        result = trainer.result()
         score = result.score if math.isfinite(result.score) else None
         trial = NetworkTrial(number=len(self.trials), genotype=winner.genotype, architecture=winner.architecture,
                              score=score, epochs=result.epochs, params=result.params,
