@@ -164,12 +164,14 @@ class ImageTask:
                        seed=self.options.seed, n_threads=self.options.n_threads)
 
     def probe_epoch_seconds(self, build: Callable[[], Any], fraction: float = 0.125) -> float:
-        """Seconds of one epoch, from one epoch on a ``fraction`` of the rows (scaled up)."""
+        """Seconds of one epoch on all rows, timed on a ``fraction`` of them: the second of two epochs (the
+        first pays for warm-up), scaled up."""
         n = max(16, int(len(self.y) * fraction))
-        probe = Trainer(build, self.X[:n], self.y[:n], self.X_val[:n], self.y_val[:n], horizon_epochs=1,
+        probe = Trainer(build, self.X[:n], self.y[:n], self.X_val[:n], self.y_val[:n], horizon_epochs=2,
                         batch_size=int(np.clip(len(self.y) // 50, 16, self.options.batch_size)),
                         seed=self.options.seed, n_threads=self.options.n_threads)
-        return probe.train(1).seconds * len(self.y) / n
+        first = probe.train(1).seconds
+        return (probe.train(1).seconds - first) * len(self.y) / n
 
     def train_for(self, build: Callable[[], Any], seconds: float, epoch_seconds: float,
                   epochs: int | None = None) -> Trainer:
