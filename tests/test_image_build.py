@@ -116,3 +116,22 @@ def test_bad_image_input_is_one_line_exit_2(digits_csv: Path, tmp_path: Path, ca
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing was created for bad input
+
+
+def test_multi_objective_search_writes_the_pareto_front(digits_csv: Path, tmp_path: Path) -> None:
+    run = tmp_path / "pareto"
+    assert main(["build", str(digits_csv), "--target", "digit", "--image-shape", "8x8x1", "--trials", "6",
+                 "--final-epochs", "1", "--time", "300", "--max-params", "20000", "--objective", "accuracy,params",
+                 "--designer", "random", "--run", str(run), "--quiet", "--threads", "1"]) == 0
+    pareto = json.loads((run / "pareto.json").read_text())
+    assert pareto["objectives"] == ["accuracy", "params"]
+    board = [r for r in json.loads((run / "leaderboard.json").read_text()) if r["designer"] != "final"]
+    assert board and all(r["designer"] == "pareto" for r in board)
+    front = pareto["front"]
+    assert front and {r["trial"] for r in front} == {r["trial"] for r in board if r["pareto"]}
+    # The oracle: no searched network is at least as accurate and cheaper than a front member, or the reverse.
+    for member in front:
+        for other in board:
+            dominates = (other["score"] >= member["score"] and other["params"] <= member["params"]
+                         and (other["score"], other["params"]) != (member["score"], member["params"]))
+            assert not dominates, (member, other)

@@ -79,6 +79,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-params", type=int, default=None, metavar="N", help="hard limit on network parameters")
     g.add_argument("--max-latency-ms", type=float, default=None, metavar="MS",
                    help="hard limit on milliseconds per batch of 32 images on this machine")
+    g.add_argument("--objective", default="accuracy", choices=["accuracy", "accuracy,params", "accuracy,latency"],
+                   help="search for accuracy alone, or for the Pareto front of accuracy against parameters or "
+                        "latency (written to pareto.json; export any front member with export-arch --trial)")
     g.add_argument("--final-epochs", type=int, default=None, metavar="N",
                    help="epochs of the winner's final training (default: as many as the time left allows)")
 
@@ -193,6 +196,7 @@ def _run_image_build(args: argparse.Namespace, name: str) -> int:
                                 time_budget=args.time if args.time is not None else 600.0, seed=args.seed,
                                 designer=args.designer, max_params=args.max_params,
                                 max_latency_ms=args.max_latency_ms, n_threads=args.threads,
+                                objective=args.objective,
                                 n_candidates=args.trials, final_epochs=args.final_epochs).checked()
     from daedalus.orchestration.image_build import build_images
 

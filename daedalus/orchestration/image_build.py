@@ -29,7 +29,8 @@ import numpy as np
 from daedalus.data.images import ImageTable, parse_image_shape, read_images
 from daedalus.data.io import read_table
 from daedalus.designers.nas.base import ArchDesigner, Constraint
-from daedalus.designers.nas.registry import make_designer
+from daedalus.designers.nas.multi_objective import ParetoDesigner, pareto_front
+from daedalus.designers.nas.registry import DEFAULT_DESIGNER, make_designer
 from daedalus.ensembles.network import NetworkModel, NetworkSpec
 from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.halving import successive_halving
@@ -62,6 +63,7 @@ class ImageBuildOptions:
     n_threads: int = 2
     batch_size: int = 128
     learning_rate: float = 3e-3
+    objective: str = "accuracy"  # or "accuracy,params" / "accuracy,latency": a Pareto front is searched
     n_candidates: int | None = None  # stop the search after this many candidates (None: when its time is up)
     final_epochs: int | None = None  # epochs of the final training (None: what the time left allows)
 
@@ -75,6 +77,8 @@ class ImageBuildOptions:
             raise ConfigError(f"--max-latency-ms must be positive, got {self.max_latency_ms}")
         if self.n_threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.n_threads}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.n_candidates is not None and self.n_candidates < 1:
             raise ConfigError(f"--trials must be a positive integer, got {self.n_candidates}")
         if self.final_epochs is not None and self.final_epochs < 1:
@@ -87,7 +91,13 @@ class ImageBuildOptions:
             raise ConfigError(f"{exc} (--designer)") from None
         return self
 
+    @property
+    def cost_objective(self) -> str | None:
+        """"params" or "latency" when the search trades accuracy against it, else None."""
+        return self.objective.split(",")[1] if "," in self.objective else None
 
+
+OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
 LATENCY_BATCH = 32
 
 
@@ -123,26 +133,45 @@ def _split(table: ImageTable, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(train), np.sort(val)
 
 
-def make_constraint(space: CNNSpace, in_shape: tuple[int, int, int], n_outputs: int, max_params: int | None,
-                    max_latency_ms: float | None, n_threads: int) -> Constraint | None:
-    """A cached check of the hard limits: parameters counted, latency measured on this machine."""
-    if max_params is None and max_latency_ms is None:
-        return None
-    import torch
+class NetworkCosts:
+    """Parameters (counted) and milliseconds per batch of ``LATENCY_BATCH`` images (measured on this machine)
+    of each genotype's network, computed once; they serve the hard constraints, the cost objective and the
+    leaderboard."""
 
-    cache: dict[Genotype, bool] = {}
-    example = torch.zeros((LATENCY_BATCH, *in_shape))
+    def __init__(self, space: CNNSpace, in_shape: tuple[int, int, int], n_outputs: int, n_threads: int) -> None:
+        self.space, self.in_shape, self.n_outputs, self.n_threads = space, in_shape, n_outputs, n_threads
+        self._params: dict[Genotype, int] = {}
+        self._latency: dict[Genotype, float] = {}
 
-    def allowed(genotype: Genotype) -> bool:
-        if genotype not in cache:
-            net = space.instantiate(genotype, in_shape=in_shape, n_outputs=n_outputs)
-            ok = max_params is None or count_params(net) <= max_params
-            if ok and max_latency_ms is not None:
-                ok = measure_latency_ms(net, example, n_threads=n_threads) <= max_latency_ms
-            cache[genotype] = ok
-        return cache[genotype]
+    def _net(self, genotype: Genotype) -> Any:
+        return self.space.instantiate(genotype, in_shape=self.in_shape, n_outputs=self.n_outputs)
 
-    return allowed
+    def params(self, genotype: Genotype) -> int:
+        if genotype not in self._params:
+            self._params[genotype] = count_params(self._net(genotype))
+        return self._params[genotype]
+
+    def latency_ms(self, genotype: Genotype) -> float:
+        if genotype not in self._latency:
+            import torch
+
+            example = torch.zeros((LATENCY_BATCH, *self.in_shape))
+            self._latency[genotype] = measure_latency_ms(self._net(genotype), example, n_threads=self.n_threads)
+        return self._latency[genotype]
+
+    def cost(self, objective: str) -> Callable[[Genotype], float]:
+        return self.latency_ms if objective == "latency" else lambda g: float(self.params(g))
+
+    def constraint(self, max_params: int | None, max_latency_ms: float | None) -> Constraint | None:
+        if max_params is None and max_latency_ms is None:
+            return None
+
+        def allowed(genotype: Genotype) -> bool:
+            if max_params is not None and self.params(genotype) > max_params:
+                return False
+            return max_latency_ms is None or self.latency_ms(genotype) <= max_latency_ms
+
+        return allowed
 
 
 class ImageTask:
@@ -190,10 +219,16 @@ class ImageSearch:
         self.store, self.table, self.options, self.clock, self.reporter = store, table, options, clock, reporter
         self.task = ImageTask(table, options)
         self.space = CNNSpace()
-        constraint = make_constraint(self.space, self.task.in_shape, self.task.n_classes, options.max_params,
-                                     options.max_latency_ms, options.n_threads)
-        self.designer: ArchDesigner = make_designer(options.designer, self.space, seed=options.seed,
-                                                    constraint=constraint)
+        self.costs = NetworkCosts(self.space, self.task.in_shape, self.task.n_classes, options.n_threads)
+        constraint = self.costs.constraint(options.max_params, options.max_latency_ms)
+        self.cost_objective = options.cost_objective
+        self.designer: ArchDesigner
+        if self.cost_objective is None:
+            self.designer = make_designer(options.designer, self.space, seed=options.seed, constraint=constraint)
+        else:  # accuracy against a cost: one inner designer per trade-off weight (ParEGO)
+            self.designer = ParetoDesigner(self.space, seed=options.seed, constraint=constraint,
+                                           inner=designer_name(options.designer),
+                                           cost=self.costs.cost(self.cost_objective))
         self.trials: list[NetworkTrial] = []
         self.best: NetworkTrial | None = None
 
@@ -246,6 +281,7 @@ class ImageSearch:
                                  reason=f"proposed by the {self.designer.name} designer; trained "
                                         f"{entry.epochs} epoch(s) by successive halving",
                                  designer=self.designer.name)
+            trial.extra["latency_ms"] = round(self.costs.latency_ms(entry.candidate), 3)
             self._record(trial, trainer)
             self.designer.tell(entry.candidate, score)
         return evaluated
@@ -295,6 +331,10 @@ class ImageSearch:
         return trial, trainer
 
 
+def designer_name(name: str) -> str:
+    return DEFAULT_DESIGNER if name == "best" else name
+
+
 def _better(a: NetworkTrial, b: NetworkTrial) -> bool:
     """Rank by fidelity reached, then score: a 3-epoch score is not comparable with a 1-epoch one."""
     return (a.epochs, a.score or -math.inf) > (b.epochs, b.score or -math.inf)
@@ -306,10 +346,23 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, indent=1, default=str)
 
 
-def _leaderboard(trials: list[NetworkTrial], final: NetworkTrial | None) -> list[dict[str, Any]]:
+def _cost(trial: NetworkTrial, cost: str) -> float:
+    return float(trial.extra["latency_ms"]) if cost == "latency" else float(trial.params)
+
+
+def pareto_rows(trials: list[NetworkTrial], cost: str) -> list[dict[str, Any]]:
+    """The searched networks no other beats on both accuracy and ``cost`` ("params" or "latency")."""
+    front = pareto_front((t, t.score, _cost(t, cost)) for t in trials if t.designer != "final")
+    return [{"trial": t.number, "score": score, cost: value, "architecture": t.architecture}
+            for t, score, value in front]
+
+
+def _leaderboard(trials: list[NetworkTrial], final: NetworkTrial | None, cost: str) -> list[dict[str, Any]]:
+    on_front = {row["trial"] for row in pareto_rows(trials, cost)}
     rows = [{"trial": t.number, "family": "cnn" if t.designer != "final" else "cnn (final)", "score": t.score,
              "metric": METRIC, "fit_seconds": t.seconds, "status": t.status, "designer": t.designer,
-             "reason": t.reason, "architecture": t.architecture, "epochs": t.epochs, "params": t.params}
+             "reason": t.reason, "architecture": t.architecture, "epochs": t.epochs, "params": t.params,
+             "latency_ms": t.extra.get("latency_ms"), "pareto": t.number in on_front}
             for t in [*trials, *([final] if final else [])]]
     final_number = final.number if final else None
 
@@ -351,7 +404,8 @@ def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter:
                 break
         if search.run_bracket(search_until - clock.elapsed, size) == 0:
             break
-    store.write("leaderboard", _leaderboard(search.trials, None))
+    cost = options.cost_objective or "params"
+    store.write("leaderboard", _leaderboard(search.trials, None, cost))
     final_trial, final_model = None, None
     winner = search.best
     if winner is not None and (clock.remaining > MIN_FINAL_SECONDS or options.final_epochs):
@@ -363,8 +417,9 @@ def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter:
                                epochs=final_trial.epochs, architecture=final_trial.architecture)
     if final_model is None and winner is not None:  # no time for a final training: the best trial is the model
         final_model = NetworkModel.load(store.root / "best")
-    board = _leaderboard(search.trials, final_trial)
+    board = _leaderboard(search.trials, final_trial, cost)
     store.write("leaderboard", board)
+    store.write("pareto", {"objectives": ["accuracy", cost], "front": pareto_rows(search.trials, cost)})
     store.update_run(status="finished" if final_model else "no-model", elapsed_seconds=round(clock.elapsed, 3))
     store.audit.append("build_finished", trials=len(search.trials), seconds=round(clock.elapsed, 3))
     reporter.close()
