@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -171,8 +172,8 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points() -> None:
     assert pareto_front([]) == []
     rng = np.random.default_rng(0)
     for _ in range(20):
-        points = [(i, float(s), float(c)) for i, (s, c) in enumerate(rng.integers(0, 6, size=(30, 2)))]
-        assert sorted(pareto_front(points)) == sorted(brute_front(points))
+        grid = [(i, float(s), float(c)) for i, (s, c) in enumerate(rng.integers(0, 6, size=(30, 2)))]
+        assert sorted(pareto_front(grid)) == sorted(brute_front(grid))
 
 
 def test_pareto_designer_tells_each_inner_designer_its_own_scalarisation() -> None:
@@ -195,8 +196,15 @@ def test_pareto_designer_tells_each_inner_designer_its_own_scalarisation() -> No
 def test_pareto_designer_round_robins_between_its_inner_designers() -> None:
     designer = ParetoDesigner(NB201, seed=0, inner="random", weights=(0.0, 0.5, 1.0), cost=lambda g: 1.0)
     turns: list[int] = []
+
+    def counted(i: int, ask: Callable[[], Genotype]) -> Callable[[], Genotype]:
+        def wrapped() -> Genotype:
+            turns.append(i)
+            return ask()
+        return wrapped
+
     for i, inner in enumerate(designer.designers):
-        inner.ask = (lambda i=i, ask=inner.ask: turns.append(i) or ask())  # type: ignore[method-assign]
+        inner.ask = counted(i, inner.ask)  # type: ignore[method-assign]
     drive(designer, 7)
     assert turns == [0, 1, 2, 0, 1, 2, 0]
 
