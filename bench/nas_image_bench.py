@@ -7,7 +7,7 @@ Protocol: the dataset (``../shared/datasets``) is split once, 80/20, stratified,
 for every run). Each method gets the training 80% and ``--time`` seconds of 2 threads:
 - ``nas``: ``daedalus build --image-shape ...`` (search, then the winner trained from scratch), seed = the run seed;
 - ``baseline``: LeNet-5 (MNIST) or a small ResNet (CIFAR-10) trained by the same trainer, on the same internal
-  train/validation split, on a schedule sized to the same budget (its epoch time is probed first, inside it).
+  train/validation split, on a schedule sized to end with the same budget.
 Both are scored by accuracy on the held-out 20%. Methods run one after the other, never side by side (they
 would share the 2 cores). Results go to ``bench/results/nas_image_<dataset>.json`` and are printed as a table.
 """
@@ -70,9 +70,8 @@ def run_baseline(name: str, train: pd.DataFrame, test: pd.DataFrame, shape: str,
     def build() -> torch.nn.Module:
         return baseline(name, task.in_shape, task.n_classes)
 
-    epoch_seconds = task.probe_epoch_seconds(build)
     left = seconds - (time.monotonic() - started) - 2.0
-    trainer = task.train_for(build, left, epoch_seconds)
+    trainer = task.train_for(build, left)
     # The test images are normalised with the *training* statistics, as the deployed NAS model does.
     images = pixels_to_images(test, table.pixel_columns, parse_image_shape(shape), table.scale, table.mean, table.std)
     lookup = {c: i for i, c in enumerate(table.classes)}

@@ -99,6 +99,8 @@ class ImageBuildOptions:
 
 OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
 LATENCY_BATCH = 32
+MAX_ASKS_PER_CANDIDATE = 30  # asks per wanted candidate before a bracket settles for fewer
+TRAIN_TO_INFERENCE = 3.0  # a training step costs about three forward passes (forward + backward)
 
 
 @dataclass
@@ -134,14 +136,21 @@ def _split(table: ImageTable, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class NetworkCosts:
-    """Parameters (counted) and milliseconds per batch of ``LATENCY_BATCH`` images (measured on this machine)
-    of each genotype's network, computed once; they serve the hard constraints, the cost objective and the
-    leaderboard."""
+    """What each genotype's network costs, computed once per genotype: parameters, forward FLOPs per image
+    (counted on the meta device, so nothing is computed), and, only when asked for, milliseconds per batch of
+    ``LATENCY_BATCH`` images measured on this machine (about a second each, too slow to screen candidates).
+
+    The time of a training epoch is estimated as ``TRAIN_TO_INFERENCE x FLOPs x rows / throughput``, where the
+    throughput (training FLOPs per second on this machine, now) is calibrated on a reference network before the
+    search and then taken as the median of what the trained candidates achieved.
+    """
 
     def __init__(self, space: CNNSpace, in_shape: tuple[int, int, int], n_outputs: int, n_threads: int) -> None:
         self.space, self.in_shape, self.n_outputs, self.n_threads = space, in_shape, n_outputs, n_threads
         self._params: dict[Genotype, int] = {}
+        self._flops: dict[Genotype, float] = {}
         self._latency: dict[Genotype, float] = {}
+        self.throughputs: list[float] = []
 
     def _net(self, genotype: Genotype) -> Any:
         return self.space.instantiate(genotype, in_shape=self.in_shape, n_outputs=self.n_outputs)
@@ -150,6 +159,19 @@ class NetworkCosts:
         if genotype not in self._params:
             self._params[genotype] = count_params(self._net(genotype))
         return self._params[genotype]
+
+    def flops(self, genotype: Genotype) -> float:
+        """Forward FLOPs of one image."""
+        if genotype not in self._flops:
+            import torch
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with torch.device("meta"):
+                net = self._net(genotype)
+                with FlopCounterMode(display=False) as counter:
+                    net(torch.zeros((1, *self.in_shape)))
+            self._flops[genotype] = float(max(counter.get_total_flops(), 1))
+        return self._flops[genotype]
 
     def latency_ms(self, genotype: Genotype) -> float:
         if genotype not in self._latency:
@@ -162,7 +184,41 @@ class NetworkCosts:
     def cost(self, objective: str) -> Callable[[Genotype], float]:
         return self.latency_ms if objective == "latency" else lambda g: float(self.params(g))
 
+    # ----- time -----
+    def calibrate(self, batch: int = 64, steps: int = 3) -> None:
+        """Time a few training steps of a mid-sized network of the space (2 stages of 16 and 32 channels)."""
+        import torch
+
+        reference = self.space.from_config({"n_stages": 2, "channels_1": 16, "channels_2": 32})
+        net = self._net(reference)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
+        x = torch.zeros((batch, *self.in_shape))
+        target = torch.zeros(batch, dtype=torch.long)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.n_threads)
+        try:
+            for step in range(steps + 1):
+                if step == 1:  # the first step pays for allocation and warm-up
+                    started = time.perf_counter()
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(net(x), target).backward()
+                optimizer.step()
+            seconds = (time.perf_counter() - started) / steps
+        finally:
+            torch.set_num_threads(previous)
+        self.throughputs.append(TRAIN_TO_INFERENCE * self.flops(reference) * batch / max(seconds, 1e-6))
+
+    def observe(self, genotype: Genotype, rows: int, epochs: int, seconds: float) -> None:
+        """Learn the throughput from a candidate's measured training time."""
+        if epochs > 0 and seconds > 0:
+            self.throughputs.append(TRAIN_TO_INFERENCE * self.flops(genotype) * rows * epochs / seconds)
+
+    def epoch_seconds(self, genotype: Genotype, rows: int) -> float:
+        throughput = float(np.median(self.throughputs)) if self.throughputs else 1e10
+        return TRAIN_TO_INFERENCE * self.flops(genotype) * rows / throughput
+
     def constraint(self, max_params: int | None, max_latency_ms: float | None) -> Constraint | None:
+        """The user's hard limits, checked by the designers before they propose."""
         if max_params is None and max_latency_ms is None:
             return None
 
@@ -192,22 +248,21 @@ class ImageTask:
                        batch_size=batch_size, lr=self.options.learning_rate,
                        seed=self.options.seed, n_threads=self.options.n_threads)
 
-    def probe_epoch_seconds(self, build: Callable[[], Any], fraction: float = 0.125) -> float:
-        """Seconds of one epoch on all rows, timed on a ``fraction`` of them: the second of two epochs (the
-        first pays for warm-up), scaled up."""
-        n = max(16, int(len(self.y) * fraction))
-        probe = Trainer(build, self.X[:n], self.y[:n], self.X_val[:n], self.y_val[:n], horizon_epochs=2,
-                        batch_size=int(np.clip(len(self.y) // 50, 16, self.options.batch_size)),
-                        seed=self.options.seed, n_threads=self.options.n_threads)
-        first = probe.train(1).seconds
-        return (probe.train(1).seconds - first) * len(self.y) / n
+    def train_for(self, build: Callable[[], Any], seconds: float, epochs: int | None = None) -> Trainer:
+        """A fresh network trained for ``epochs``, or on a schedule sized to end when ``seconds`` do.
 
-    def train_for(self, build: Callable[[], Any], seconds: float, epoch_seconds: float,
-                  epochs: int | None = None) -> Trainer:
-        """A fresh network trained on a schedule sized to end with ``seconds`` (or for ``epochs``)."""
-        epochs = epochs or int(max(1, min(MAX_FINAL_EPOCHS, seconds // max(epoch_seconds, 1e-3))))
-        trainer = self.trainer(build, epochs)
-        trainer.train(epochs, seconds=seconds)
+        The schedule's length is re-estimated after every epoch from the mean epoch time so far (the cosine
+        schedule reads its horizon at every step), so it ends on time however fast this machine is right now;
+        no separate timing run is spent.
+        """
+        started = time.perf_counter()
+        trainer = self.trainer(build, epochs or MAX_FINAL_EPOCHS)
+        while trainer.epochs_done < trainer.horizon_epochs:
+            trainer.train(1)
+            if epochs is None:
+                left = seconds - (time.perf_counter() - started)
+                per_epoch = trainer.seconds / trainer.epochs_done
+                trainer.horizon_epochs = int(min(MAX_FINAL_EPOCHS, trainer.epochs_done + max(0, left // per_epoch)))
         return trainer
 
 
@@ -220,6 +275,10 @@ class ImageSearch:
         self.task = ImageTask(table, options)
         self.space = CNNSpace()
         self.costs = NetworkCosts(self.space, self.task.in_shape, self.task.n_classes, options.n_threads)
+        # A network whose estimated epoch would eat more than its share of the search is not trained: on a CPU
+        # the largest networks of the space take minutes an epoch, and one of them could spend the whole search.
+        self.epoch_allowance = SEARCH_SHARE * clock.remaining / (2 * BRACKET)
+        self.costs.calibrate()
         constraint = self.costs.constraint(options.max_params, options.max_latency_ms)
         self.cost_objective = options.cost_objective
         self.designer: ArchDesigner
@@ -239,18 +298,33 @@ class ImageSearch:
         return build
 
     def _propose(self, n: int) -> list[Genotype]:
-        """``n`` distinct genotypes not evaluated before (fewer if the designer keeps repeating itself)."""
-        seen = {t.genotype for t in self.trials}
+        """Up to ``n`` distinct genotypes, not evaluated before, whose estimated epoch fits the budget.
+
+        A proposal too slow for the budget is told to the designer as a failure (so a learning designer moves
+        away from such networks) and is not trained; if every proposal was too slow, the cheapest one is taken
+        so that the search goes on.
+        """
+        scores = {t.genotype: t.score for t in self.trials}
         out: list[Genotype] = []
-        for _ in range(20 * n):
+        slow: dict[Genotype, float] = {}
+        for _ in range(MAX_ASKS_PER_CANDIDATE * n):
             if len(out) == n:
                 break
             genotype = self.designer.ask()
-            if genotype in seen:
-                self.designer.tell(genotype, next(t.score for t in self.trials if t.genotype == genotype))
+            if genotype in scores or genotype in out:
+                self.designer.tell(genotype, scores.get(genotype))
                 continue
-            seen.add(genotype)
+            estimate = self.costs.epoch_seconds(genotype, len(self.task.y))
+            if estimate > self.epoch_allowance:
+                slow[genotype] = estimate
+                self.designer.tell(genotype, None)
+                continue
             out.append(genotype)
+        if slow:
+            self.store.audit.append("candidates_too_slow", count=len(slow), allowance_seconds=round(
+                self.epoch_allowance, 2), cheapest_estimate_seconds=round(min(slow.values()), 2))
+        if not out and slow:
+            out.append(min(slow, key=lambda g: slow[g]))
         return out
 
     def run_bracket(self, seconds: float, size: int = BRACKET) -> int:
@@ -281,7 +355,10 @@ class ImageSearch:
                                  reason=f"proposed by the {self.designer.name} designer; trained "
                                         f"{entry.epochs} epoch(s) by successive halving",
                                  designer=self.designer.name)
-            trial.extra["latency_ms"] = round(self.costs.latency_ms(entry.candidate), 3)
+            trial.extra["mflops"] = round(self.costs.flops(entry.candidate) / 1e6, 3)
+            if self.cost_objective == "latency" or self.options.max_latency_ms is not None:
+                trial.extra["latency_ms"] = round(self.costs.latency_ms(entry.candidate), 3)
+            self.costs.observe(entry.candidate, len(self.task.y), entry.epochs, entry.seconds)
             self._record(trial, trainer)
             self.designer.tell(entry.candidate, score)
         return evaluated
@@ -319,8 +396,7 @@ class ImageSearch:
         """Train ``winner``'s architecture from scratch for the epochs that ``seconds`` allow."""
         self._progress(f"final training of trial {winner.number}'s architecture")
         started = time.perf_counter()
-        trainer = self.task.train_for(self.build_fn(winner.genotype), seconds, winner.seconds / max(winner.epochs, 1),
-                                      self.options.final_epochs)
+        trainer = self.task.train_for(self.build_fn(winner.genotype), seconds, self.options.final_epochs)
         result = trainer.result()
         score = result.score if math.isfinite(result.score) else None
         trial = NetworkTrial(number=len(self.trials), genotype=winner.genotype, architecture=winner.architecture,
@@ -362,7 +438,8 @@ def _leaderboard(trials: list[NetworkTrial], final: NetworkTrial | None, cost: s
     rows = [{"trial": t.number, "family": "cnn" if t.designer != "final" else "cnn (final)", "score": t.score,
              "metric": METRIC, "fit_seconds": t.seconds, "status": t.status, "designer": t.designer,
              "reason": t.reason, "architecture": t.architecture, "epochs": t.epochs, "params": t.params,
-             "latency_ms": t.extra.get("latency_ms"), "pareto": t.number in on_front}
+             "mflops": t.extra.get("mflops"), "latency_ms": t.extra.get("latency_ms"),
+             "pareto": t.number in on_front}
             for t in [*trials, *([final] if final else [])]]
     final_number = final.number if final else None
 

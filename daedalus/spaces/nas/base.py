@@ -123,5 +123,16 @@ class ArchSpace(ABC):
         return {c.name: c.options[v] for v, c, used in zip(genotype, self.choices, self.active(genotype), strict=True)
                 if used}
 
+    def from_config(self, config: dict[str, Any]) -> Genotype:
+        """The genotype of a readable configuration ``{choice name: option}``; a choice left out takes its first
+        option (so unused positions may be left out)."""
+        values = []
+        for choice in self.choices:
+            value = config.get(choice.name, choice.options[0])
+            if value not in choice.options:
+                raise ValueError(f"{choice.name}={value!r} is not one of {choice.options}")
+            values.append(choice.options.index(value))
+        return self.canonical(tuple(values))
+
     def to_string(self, genotype: Genotype) -> str:
         return ",".join(f"{k}={v}" for k, v in self.describe(genotype).items())

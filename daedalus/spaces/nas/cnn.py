@@ -6,7 +6,8 @@ the first halves the resolution, by a strided first block or a 2x2 max pool befo
 design space of Radosavovic et al. (2020) cut down to what trains on a CPU; ResNet-8/20 for CIFAR (He et al.,
 2016) are points of it (see ``baselines.small_resnet``).
 
-Genotype: ``n_stages, downsample, skip, norm`` then ``blocks, channels, kernel`` for each of the 4 stage slots.
+Genotype: ``n_stages, downsample, skip, norm``, then ``blocks, channels, kernel`` for each of the 4 stage slots,
+then ``stem`` (a plain stem conv, or the conv followed by a 2x2 max pool).
 Slots beyond ``n_stages`` are unused, and so is ``downsample`` when there is one stage (nothing is
 downsampled): ``canonical`` zeroes them and ``active`` marks them, so two genotypes that build the same
 network compare equal and designers do not waste mutations on them.
@@ -29,6 +30,9 @@ NORM = ("batch", "none")
 BLOCKS_PER_STAGE = (1, 2, 3)
 CHANNELS = (8, 16, 32, 64)
 KERNELS = (3, 5)
+# "conv_pool" halves the resolution right after the stem: 4x fewer FLOPs in every stage, which is what makes
+# networks of this space trainable within minutes on a CPU (LeNet-5 owes its speed to the same early pooling).
+STEMS = ("conv", "conv_pool")
 _SHARED = 4  # positions before the stage slots
 _PER_STAGE = 3  # blocks, channels, kernel
 
@@ -41,20 +45,24 @@ class Stage:
 
 
 def cnn_layers(stages: Sequence[Stage], in_shape: tuple[int, int, int], n_outputs: int, downsample: str = "stride",
-               skip: bool = True, norm: str = "batch") -> list[Layer]:
+               skip: bool = True, norm: str = "batch", stem: str = "conv") -> list[Layer]:
     """The plan of a CNN (see ``cnn_torch.ConvBlock``), from readable settings rather than a genotype, so that
     hand-designed baselines outside the space's option lists (ResNet-32, say) use the same code."""
     c_in, h, w = image_shape(in_shape, n_outputs)
     if not stages or min(min(s.blocks, s.channels) for s in stages) < 1 or any(s.kernel % 2 == 0 for s in stages):
         raise ValueError(f"cnn: need >= 1 stage, blocks and channels >= 1 and odd kernels, got {list(stages)}")
-    if downsample not in DOWNSAMPLE or norm not in NORM:
-        raise ValueError(f"cnn: downsample must be one of {DOWNSAMPLE} and norm one of {NORM}")
+    if downsample not in DOWNSAMPLE or norm not in NORM or stem not in STEMS:
+        raise ValueError(f"cnn: downsample must be one of {DOWNSAMPLE}, norm one of {NORM} and stem one of {STEMS}")
     batch_norm = norm == "batch"
     c = stages[0].channels
     layers = [Layer("stem_conv", "nn.Conv2d", (c_in, c, 3), {"padding": 1, "bias": not batch_norm},
                     comment=f"stem: 3x3 conv, {c_in} -> {c} channels"),
               Layer("stem_norm", "nn.BatchNorm2d" if batch_norm else "nn.Identity", (c,) if batch_norm else ()),
               Layer("stem_relu", "nn.ReLU")]
+    if stem == "conv_pool":
+        h, w, _ = halve(h, w)
+        layers.append(Layer("stem_pool", "nn.MaxPool2d", (2,), {"ceil_mode": True},
+                            comment=f"stem: 2x2 max pool to {h}x{w}"))
     for number, stage in enumerate(stages, start=1):
         stride = 1
         if number > 1:
@@ -85,12 +93,12 @@ class CNNSpace(ArchSpace):
         per_stage = tuple(choice for i in range(1, MAX_STAGES + 1)
                           for choice in (Choice(f"blocks_{i}", BLOCKS_PER_STAGE), Choice(f"channels_{i}", CHANNELS),
                                          Choice(f"kernel_{i}", KERNELS)))
-        return shared + per_stage
+        return shared + per_stage + (Choice("stem", STEMS),)
 
     def active(self, genotype: Genotype) -> tuple[bool, ...]:
         n_stages = N_STAGES[genotype[0]]
         stage_used = tuple(i < n_stages for i in range(MAX_STAGES) for _ in range(_PER_STAGE))
-        return (True, n_stages > 1, True, True, *stage_used)
+        return (True, n_stages > 1, True, True, *stage_used, True)
 
     def canonical(self, genotype: Genotype) -> Genotype:
         return tuple(int(v) if used else 0 for v, used in zip(genotype, self.active(genotype), strict=True))
@@ -100,7 +108,7 @@ class CNNSpace(ArchSpace):
         d = self.describe(self.validate(genotype))
         stages = [Stage(d[f"blocks_{i}"], d[f"channels_{i}"], d[f"kernel_{i}"]) for i in range(1, d["n_stages"] + 1)]
         return {"stages": stages, "downsample": d.get("downsample", DOWNSAMPLE[0]), "skip": d["skip"],
-                "norm": d["norm"]}
+                "norm": d["norm"], "stem": d["stem"]}
 
     def instantiate(self, genotype: Genotype, **shape: Any) -> Any:
         """``shape``: ``in_shape`` (C, H, W) and ``n_outputs``."""

@@ -40,17 +40,6 @@ class MLPSpace(ArchSpace):
     def canonical(self, genotype: Genotype) -> Genotype:
         return tuple(int(v) if used else 0 for v, used in zip(genotype, self.active(genotype), strict=True))
 
-    # ----- between genotypes and the readable configuration used by the `neural` model family -----
-    def from_config(self, config: dict[str, Any]) -> Genotype:
-        """The genotype of a configuration ``{choice name: option}`` (missing width slots count as unused)."""
-        values = []
-        for choice in self.choices:
-            value = config.get(choice.name, choice.options[0])
-            if value not in choice.options:
-                raise ValueError(f"{choice.name}={value!r} is not one of {choice.options}")
-            values.append(choice.options.index(value))
-        return self.canonical(tuple(values))
-
     def network_arguments(self, genotype: Genotype) -> dict[str, Any]:
         """The keyword arguments of :class:`TabularMLP` that the genotype fixes."""
         d = self.describe(genotype)
