@@ -135,3 +135,31 @@ def test_multi_objective_search_writes_the_pareto_front(digits_csv: Path, tmp_pa
             dominates = (other["score"] >= member["score"] and other["params"] <= member["params"]
                          and (other["score"], other["params"]) != (member["score"], member["params"]))
             assert not dominates, (member, other)
+
+
+def test_an_image_run_resumes_with_its_trials(digits_csv: Path, tmp_path: Path) -> None:
+    """A run cut short after its search is resumed: the trials on disk are kept and told to the designer, the
+    search goes on with new trial numbers, and a final network is trained."""
+    run = tmp_path / "resumable"
+    assert main(["build", str(digits_csv), "--target", "digit", "--image-shape", "8x8x1", "--trials", "3",
+                 "--final-epochs", "1", "--time", "300", "--max-params", "20000", "--designer", "evolution",
+                 "--run", str(run), "--quiet", "--threads", "1"]) == 0
+    # Simulate a kill during the final training: drop the final model and its record.
+    import shutil
+
+    shutil.rmtree(run / "model")
+    final = max(run.glob("trials/*/trial.json"), key=lambda p: p.parent.name)
+    if json.loads(final.read_text())["designer"] == "final":
+        shutil.rmtree(final.parent)
+    options = json.loads((run / "run.json").read_text())["options"]
+    options["n_candidates"] = 5  # two more candidates than the first session ran
+    info = json.loads((run / "run.json").read_text())
+    info["options"] = options
+    (run / "run.json").write_text(json.dumps(info))
+    assert main(["resume", str(run), "--quiet"]) == 0
+    board = json.loads((run / "leaderboard.json").read_text())
+    searched = sorted(r["trial"] for r in board if r["designer"] != "final")
+    assert searched == [0, 1, 2, 3, 4]
+    assert (run / "model" / "weights.pt").exists()
+    events = [json.loads(line)["event"] for line in (run / "audit.jsonl").read_text().splitlines()]
+    assert "resumed" in events

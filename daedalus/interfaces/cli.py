@@ -228,6 +228,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     if args.time is not None and not args.time > 0:
         raise ConfigError(f"--time must be a positive number of seconds, got {args.time}")
+    from daedalus.store.run import RunStore
+
+    if RunStore.open(args.run_dir).read("run").get("kind") == "image":
+        from daedalus.orchestration.image_build import resume_images
+
+        image_result = resume_images(args.run_dir, time_budget=args.time, reporter=_reporter(args.quiet),
+                                     started=_STARTED)
+        _print_summary(image_result.run_dir, image_result.leaderboard)
+        return 0 if image_result.final is not None else 1
     from daedalus.orchestration.build import resume
 
     result = resume(args.run_dir, time_budget=args.time, n_trials=args.trials, reporter=_reporter(args.quiet),

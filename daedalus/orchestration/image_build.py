@@ -327,6 +327,25 @@ class ImageSearch:
             out.append(min(slow, key=lambda g: slow[g]))
         return out
 
+    def next_number(self) -> int:
+        return max((t.number for t in self.trials), default=-1) + 1
+
+    def restore(self) -> int:
+        """Read the trials a stopped run recorded, tell them to the designer, and return how many there were.
+        A trial directory without its ``trial.json`` (killed while training) is discarded."""
+        import json
+
+        for path in sorted(self.store.root.glob("trials/*/trial.json")):
+            record = json.loads(path.read_text())
+            if record["designer"] == "final":
+                continue
+            trial = NetworkTrial(**{**record, "genotype": tuple(record["genotype"])})
+            self.trials.append(trial)
+            self.designer.tell(trial.genotype, trial.score)
+            if trial.score is not None and (self.best is None or _better(trial, self.best)):
+                self.best = trial
+        return len(self.trials)
+
     def run_bracket(self, seconds: float, size: int = BRACKET) -> int:
         """One bracket of successive halving; returns how many candidates were evaluated."""
         candidates = self._propose(size)
@@ -348,7 +367,7 @@ class ImageSearch:
             evaluated += 1
             trainer = trainers[entry.candidate]
             score = entry.score if math.isfinite(entry.score) else None
-            trial = NetworkTrial(number=len(self.trials), genotype=entry.candidate,
+            trial = NetworkTrial(number=self.next_number(), genotype=entry.candidate,
                                  architecture=self.space.to_string(entry.candidate), score=score,
                                  epochs=entry.epochs, params=trainer.params, seconds=round(entry.seconds, 3),
                                  status="ok" if score is not None else "failed",
@@ -399,7 +418,7 @@ class ImageSearch:
         trainer = self.task.train_for(self.build_fn(winner.genotype), seconds, self.options.final_epochs)
         result = trainer.result()
         score = result.score if math.isfinite(result.score) else None
-        trial = NetworkTrial(number=len(self.trials), genotype=winner.genotype, architecture=winner.architecture,
+        trial = NetworkTrial(number=self.next_number(), genotype=winner.genotype, architecture=winner.architecture,
                              score=score, epochs=result.epochs, params=result.params,
                              seconds=round(time.perf_counter() - started, 3), status="ok" if score else "failed",
                              reason=f"final training of trial {winner.number}'s architecture: {result.epochs} "
@@ -460,7 +479,8 @@ def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter:
     options = options.checked()
     clock = BudgetClock(options.time_budget, started)
     reporter = reporter or Reporter()
-    table = read_images(read_table(data), options.target, parse_image_shape(options.image_shape))
+    frame = read_table(data)
+    table = read_images(frame, options.target, parse_image_shape(options.image_shape))
     if len(table.labels) < 10:
         raise DataError(f"only {len(table.labels)} images; image search needs at least 10 labelled images")
     store = RunStore.create(run_dir, {"kind": "image", "options": asdict(options), "status": "running",
@@ -469,9 +489,38 @@ def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter:
                                       "classes": list(table.classes), "space": "cnn",
                                       "validation": f"holdout {VALIDATION_FRACTION:.0%}, stratified"})
     reporter.message(f"run directory: {store.root}")
+    frame.to_parquet(store.data_path, index=False)  # so that resume does not need the original file
     store.audit.append("image_data", rows=len(table.labels), shape=list(table.shape), classes=len(table.classes),
                        scale=table.scale)
     search = ImageSearch(store, table, options, clock, reporter)
+    return _search_and_finish(search, clock)
+
+
+def resume_images(run_dir: Path, time_budget: float | None = None, reporter: Reporter | None = None,
+                  started: float | None = None) -> ImageBuildResult:
+    """Continue an image run stopped by Ctrl-C or a kill: the trials already recorded are told to a fresh
+    designer (same seed), the search goes on, and the winner is trained. ``time_budget`` defaults to the
+    original one."""
+    import pandas as pd
+
+    store = RunStore.open(run_dir)
+    info = store.read("run")
+    saved = dict(info["options"])
+    if time_budget is not None:
+        saved["time_budget"] = time_budget
+    options = ImageBuildOptions(**saved).checked()
+    clock = BudgetClock(options.time_budget, started)
+    reporter = reporter or Reporter()
+    table = read_images(pd.read_parquet(store.data_path), options.target, parse_image_shape(options.image_shape))
+    store.update_run(status="running")
+    search = ImageSearch(store, table, options, clock, reporter)
+    restored = search.restore()
+    store.audit.append("resumed", time_budget=options.time_budget, trials_restored=restored)
+    return _search_and_finish(search, clock)
+
+
+def _search_and_finish(search: ImageSearch, clock: BudgetClock) -> ImageBuildResult:
+    store, options = search.store, search.options
     search_until = clock.elapsed + SEARCH_SHARE * clock.remaining
     while clock.elapsed < search_until - 1.0:
         size = BRACKET
@@ -499,6 +548,6 @@ def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter:
     store.write("pareto", {"objectives": ["accuracy", cost], "front": pareto_rows(search.trials, cost)})
     store.update_run(status="finished" if final_model else "no-model", elapsed_seconds=round(clock.elapsed, 3))
     store.audit.append("build_finished", trials=len(search.trials), seconds=round(clock.elapsed, 3))
-    reporter.close()
+    search.reporter.close()
     return ImageBuildResult(store.root, board, final_model)
 
