@@ -192,16 +192,17 @@ def test_export_round_trip_reproduces_the_outputs(case: Case, tmp_path: Path) ->
 # ----- space-specific -----
 def test_cnn_unused_positions_are_zeroed() -> None:
     space = CNNSpace()
-    one_stage = (0, 1, 1, 0, 2, 3, 1, 1, 1, 1, 2, 2, 0, 1, 1, 1, 1)
-    assert space.canonical(one_stage) == (0, 0, 1, 0, 2, 3, 1) + (0,) * 9 + (1,)
+    one_stage = (0, 1, 1, 0, 2, 3, 1, 1, 1, 1, 2, 2, 0, 1, 1, 1, 1, 1)
+    assert space.canonical(one_stage) == (0, 0, 1, 0, 2, 3, 1) + (0,) * 9 + (1, 1)
     assert space.active(one_stage)[1] is False  # downsample: nothing is downsampled with one stage
     assert space.describe(one_stage) == {"n_stages": 1, "skip": True, "norm": "batch", "blocks_1": 3,
-                                         "channels_1": 64, "kernel_1": 5, "stem": "conv_pool"}
+                                         "channels_1": 64, "kernel_1": 5, "stem": "conv_pool",
+                                         "head": "fc"}
 
 
 def test_cnn_space_contains_resnet8() -> None:
     space = CNNSpace()
-    resnet8 = space.canonical((2, 0, 1, 0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 0, 0, 0))  # 3 stages of 1 block, 16/32/64
+    resnet8 = space.canonical((2, 0, 1, 0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 0, 0, 0, 0))  # 3 stages of 1 block, 16/32/64
     found = space.instantiate(resnet8, in_shape=(3, 32, 32), n_outputs=10)
     reference = small_resnet((3, 32, 32), 10, depth=8)
     assert {k: v.shape for k, v in found.state_dict().items()} == {
@@ -210,7 +211,7 @@ def test_cnn_space_contains_resnet8() -> None:
 
 def test_cnn_handles_odd_and_tiny_images() -> None:
     space = CNNSpace()
-    four_stages = [(3, 1, 1, 0) + (0, 0, 0) * 4 + (stem,) for stem in (0, 1)]
+    four_stages = [(3, 1, 1, 0) + (0, 0, 0) * 4 + (stem, head) for stem in (0, 1) for head in (0, 1)]
     for genotype, shape in itertools.product(four_stages, [(1, 7, 5), (2, 1, 9), (1, 1, 1)]):
         module = space.instantiate(genotype, in_shape=shape, n_outputs=2)
         assert module(torch.randn(3, *shape)).shape == (3, 2)

@@ -7,7 +7,8 @@ design space of Radosavovic et al. (2020) cut down to what trains on a CPU; ResN
 2016) are points of it (see ``baselines.small_resnet``).
 
 Genotype: ``n_stages, downsample, skip, norm``, then ``blocks, channels, kernel`` for each of the 4 stage slots,
-then ``stem`` (a plain stem conv, or the conv followed by a 2x2 max pool).
+then ``stem`` (a plain stem conv, or the conv followed by a 2x2 max pool) and ``head`` (global average pooling,
+or a LeNet-like fully connected head).
 Slots beyond ``n_stages`` are unused, and so is ``downsample`` when there is one stage (nothing is
 downsampled): ``canonical`` zeroes them and ``active`` marks them, so two genotypes that build the same
 network compare equal and designers do not waste mutations on them.
@@ -33,6 +34,11 @@ KERNELS = (3, 5)
 # "conv_pool" halves the resolution right after the stem: 4x fewer FLOPs in every stage, which is what makes
 # networks of this space trainable within minutes on a CPU (LeNet-5 owes its speed to the same early pooling).
 STEMS = ("conv", "conv_pool")
+# "gap": global average pooling then a linear classifier (ResNet); "fc": average pooling to 4x4, then a hidden
+# fully connected layer of FC_WIDTH units (LeNet), which lets a narrow, cheap network still classify well.
+HEADS = ("gap", "fc")
+FC_GRID = 4
+FC_WIDTH = 128
 _SHARED = 4  # positions before the stage slots
 _PER_STAGE = 3  # blocks, channels, kernel
 
@@ -45,14 +51,15 @@ class Stage:
 
 
 def cnn_layers(stages: Sequence[Stage], in_shape: tuple[int, int, int], n_outputs: int, downsample: str = "stride",
-               skip: bool = True, norm: str = "batch", stem: str = "conv") -> list[Layer]:
+               skip: bool = True, norm: str = "batch", stem: str = "conv", head: str = "gap") -> list[Layer]:
     """The plan of a CNN (see ``cnn_torch.ConvBlock``), from readable settings rather than a genotype, so that
     hand-designed baselines outside the space's option lists (ResNet-32, say) use the same code."""
     c_in, h, w = image_shape(in_shape, n_outputs)
     if not stages or min(min(s.blocks, s.channels) for s in stages) < 1 or any(s.kernel % 2 == 0 for s in stages):
         raise ValueError(f"cnn: need >= 1 stage, blocks and channels >= 1 and odd kernels, got {list(stages)}")
-    if downsample not in DOWNSAMPLE or norm not in NORM or stem not in STEMS:
-        raise ValueError(f"cnn: downsample must be one of {DOWNSAMPLE}, norm one of {NORM} and stem one of {STEMS}")
+    if downsample not in DOWNSAMPLE or norm not in NORM or stem not in STEMS or head not in HEADS:
+        raise ValueError(f"cnn: downsample must be one of {DOWNSAMPLE}, norm one of {NORM}, stem one of {STEMS} "
+                         f"and head one of {HEADS}")
     batch_norm = norm == "batch"
     c = stages[0].channels
     layers = [Layer("stem_conv", "nn.Conv2d", (c_in, c, 3), {"padding": 1, "bias": not batch_norm},
@@ -77,9 +84,17 @@ def cnn_layers(stages: Sequence[Stage], in_shape: tuple[int, int, int], n_output
                                 {"stride": stride if block == 1 else 1, "norm": batch_norm, "residual": skip},
                                 comment=header if block == 1 else ""))
             c = stage.channels
-    layers += [Layer("pool", "nn.AdaptiveAvgPool2d", (1,), comment="head: global average pool, linear classifier"),
-               Layer("flatten", "nn.Flatten"),
-               Layer("classifier", "nn.Linear", (c, n_outputs))]
+    if head == "gap":
+        layers += [Layer("pool", "nn.AdaptiveAvgPool2d", (1,), comment="head: global average pool, linear classifier"),
+                   Layer("flatten", "nn.Flatten"),
+                   Layer("classifier", "nn.Linear", (c, n_outputs))]
+    else:
+        layers += [Layer("pool", "nn.AdaptiveAvgPool2d", (FC_GRID,),
+                         comment=f"head: average pool to {FC_GRID}x{FC_GRID}, a hidden layer, linear classifier"),
+                   Layer("flatten", "nn.Flatten"),
+                   Layer("hidden", "nn.Linear", (c * FC_GRID * FC_GRID, FC_WIDTH)),
+                   Layer("hidden_relu", "nn.ReLU"),
+                   Layer("classifier", "nn.Linear", (FC_WIDTH, n_outputs))]
     return layers
 
 
@@ -93,12 +108,12 @@ class CNNSpace(ArchSpace):
         per_stage = tuple(choice for i in range(1, MAX_STAGES + 1)
                           for choice in (Choice(f"blocks_{i}", BLOCKS_PER_STAGE), Choice(f"channels_{i}", CHANNELS),
                                          Choice(f"kernel_{i}", KERNELS)))
-        return shared + per_stage + (Choice("stem", STEMS),)
+        return shared + per_stage + (Choice("stem", STEMS), Choice("head", HEADS))
 
     def active(self, genotype: Genotype) -> tuple[bool, ...]:
         n_stages = N_STAGES[genotype[0]]
         stage_used = tuple(i < n_stages for i in range(MAX_STAGES) for _ in range(_PER_STAGE))
-        return (True, n_stages > 1, True, True, *stage_used, True)
+        return (True, n_stages > 1, True, True, *stage_used, True, True)
 
     def canonical(self, genotype: Genotype) -> Genotype:
         return tuple(int(v) if used else 0 for v, used in zip(genotype, self.active(genotype), strict=True))
@@ -108,7 +123,7 @@ class CNNSpace(ArchSpace):
         d = self.describe(self.validate(genotype))
         stages = [Stage(d[f"blocks_{i}"], d[f"channels_{i}"], d[f"kernel_{i}"]) for i in range(1, d["n_stages"] + 1)]
         return {"stages": stages, "downsample": d.get("downsample", DOWNSAMPLE[0]), "skip": d["skip"],
-                "norm": d["norm"], "stem": d["stem"]}
+                "norm": d["norm"], "stem": d["stem"], "head": d["head"]}
 
     def instantiate(self, genotype: Genotype, **shape: Any) -> Any:
         """``shape``: ``in_shape`` (C, H, W) and ``n_outputs``."""
