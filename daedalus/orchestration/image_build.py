@@ -101,6 +101,7 @@ OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
 LATENCY_BATCH = 32
 MAX_ASKS_PER_CANDIDATE = 30  # asks per wanted candidate before a bracket settles for fewer
 TRAIN_TO_INFERENCE = 3.0  # a training step costs about three forward passes (forward + backward)
+FLOP_SCREEN_SLACK = 2.0  # the FLOP estimate may be this optimistic before a candidate's steps are timed
 
 
 @dataclass
@@ -150,6 +151,7 @@ class NetworkCosts:
         self._params: dict[Genotype, int] = {}
         self._flops: dict[Genotype, float] = {}
         self._latency: dict[Genotype, float] = {}
+        self._timed: dict[Genotype, float] = {}  # seconds per training row
         self.throughputs: list[float] = []
 
     def _net(self, genotype: Genotype) -> Any:
@@ -214,8 +216,33 @@ class NetworkCosts:
             self.throughputs.append(TRAIN_TO_INFERENCE * self.flops(genotype) * rows * epochs / seconds)
 
     def epoch_seconds(self, genotype: Genotype, rows: int) -> float:
+        """A quick estimate from FLOPs; it misses memory-bound work such as batch norm on narrow layers."""
         throughput = float(np.median(self.throughputs)) if self.throughputs else 1e10
         return TRAIN_TO_INFERENCE * self.flops(genotype) * rows / throughput
+
+    def timed_epoch_seconds(self, genotype: Genotype, rows: int, batch: int, steps: int = 2) -> float:
+        """An epoch's seconds from timing real training steps of this network (after one warm-up step)."""
+        if genotype not in self._timed:
+            import torch
+
+            net = self._net(genotype)
+            optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
+            x = torch.randn((batch, *self.in_shape))
+            target = torch.zeros(batch, dtype=torch.long)
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.n_threads)
+            try:
+                started = time.perf_counter()
+                for step in range(steps + 1):
+                    if step == 1:
+                        started = time.perf_counter()
+                    optimizer.zero_grad()
+                    torch.nn.functional.cross_entropy(net(x), target).backward()
+                    optimizer.step()
+                self._timed[genotype] = (time.perf_counter() - started) / steps / batch
+            finally:
+                torch.set_num_threads(previous)
+        return self._timed[genotype] * rows
 
     def constraint(self, max_params: int | None, max_latency_ms: float | None) -> Constraint | None:
         """The user's hard limits, checked by the designers before they propose."""
@@ -241,11 +268,14 @@ class ImageTask:
         self.X, self.y = table.images[train], table.labels[train]
         self.X_val, self.y_val = table.images[val], table.labels[val]
 
-    def trainer(self, build: Callable[[], Any], horizon_epochs: int) -> Trainer:
+    @property
+    def batch_size(self) -> int:
         # Small data sets get smaller batches, so that an epoch is still some 50 optimiser steps.
-        batch_size = int(np.clip(len(self.y) // 50, 16, self.options.batch_size))
+        return int(np.clip(len(self.y) // 50, 16, self.options.batch_size))
+
+    def trainer(self, build: Callable[[], Any], horizon_epochs: int) -> Trainer:
         return Trainer(build, self.X, self.y, self.X_val, self.y_val, horizon_epochs=horizon_epochs,
-                       batch_size=batch_size, lr=self.options.learning_rate,
+                       batch_size=self.batch_size, lr=self.options.learning_rate,
                        seed=self.options.seed, n_threads=self.options.n_threads)
 
     def train_for(self, build: Callable[[], Any], seconds: float, epochs: int | None = None) -> Trainer:
@@ -314,7 +344,10 @@ class ImageSearch:
             if genotype in scores or genotype in out:
                 self.designer.tell(genotype, scores.get(genotype))
                 continue
+            # Two screens: FLOPs (instant, optimistic for memory-bound networks), then a few timed steps.
             estimate = self.costs.epoch_seconds(genotype, len(self.task.y))
+            if estimate <= FLOP_SCREEN_SLACK * self.epoch_allowance:
+                estimate = self.costs.timed_epoch_seconds(genotype, len(self.task.y), self.task.batch_size)
             if estimate > self.epoch_allowance:
                 slow[genotype] = estimate
                 self.designer.tell(genotype, None)
