@@ -169,7 +169,7 @@ class NetworkCosts:
             from torch.utils.flop_counter import FlopCounterMode
 
             with torch.device("meta"):
-                net = self._net(genotype)
+                net = self._net(genotype).eval()  # eval: batch norm accepts a batch of one 1x1 map
                 with FlopCounterMode(display=False) as counter:
                     net(torch.zeros((1, *self.in_shape)))
             self._flops[genotype] = float(max(counter.get_total_flops(), 1))
