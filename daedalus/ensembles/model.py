@@ -20,6 +20,7 @@ import numpy as np
 from daedalus.data.schema import Task
 from daedalus.evaluation.predict import predict_matrix
 from daedalus.store.artifacts import load_model
+from daedalus.store.run import replace_directory
 
 MODEL_FILE = "model.json"
 
@@ -87,9 +88,4 @@ def write_model_dir(directory: Path, spec: ModelSpec, sources: dict[str, Path]) 
     for name, src in sources.items():
         _link_or_copy(src, tmp / name)
     (tmp / MODEL_FILE).write_text(json.dumps(spec.to_dict(), indent=1))
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(tmp, directory)

@@ -21,6 +21,7 @@ import pandas as pd
 from daedalus.data.images import pixels_to_images
 from daedalus.spaces.nas.base import Genotype
 from daedalus.spaces.nas.registry import get_space
+from daedalus.store.run import replace_directory
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
@@ -80,16 +81,12 @@ class NetworkModel:
         """Class probabilities for (N, C, H, W) images already scaled."""
         import torch
 
+        from daedalus.spaces.families.torch_mlp import torch_threads
+
         net = self.module()
-        previous = torch.get_num_threads()
-        if n_threads:
-            torch.set_num_threads(n_threads)
-        try:
-            with torch.no_grad():
-                chunks = [torch.softmax(net(torch.from_numpy(images[i:i + _PREDICT_CHUNK])), dim=1).numpy()
-                          for i in range(0, len(images), _PREDICT_CHUNK)]
-        finally:
-            torch.set_num_threads(previous)
+        with torch_threads(n_threads), torch.no_grad():
+            chunks = [torch.softmax(net(torch.from_numpy(images[i:i + _PREDICT_CHUNK])), dim=1).numpy()
+                      for i in range(0, len(images), _PREDICT_CHUNK)]
         return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, len(self.spec.classes)))
 
     def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
@@ -108,12 +105,7 @@ class NetworkModel:
         tmp.mkdir(parents=True)
         torch.save(self.state, tmp / WEIGHTS_FILE)
         (tmp / MODEL_FILE).write_text(json.dumps(self.spec.to_dict(), indent=1, default=str))
-        old = directory.with_name(directory.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if directory.exists():
-            directory.rename(old)
-        tmp.rename(directory)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, directory)
 
     @classmethod
     def load(cls, directory: Path) -> NetworkModel:

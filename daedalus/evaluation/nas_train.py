@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,21 +27,11 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
+from daedalus.spaces.families.torch_mlp import torch_threads
+
 TaskKind = Literal["classification", "regression"]
 Schedule = Literal["cosine", "onecycle"]
 _EVAL_CHUNK = 1024
-
-
-@contextmanager
-def torch_threads(n_threads: int | None) -> Iterator[None]:
-    """Use ``n_threads`` intra-op threads inside the block (None: leave as is), then restore the previous count."""
-    previous = torch.get_num_threads()
-    if n_threads is not None and n_threads > 0:
-        torch.set_num_threads(int(n_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def count_params(module: nn.Module) -> int:

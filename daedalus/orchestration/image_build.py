@@ -187,27 +187,30 @@ class NetworkCosts:
         return self.latency_ms if objective == "latency" else lambda g: float(self.params(g))
 
     # ----- time -----
-    def calibrate(self, batch: int = 64, steps: int = 3) -> None:
-        """Time a few training steps of a mid-sized network of the space (2 stages of 16 and 32 channels)."""
+    def step_seconds(self, genotype: Genotype, batch: int, steps: int = 2) -> float:
+        """Seconds of one training step on ``batch`` images, timed after a warm-up step (which pays for
+        allocation), with the build's thread count."""
         import torch
 
-        reference = self.space.from_config({"n_stages": 2, "channels_1": 16, "channels_2": 32})
-        net = self._net(reference)
+        from daedalus.evaluation.nas_train import torch_threads
+
+        net = self._net(genotype)
         optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
-        x = torch.zeros((batch, *self.in_shape))
+        x = torch.randn((batch, *self.in_shape))
         target = torch.zeros(batch, dtype=torch.long)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.n_threads)
-        try:
+        with torch_threads(self.n_threads):
             for step in range(steps + 1):
-                if step == 1:  # the first step pays for allocation and warm-up
+                if step == 1:
                     started = time.perf_counter()
                 optimizer.zero_grad()
                 torch.nn.functional.cross_entropy(net(x), target).backward()
                 optimizer.step()
-            seconds = (time.perf_counter() - started) / steps
-        finally:
-            torch.set_num_threads(previous)
+        return (time.perf_counter() - started) / steps
+
+    def calibrate(self, batch: int = 64) -> None:
+        """Learn this machine's training FLOPs per second on a mid-sized network (2 stages, 16 and 32 channels)."""
+        reference = self.space.from_config({"n_stages": 2, "channels_1": 16, "channels_2": 32})
+        seconds = self.step_seconds(reference, batch, steps=3)
         self.throughputs.append(TRAIN_TO_INFERENCE * self.flops(reference) * batch / max(seconds, 1e-6))
 
     def observe(self, genotype: Genotype, rows: int, epochs: int, seconds: float) -> None:
@@ -220,28 +223,10 @@ class NetworkCosts:
         throughput = float(np.median(self.throughputs)) if self.throughputs else 1e10
         return TRAIN_TO_INFERENCE * self.flops(genotype) * rows / throughput
 
-    def timed_epoch_seconds(self, genotype: Genotype, rows: int, batch: int, steps: int = 2) -> float:
-        """An epoch's seconds from timing real training steps of this network (after one warm-up step)."""
+    def timed_epoch_seconds(self, genotype: Genotype, rows: int, batch: int) -> float:
+        """An epoch's seconds from timing real training steps of this network."""
         if genotype not in self._timed:
-            import torch
-
-            net = self._net(genotype)
-            optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
-            x = torch.randn((batch, *self.in_shape))
-            target = torch.zeros(batch, dtype=torch.long)
-            previous = torch.get_num_threads()
-            torch.set_num_threads(self.n_threads)
-            try:
-                started = time.perf_counter()
-                for step in range(steps + 1):
-                    if step == 1:
-                        started = time.perf_counter()
-                    optimizer.zero_grad()
-                    torch.nn.functional.cross_entropy(net(x), target).backward()
-                    optimizer.step()
-                self._timed[genotype] = (time.perf_counter() - started) / steps / batch
-            finally:
-                torch.set_num_threads(previous)
+            self._timed[genotype] = self.step_seconds(genotype, batch) / batch
         return self._timed[genotype] * rows
 
     def constraint(self, max_params: int | None, max_latency_ms: float | None) -> Constraint | None:

@@ -37,6 +37,18 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def replace_directory(tmp: Path, directory: Path) -> None:
+    """Swap the fully written ``tmp`` in as ``directory`` by renames, so a reader never sees a half-written
+    directory; a kill between the two renames leaves the previous version as ``<name>.old``, which readers
+    fall back to (``RunStore.model_dir``)."""
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -36,7 +36,8 @@ _PREDICT_CHUNK = 8192
 
 
 @contextmanager
-def _torch_threads(n_threads: int | None) -> Any:
+def torch_threads(n_threads: int | None) -> Any:
+    """Use ``n_threads`` intra-op threads inside the block (None: leave as is), then restore the previous count."""
     previous = torch.get_num_threads()
     if n_threads is not None and n_threads > 0:
         torch.set_num_threads(int(n_threads))
@@ -132,7 +133,7 @@ class _TorchMLPBase(BaseEstimator):
             val_idx, train_idx = perm[:n_val], perm[n_val:]
         else:  # too few rows to hold some out: early-stop on the training loss
             val_idx, train_idx = perm[:0], perm
-        with _torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
+        with torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
             module = self._module()
@@ -182,7 +183,7 @@ class _TorchMLPBase(BaseEstimator):
         module.eval()
         Xs = self._standardise(X)
         outs = []
-        with _torch_threads(self.n_threads), torch.no_grad():
+        with torch_threads(self.n_threads), torch.no_grad():
             for start in range(0, Xs.shape[0], _PREDICT_CHUNK):
                 outs.append(module(torch.from_numpy(np.ascontiguousarray(Xs[start:start + _PREDICT_CHUNK]))).numpy())
         return np.concatenate(outs, axis=0) if outs else np.zeros((0, self.n_outputs_))
