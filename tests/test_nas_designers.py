@@ -53,14 +53,8 @@ def synthetic(genotype: Genotype) -> float:
 
 
 def make(name: str, space: ArchSpace = NB201, seed: int = 0, **kwargs) -> ArchDesigner:  # type: ignore[no-untyped-def]
-    """The named designer; skipped while its module is not written yet (and only then)."""
-    module = DESIGNERS[name].partition(":")[0]
-    try:
-        return make_designer(name, space, seed=seed, **kwargs)
-    except ModuleNotFoundError as exc:  # TODO: drop once every registered designer exists
-        if exc.name != module:
-            raise
-        pytest.skip(f"{module} is not written yet")
+    """The named designer, built through the registry as the CLI builds it."""
+    return make_designer(name, space, seed=seed, **kwargs)
 
 
 def drive(designer: ArchDesigner, asks: int, score=synthetic) -> list[Genotype]:  # type: ignore[no-untyped-def]
@@ -148,7 +142,6 @@ def synthetic_table() -> BenchTable:
 
 
 def test_benchmark_loop_reads_at_most_the_budget(name: str) -> None:
-    make(name)  # skip if not written yet
     table = synthetic_table()
     scores = run_once(table, name, queries=30, seed=0, checkpoints=(10, 20, 30))
     assert len(table.val12.read) <= 30  # type: ignore[attr-defined]
