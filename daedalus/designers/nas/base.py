@@ -56,3 +56,13 @@ class ArchDesigner(ABC):
                 return genotype
         raise ValueError(f"no architecture of space {self.space.name!r} satisfies the constraint "
                          f"after {max_tries} samples; loosen it")
+
+    def sample_unseen(self, unseen: Callable[[Genotype], bool], max_draws: int = 1000) -> Genotype:
+        """A random allowed genotype for which ``unseen`` holds, or a repeat after ``max_draws`` tries (a nearly
+        exhausted or tightly constrained space)."""
+        genotype = self.sample_allowed()
+        for _ in range(max_draws):
+            if unseen(genotype):
+                break
+            genotype = self.sample_allowed()
+        return genotype

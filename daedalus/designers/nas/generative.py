@@ -175,12 +175,7 @@ class GenerativeDesigner(ArchDesigner):
         return genotype not in self.scores and genotype not in self.pending
 
     def _random_unseen(self) -> Genotype:
-        genotype = self.sample_allowed()
-        for _ in range(MAX_DRAWS):
-            if self._unseen(genotype):
-                break
-            genotype = self.sample_allowed()
-        return genotype
+        return self.sample_unseen(self._unseen, MAX_DRAWS)
 
     def _propose(self, genotype: Genotype, rejected: list[Genotype]) -> Genotype:
         if rejected:  # the worst reward, so the policy learns to stop proposing what the constraint rejects

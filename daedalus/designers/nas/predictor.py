@@ -152,12 +152,7 @@ class PredictorDesigner(ArchDesigner):
         return genotype not in self.scores and genotype not in self.pending
 
     def _random_unseen(self) -> Genotype:
-        genotype = self.sample_allowed()
-        for _ in range(MAX_DRAWS):
-            if self._unseen(genotype):
-                break
-            genotype = self.sample_allowed()
-        return genotype
+        return self.sample_unseen(self._unseen, MAX_DRAWS)
 
     def _encode(self, genotype: Genotype) -> np.ndarray:
         code = self._codes.get(genotype)

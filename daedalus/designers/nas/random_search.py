@@ -17,11 +17,7 @@ class RandomDesigner(ArchDesigner):
         self.seen: set[Genotype] = set()
 
     def ask(self) -> Genotype:
-        genotype = self.sample_allowed()
-        for _ in range(MAX_DRAWS):
-            if genotype not in self.seen:
-                break
-            genotype = self.sample_allowed()
+        genotype = self.sample_unseen(lambda g: g not in self.seen, MAX_DRAWS)
         self.seen.add(genotype)
         return genotype
 
