@@ -71,6 +71,17 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-limit", type=float, default=None, metavar="MB", help="per-trial memory limit")
     p.add_argument("--threads", type=int, default=2, help="threads per trial (default 2)")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
+    o = p.add_argument_group("oversight")
+    o.add_argument("--sensitive", type=_csv_list, default=(), metavar="COLS",
+                   help="comma-separated sensitive columns: audited for fairness, left out of the features")
+    o.add_argument("--use-sensitive", action="store_true", help="keep the sensitive columns as features")
+    o.add_argument("--fairness", default=None, metavar="CONSTRAINT",
+                   help='a hard constraint of the search, e.g. "demographic_parity_difference<=0.05" or '
+                        '"equalized_odds_difference<=0.1" (needs --sensitive)')
+    o.add_argument("--objectives", type=_csv_list, default=("metric",), metavar="LIST",
+                   help='"metric" (default) or "metric,fairness" for the Pareto front of both')
+    o.add_argument("--policy", default=None, metavar="FILE", help="TOML policy whose [gates] approval checks")
+    o.add_argument("--intended-use", default=None, metavar="TEXT", help="the intended use, for the model card")
     g = p.add_argument_group("image data (architecture search over CNNs)")
     g.add_argument("--image-shape", default=None, metavar="HxWxC",
                    help="the pixel columns are images of this shape, channel planes one after another "
@@ -138,7 +149,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=10, metavar="K", help="searches, seeds 0..K-1 (default 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--processes", type=int, default=1, metavar="P", help="seeds run in P processes (default 1)")
+    for module in _extension_modules():
+        COMMANDS.update(module.register(sub))
     return parser
+
+
+# Commands kept in modules of their own (``cmd_*.py``): each has ``register(sub)``, which adds its parsers and
+# returns {command name: handler}. Their heavy imports stay inside the handlers, as here.
+EXTENSIONS = ("explain", "report", "gate", "steer", "fairness")
+
+
+def _extension_modules() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(f"daedalus.interfaces.cmd_{name}") for name in EXTENSIONS]
 
 
 # -- commands ----------------------------------------------------------------------------------------------
@@ -151,7 +175,9 @@ def _options(args: argparse.Namespace, target: str) -> Any:
                         storage=args.storage, keep=args.keep, keep_leaks=args.keep_leaks, drop=args.drop,
                         validation=args.validation,
                         trial_timeout=args.trial_timeout, memory_mb=args.memory_limit,
-                        n_threads=args.threads).checked()
+                        n_threads=args.threads, sensitive=args.sensitive, use_sensitive=args.use_sensitive,
+                        fairness=args.fairness, objectives=args.objectives, policy=args.policy,
+                        intended_use=args.intended_use).checked()
 
 
 def _default_run_dir(name: str) -> Path:
@@ -371,9 +397,11 @@ def cmd_nas_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "demo": cmd_demo, "resume": cmd_resume, "leaderboard": cmd_leaderboard,
-            "predict": cmd_predict, "info": cmd_info, "audit": cmd_audit, "nas-bench": cmd_nas_bench,
-            "export-arch": cmd_export_arch}
+COMMANDS: dict[str, Any] = {
+    "build": cmd_build, "demo": cmd_demo, "resume": cmd_resume, "leaderboard": cmd_leaderboard,
+    "predict": cmd_predict, "info": cmd_info, "audit": cmd_audit, "nas-bench": cmd_nas_bench,
+    "export-arch": cmd_export_arch,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,16 @@ class BuildOptions:
     trial_timeout: float | None = None  # per-trial cap in seconds; None: what the budget leaves
     memory_mb: float | None = None  # per-trial memory cap; None: 60% of the machine's memory
     n_threads: int = 2
+    # Oversight (issue 4). Sensitive columns are audited for fairness and left out of the features unless
+    # use_sensitive; fairness is a constraint such as "demographic_parity_difference<=0.05"; objectives
+    # ("metric", "fairness") asks for the Pareto front; policy is a TOML file of approval gates; intended_use
+    # goes into the model card.
+    sensitive: tuple[str, ...] = ()
+    use_sensitive: bool = False
+    fairness: str | None = None
+    objectives: tuple[str, ...] = ("metric",)
+    policy: str | None = None
+    intended_use: str | None = None
 
     def checked(self) -> BuildOptions:
         if self.time_budget is None and self.n_trials is None:
