@@ -55,3 +55,38 @@ def test_reopen_continues_the_chain_and_drops_a_torn_line(tmp_path):
     log.append("resumed")
     result = verify(path)
     assert result.ok and result.n_records == 4
+
+
+def _append_many(path, writer, n):
+    log = AuditLog(path)
+    for i in range(n):
+        log.append("steer", writer=writer, i=i)
+
+
+def test_processes_appending_at_once_keep_one_chain(tmp_path):
+    # The build and, from other terminals, approve/reject/steer/predict append to the same log at the same time.
+    import multiprocessing
+
+    path = _log(tmp_path, 3)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(path, w, 150)) for w in range(3)]
+    for p in procs:
+        p.start()
+    _append_many(path, "main", 150)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    result = verify(path)
+    assert result.ok, result.reason
+    assert result.n_records == 3 + 4 * 150
+    records = AuditLog(path).records()
+    assert [r["i"] for r in records if r.get("writer") == 1] == list(range(150))  # each writer's order kept
+
+
+def test_a_log_opened_elsewhere_continues_after_appends_from_another_handle(tmp_path):
+    path = _log(tmp_path, 2)
+    first, second = AuditLog(path), AuditLog(path)  # e.g. the build's, and a 'steer' command's
+    first.append("a")
+    second.append("b")
+    first.append("c")
+    assert verify(path).ok and [r["seq"] for r in first.records()] == [0, 1, 2, 3, 4]

@@ -4,19 +4,24 @@ Each record carries ``seq`` (0, 1, 2, ...), ``prev`` (the hash of the record bef
 first) and ``hash``: the SHA-256 of the record's canonical JSON without its own ``hash`` field. Editing,
 deleting or reordering any record breaks the chain at that record, which :func:`verify` names.
 
-Appends are a single ``write`` of one line followed by ``fsync``, so a run killed at any moment leaves at
-most one torn last line; :class:`AuditLog` drops such a line on open (it was never acknowledged).
+Several processes append to one log: the build, and from other terminals ``approve``, ``reject``, ``steer`` and
+``predict --unapproved``. Each append therefore takes an exclusive ``flock`` on the file and reads the chain's
+tail from the file itself, never from memory, so records from different processes interleave into one chain.
+Appends are a single ``write`` of one line followed by ``fsync``, so a process killed at any moment leaves at
+most one torn last line; the next append cuts it off, under the lock (it was never acknowledged). Nothing is
+cut on open: a reader must not truncate a line that another process is writing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 GENESIS = "0" * 64
 
@@ -41,40 +46,52 @@ class VerifyResult:
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._seq, self._last_hash = self._recover_tail()
-
-    def _recover_tail(self) -> tuple[int, str]:
-        if not self.path.exists():
-            return 0, GENESIS
-        raw = self.path.read_bytes()
-        if raw and not raw.endswith(b"\n"):
-            # A torn final line from a killed process: cut it off, it was never acknowledged.
-            raw = raw[: raw.rfind(b"\n") + 1]
-            with open(self.path, "r+b") as f:
-                f.truncate(len(raw))
-        lines = raw.splitlines()
-        if not lines:
-            return 0, GENESIS
-        last = json.loads(lines[-1])
-        return int(last["seq"]) + 1, str(last["hash"])
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        record: dict[str, Any] = {"seq": self._seq, "time": round(time.time(), 3), "event": event,
-                                  **fields, "prev": self._last_hash}
-        record["hash"] = record_hash(record)
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
+        with open(self.path, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+            seq, last_hash = _tail(f)
+            record: dict[str, Any] = {"seq": seq, "time": round(time.time(), 3), "event": event,
+                                      **fields, "prev": last_hash}
+            record["hash"] = record_hash(record)
+            f.write((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
-        self._seq += 1
-        self._last_hash = record["hash"]
         return record
 
     def records(self) -> list[dict[str, Any]]:
+        """The complete records (a line still being written by another process is left out)."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        raw = self.path.read_bytes()
+        return [json.loads(line) for line in raw[: raw.rfind(b"\n") + 1].splitlines() if line.strip()]
+
+
+def _tail(f: BinaryIO) -> tuple[int, str]:
+    """The next sequence number and the last record's hash, read from the end of the open, locked file; a torn
+    last line (a writer killed mid-write) is cut off first."""
+    size = f.seek(0, os.SEEK_END)
+    end = _last_newline_before(f, size)
+    if end != size:
+        f.truncate(end)
+    if end == 0:
+        return 0, GENESIS
+    start = _last_newline_before(f, end - 1)
+    f.seek(start)
+    last = json.loads(f.read(end - start))
+    return int(last["seq"]) + 1, str(last["hash"])
+
+
+def _last_newline_before(f: BinaryIO, pos: int) -> int:
+    """The offset just after the last newline in f[:pos] (0 when there is none), read backwards in blocks."""
+    while pos > 0:
+        start = max(0, pos - 8192)
+        f.seek(start)
+        at = f.read(pos - start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        pos = start
+    return 0
 
 
 def verify(path: Path) -> VerifyResult:
