@@ -1,0 +1,76 @@
+"""The final model's out-of-fold predictions on the training rows, rebuilt from what a tabular run stores.
+
+The ensemble was chosen on its members' out-of-fold predictions (``trials/N/oof.npy``), so its own
+out-of-fold prediction is their weighted sum with the weights in ``model/model.json`` (or ``best/`` while a
+run has no final model yet). Each row's prediction comes from models that never saw that row, which is what
+ROC, calibration and residual plots need to be honest. The rows scored are those of the run's validation plan:
+every row under k-fold, the holdout otherwise; the plan is rebuilt from the stored rows and the run's seed, as
+``resume`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daedalus.data import prepare_target
+from daedalus.data.schema import Schema, Task
+from daedalus.ensembles.model import MODEL_FILE, ModelSpec
+from daedalus.evaluation.validation import make_plan
+
+TRIAL_DIR_DIGITS = 5  # trials/00003/oof.npy, as RunStore.trial_dir names them
+
+
+@dataclass(frozen=True)
+class FinalPredictions:
+    task: Task
+    y: np.ndarray  # class codes 0..k-1, or values for regression, of the scored rows
+    pred: np.ndarray  # (n, k) class probabilities, or (n,) values
+    classes: tuple[Any, ...] | None  # class labels in code order, None for regression
+    rows: np.ndarray  # indices of the scored rows in train.parquet
+    source: str  # "model" (the final ensemble) or "best" (the best single model so far)
+    members: tuple[tuple[int, float], ...]  # (trial, weight)
+
+
+def _spec(run_dir: Path) -> tuple[ModelSpec, str] | None:
+    for name in ("model", "best"):
+        for directory in (run_dir / name, run_dir / f"{name}.old"):
+            path = directory / MODEL_FILE
+            if path.exists():
+                return ModelSpec.from_dict(json.loads(path.read_text(encoding="utf-8"))), name
+    return None
+
+
+def final_predictions(run_dir: Path) -> FinalPredictions | None:
+    """The run's out-of-fold predictions, or None when the run has no tabular model with stored predictions
+    (an image run, a run without a finished trial, or fold predictions that were removed)."""
+    run_dir = Path(run_dir)
+    found = _spec(run_dir)
+    if found is None or not (run_dir / "schema.json").exists() or not (run_dir / "train.parquet").exists():
+        return None
+    spec, source = found
+    total: np.ndarray | None = None
+    for member in spec.members:
+        path = run_dir / "trials" / f"{member.trial:0{TRIAL_DIR_DIGITS}d}" / "oof.npy"
+        if not path.exists():
+            return None
+        oof = member.weight * np.load(path, allow_pickle=False)
+        total = oof if total is None else total + oof
+    if total is None:
+        return None
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    schema = Schema.from_dict(json.loads((run_dir / "schema.json").read_text(encoding="utf-8")))
+    target = pd.read_parquet(run_dir / "train.parquet", columns=[schema.target])[schema.target]
+    y = np.asarray(prepare_target(target, schema))
+    options = info.get("options", {})
+    plan = make_plan(y, schema.task, int(options.get("seed", 0)), kind=options.get("validation"))
+    rows = plan.scored_index
+    if len(rows) != len(total):  # the stored predictions do not belong to this plan: show nothing wrong
+        return None
+    return FinalPredictions(task=schema.task, y=y[rows], pred=total, classes=schema.classes, rows=rows,
+                            source=source, members=tuple((m.trial, m.weight) for m in spec.members))
