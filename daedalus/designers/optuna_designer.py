@@ -27,6 +27,7 @@ FAMILY_PARAM = "family"
 STATUS_ATTR = "status"
 REASON_ATTR = "reason"
 PORTFOLIO_ATTR = "portfolio"
+STEERED_ATTR = "steered"  # a configuration enqueued by 'daedalus steer enqueue': why, as the audit log says
 
 
 def split_params(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -75,21 +76,41 @@ class OptunaDesigner(Designer):
         space = get_family(family).space(self.task, self.n_rows)
         return {f"{family}.{k}": d for k, d in space.items()}
 
+    def enqueue_steered(self, family: str, config: dict[str, Any], why: str) -> None:
+        """Queue a configuration (parameters left out are sampled) to run next, ahead of the portfolio."""
+        params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in config.items()}}
+        self.study.enqueue_trial(params, user_attrs={STEERED_ATTR: why}, skip_if_exists=False)
+
     def ask(self) -> Proposal:
         # The family choice is a fixed categorical over the run's families, so its distribution stays the
         # same in every trial (Optuna needs that for TPE to model it).
-        fixed: dict[str, BaseDistribution] = {FAMILY_PARAM: CategoricalDistribution(self.families)}
-        trial = self.study.ask(fixed)
-        family = trial.params[FAMILY_PARAM]
+        family_dist = CategoricalDistribution(self.families)
+        trial = self._claim_steered() or self.study.ask({FAMILY_PARAM: family_dist})
+        family = suggest(trial, FAMILY_PARAM, family_dist)
         for name, dist in self.distributions(family).items():
             suggest(trial, name, dist)
         _, config = split_params(trial.params)
-        portfolio = bool(trial.user_attrs.get(PORTFOLIO_ATTR))
-        reason = (f"portfolio: the default configuration of {family}, tried before the search proper"
-                  if portfolio else
-                  f"TPE: sampled from a density model of the {self._n_complete()} finished trials")
+        if STEERED_ATTR in trial.user_attrs:
+            return self._proposal(trial, family, config, f"steering: {trial.user_attrs[STEERED_ATTR]}", "steering")
+        if trial.user_attrs.get(PORTFOLIO_ATTR):
+            return self._proposal(trial, family, config, f"portfolio: the default configuration of {family}, "
+                                  "tried before the search proper", "portfolio")
+        return self._proposal(trial, family, config, "TPE: sampled from a density model of the "
+                              f"{self._n_complete()} finished trials", self.name)
+
+    def _proposal(self, trial: optuna.trial.Trial, family: str, config: dict[str, Any], reason: str,
+                  designer: str) -> Proposal:
         self._running[trial.number] = trial
-        return Proposal(trial.number, family, config, reason, "portfolio" if portfolio else self.name)
+        return Proposal(trial.number, family, config, reason, designer)
+
+    def _claim_steered(self) -> optuna.trial.Trial | None:
+        """A waiting steered trial, taken out of the queue before the older (portfolio) ones, as Optuna's own
+        ``ask`` takes a waiting trial: by moving it to RUNNING in the storage."""
+        for waiting in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if STEERED_ATTR in waiting.user_attrs and self.study._storage.set_trial_state_values(
+                    waiting._trial_id, TrialState.RUNNING):
+                return optuna.trial.Trial(self.study, waiting._trial_id)
+        return None
 
     def tell(self, proposal: Proposal, value: float | None, *, status: str, info: dict[str, Any]) -> None:
         trial = self._running.pop(proposal.number)
@@ -98,6 +119,8 @@ class OptunaDesigner(Designer):
         trial.set_user_attr(STATUS_ATTR, status)
         if status == "ok" and value is not None:
             self.study.tell(trial, value)
+        elif status == "pruned":  # not evaluated at all (an excluded family): TPE ranks it below every result
+            self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
 

@@ -4,7 +4,7 @@
     daedalus build DATA --target COL [--time S | --trials N] [--seed N] [--metric M] [--run DIR] ...
     daedalus resume RUN [--time S | --trials N]
     daedalus leaderboard RUN [--json]
-    daedalus predict RUN DATA [--out FILE] [--proba]
+    daedalus predict RUN DATA [--out FILE] [--proba] [--unapproved]
     daedalus info RUN
     daedalus build IMAGES.csv --target COL --image-shape 28x28x1 [--designer NAME] [--max-params N] ...
     daedalus export-arch RUN [--trial N] --out model.py
@@ -96,6 +96,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                         "latency (written to pareto.json; export any front member with export-arch --trial)")
     g.add_argument("--final-epochs", type=int, default=None, metavar="N",
                    help="epochs of the winner's final training (default: as many as the time left allows)")
+    g.add_argument("--shift", type=int, default=None, metavar="PX",
+                   help="augment training images by random shifts of up to PX pixels (default: a tenth of the "
+                        "shorter side; 0 turns it off)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -124,6 +127,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="CSV or Parquet file of rows to predict")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="output CSV (default: stdout)")
     p.add_argument("--proba", action="store_true", help="add one proba_<class> column per class")
+    p.add_argument("--unapproved", action="store_true",
+                   help="use a model that is not approved ('daedalus approve'); the use is recorded in the audit log")
 
     p = sub.add_parser("info", help="what a run holds: data, checks, validation, model")
     p.add_argument("run_dir", type=Path, metavar="RUN")
@@ -224,7 +229,8 @@ def _run_image_build(args: argparse.Namespace, name: str) -> int:
                                 designer=args.designer, max_params=args.max_params,
                                 max_latency_ms=args.max_latency_ms, n_threads=args.threads,
                                 objective=args.objective,
-                                n_candidates=args.trials, final_epochs=args.final_epochs).checked()
+                                n_candidates=args.trials, final_epochs=args.final_epochs,
+                                shift=args.shift).checked()
     from daedalus.orchestration.image_build import build_images
 
     run_dir = args.run or _default_run_dir(name)
@@ -293,7 +299,8 @@ def _print_table(board: list[dict[str, Any]], limit: int | None = None) -> None:
 def _print_summary(run_dir: Path, board: list[dict[str, Any]]) -> None:
     _print_table(board, limit=10)
     print(f"run saved in {run_dir}")
-    print(f"predict with: daedalus predict {run_dir} DATA.csv --out predictions.csv")
+    print(f"approve with: daedalus approve {run_dir} --by NAME --reason TEXT")
+    print(f"then predict with: daedalus predict {run_dir} DATA.csv --out predictions.csv")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -310,7 +317,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from daedalus.data import read_table
     from daedalus.ensembles.predictor import Predictor
+    from daedalus.oversight.approval import authorize_use
 
+    warning = authorize_use(args.run_dir, args.unapproved, args.data)  # the approval gate; refuses with exit 2
+    if warning:
+        print(f"daedalus: {warning}", file=sys.stderr)
     predictor = Predictor.load(args.run_dir)
     rows = read_table(args.data)
     out = pd.DataFrame({"prediction": predictor.predict(rows)})

@@ -40,6 +40,8 @@ from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.search import Search, requeue_interrupted
+from daedalus.oversight.approval import attach_policy
+from daedalus.oversight.policy import load_policy
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.run import RunStore
 
@@ -116,6 +118,8 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
           started: float | None = None) -> BuildResult:
     """Run a whole build. ``started`` is the monotonic time the budget counts from (default: now)."""
     options = options.checked()
+    if options.policy:
+        load_policy(options.policy)  # a bad policy file is refused before the run directory exists
     clock = BudgetClock(options.time_budget, started)
     reporter = reporter or Reporter()
     start_early()
@@ -136,6 +140,8 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
                        dropped=got.schema.dropped, rows=len(got.frame),
                        rows_without_target_dropped=got.n_missing_target)
     store.audit.append("validation_plan", plan=ctx.plan.describe(), metric=ctx.metric.name)
+    if options.policy:
+        attach_policy(store, options.policy)
     for finding in got.checks.get("findings", []):
         if finding.get("severity") in ("warning", "action"):
             reporter.message(f"data check: {finding['message']}")

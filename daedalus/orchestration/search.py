@@ -23,6 +23,7 @@ from daedalus.evaluation.worker import run_in_worker
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Progress, Reporter
+from daedalus.oversight.steering import Steering
 from daedalus.store.run import RunStore
 
 KEEP_MODELS_TOP = 10  # fold models are kept for this many of the best trials (ensemble candidates)
@@ -57,6 +58,7 @@ class Search:
         self.trials_to_run = trials_to_run
         self.records: list[TrialRecord] = load_records(designer.study)
         self.memory_mb = options.memory_mb or default_memory_mb()
+        self.steering = Steering(store, designer, clock, reporter)
 
     # -- budget --------------------------------------------------------------------------------------------
     def final_stage_reserve(self) -> float:
@@ -78,6 +80,9 @@ class Search:
     def _done(self, ran: int) -> bool:
         if self.trials_to_run is not None and ran >= self.trials_to_run:
             return True
+        return self._out_of_time()
+
+    def _out_of_time(self) -> bool:
         return self.search_time_left() < MIN_TRIAL_SECONDS
 
     def _trial_timeout(self) -> float:
@@ -88,9 +93,10 @@ class Search:
     def run(self) -> list[TrialRecord]:
         ran = 0
         while not self._done(ran):
-            proposal = self.designer.ask()
-            self.store.audit.append("trial_proposed", trial=proposal.number, family=proposal.family,
-                                    config=proposal.config, designer=proposal.designer, reason=proposal.reason)
+            # Steering applies commands from 'daedalus steer', waits while paused, audits the proposal.
+            proposal = self.steering.next_proposal(self._out_of_time)
+            if proposal is None:
+                break
             self._report(f"trial {proposal.number}: {proposal.family}")
             self.records.append(self._evaluate(proposal))
             ran += 1
