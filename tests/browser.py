@@ -47,7 +47,8 @@ def chromium_path() -> str:
     return path
 
 
-def check_page(path: Path) -> PageCheck:
+def check_page(path: Path, render_timeout_ms: int = RENDER_TIMEOUT_MS) -> PageCheck:
+    """Load ``path``, wait up to ``render_timeout_ms`` for every plotly graph to draw, and say what happened."""
     result = PageCheck()
 
     def route(route: Route) -> None:
@@ -70,7 +71,7 @@ def check_page(path: Path) -> PageCheck:
             page.route("**/*", route)
             page.goto(Path(path).resolve().as_uri(), wait_until="load", timeout=RENDER_TIMEOUT_MS)
             with contextlib.suppress(PlaywrightError):  # some graph never drew: the counts below say which
-                page.wait_for_function(_ALL_DRAWN_JS, timeout=RENDER_TIMEOUT_MS)
+                page.wait_for_function(_ALL_DRAWN_JS, timeout=render_timeout_ms)
             for graph in page.evaluate(_GRAPHS_JS):
                 result.graphs[graph["id"]] = graph["traces"] if graph["svg"] else -1
             result.text = page.inner_text("body")

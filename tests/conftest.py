@@ -43,3 +43,17 @@ def small_binary_csv(tmp_path):
     path = tmp_path / "small.csv"
     df.to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def digits_csv(tmp_path_factory):
+    """scikit-learn's bundled 8x8 digits (1,797 images) as a pixel CSV, the way MNIST is written: one column per
+    pixel, then the label 'digit'."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data.astype(int), columns=[f"pixel{i + 1}" for i in range(64)])
+    frame["digit"] = digits.target
+    path = tmp_path_factory.mktemp("images") / "digits.csv"
+    frame.to_csv(path, index=False)
+    return path

@@ -1,7 +1,8 @@
 """Architecture search on image data, end to end through the CLI: build, leaderboard, predict, export-arch.
 
 The images are scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), written as a pixel CSV the way
-MNIST is (one column per pixel, then the label), so the test needs no download.
+MNIST is (one column per pixel, then the label), so the test needs no download (fixture ``digits_csv`` in
+conftest.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from daedalus.interfaces.cli import main
 
@@ -23,20 +23,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def digits_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    digits = load_digits()
-    frame = pd.DataFrame(digits.data.astype(int), columns=[f"pixel{i + 1}" for i in range(64)])
-    frame["digit"] = digits.target
-    path = tmp_path_factory.mktemp("images") / "digits.csv"
-    frame.to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def image_run(digits_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "digits"
     code = main(["build", str(digits_csv), "--target", "digit", "--image-shape", "8x8x1", "--trials", "4",
-                 "--final-epochs", "4", "--time", "300", "--max-params", "20000", "--designer", "evolution",
+                 "--final-epochs", "4", "--time", "300", "--max-params", "50000", "--designer", "evolution",
                  "--run", str(run), "--quiet", "--threads", "1"])
     assert code == 0
     return run
@@ -49,10 +39,25 @@ def test_build_records_trials_and_a_final_network(image_run: Path) -> None:
     assert len(trials) == 4 and len(final) == 1
     assert board[0] is final[0] or board[0]["designer"] == "final"  # the model the run hands back comes first
     assert final[0]["epochs"] == 4
-    assert all(row["params"] <= 20000 for row in board)  # the hard constraint held for every candidate
+    assert all(row["params"] <= 50000 for row in board)  # the hard constraint held for every candidate
     assert {row["family"] for row in trials} == {"cnn"}
     events = [json.loads(line)["event"] for line in (image_run / "audit.jsonl").read_text().splitlines()]
     assert events.count("trial_result") == 4 and "final_model_saved" in events
+
+
+def test_the_search_starts_from_the_allowed_portfolio_designs(image_run: Path) -> None:
+    from daedalus.evaluation.nas_train import count_params
+    from daedalus.spaces.nas.cnn import CNNSpace
+
+    space = CNNSpace()
+    allowed = [space.to_string(g) for g in space.portfolio()
+               if count_params(space.instantiate(g, in_shape=(1, 8, 8), n_outputs=10)) <= 50000]
+    assert 0 < len(allowed) < len(space.portfolio())  # the test covers both sides of the constraint
+    trials = sorted((row for row in json.loads((image_run / "leaderboard.json").read_text())
+                     if row["designer"] != "final"), key=lambda row: row["trial"])
+    assert [row["architecture"] for row in trials[:len(allowed)]] == allowed
+    assert {row["designer"] for row in trials[:len(allowed)]} == {"portfolio"}
+    assert {row["designer"] for row in trials[len(allowed):]} == {"evolution"}
 
 
 def test_predict_reads_raw_pixel_rows(image_run: Path, digits_csv: Path, tmp_path: Path,
@@ -142,7 +147,7 @@ def test_an_image_run_resumes_with_its_trials(digits_csv: Path, tmp_path: Path) 
     search goes on with new trial numbers, and a final network is trained."""
     run = tmp_path / "resumable"
     assert main(["build", str(digits_csv), "--target", "digit", "--image-shape", "8x8x1", "--trials", "3",
-                 "--final-epochs", "1", "--time", "300", "--max-params", "20000", "--designer", "evolution",
+                 "--final-epochs", "1", "--time", "300", "--max-params", "50000", "--designer", "evolution",
                  "--run", str(run), "--quiet", "--threads", "1"]) == 0
     # Simulate a kill during the final training: drop the final model and its record.
     import shutil

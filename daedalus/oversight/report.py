@@ -17,11 +17,13 @@ from daedalus.errors import ConfigError
 from daedalus.evaluation.metrics import get_metric
 from daedalus.oversight import report_plots as plots
 from daedalus.oversight.final_predictions import FinalPredictions, final_predictions
-from daedalus.oversight.report_html import any_json, figure, key_values, note, page, paragraph, section, table
+from daedalus.oversight.report_html import any_json, figure, fmt, key_values, note, page, paragraph, section, table
 from daedalus.oversight.run_record import RunRecord, load_run
 
 REPORT_FILE = "report.html"
 LEADERBOARD_COLUMNS = ["rank", "trial", "family", "designer", "score", "metric", "fit_seconds", "status"]
+DECISION_EVENTS = ("policy_attached", "approval", "rejection", "unapproved_use", "steer", "steer_applied",
+                   "pause_expired")
 IMAGE_COLUMNS = ["epochs", "params", "mflops", "latency_ms", "pareto", "architecture"]
 
 
@@ -109,7 +111,23 @@ def _summary(record: RunRecord) -> list[str]:
     out = [key_values(pairs), _audit_note(record)]
     if findings:
         out.append("<h3>Data check findings</h3>" + table(findings, ["severity", "check", "message"]))
+    out.append("<h3>Decisions and steering</h3>" + _decisions(record))
     return out
+
+
+def _decisions(record: RunRecord) -> str:
+    """Every human decision the audit log holds: policies, approvals, rejections, unapproved uses, steering."""
+    rows = []
+    for r in record.audit:
+        if r.get("event") not in DECISION_EVENTS:
+            continue
+        what = r.get("decision") or r.get("command") or r.get("state") or ""
+        detail = r.get("reason") or r.get("effect") or r.get("family") or r.get("source") or r.get("data") or ""
+        rows.append({"record": r.get("seq"), "time": _when(r.get("time")), "event": r.get("event"), "what": what,
+                     "by": r.get("by") or r.get("os_user"), "detail": detail})
+    if not rows:
+        return note("None recorded: no policy attached, no approval or rejection, no steering command.")
+    return table(rows)
 
 
 def _final_description(row: dict[str, Any]) -> str:
@@ -144,27 +162,51 @@ def _leaderboard(record: RunRecord) -> list[str]:
 
 
 # -- explanations ----------------------------------------------------------------------------------------------
+def _skipped(detail: Any, default: str) -> str:
+    reason = detail.get("skipped") if isinstance(detail, dict) else None
+    return f"{default} ({reason})." if reason else f"{default}."
+
+
 def _explanations(record: RunRecord) -> list[str]:
     if "explanations.json" in record.problems:
         return [note(f"explanations.json {record.problems['explanations.json']}", "bad")]
     expl = record.explanations
     if expl is None:
-        return [note("Not computed: this run has no explanations.json, so hyperparameter importance, feature "
-                     f"importance and 'why this model' are not shown. Run 'daedalus explain {record.root}' "
-                     "to compute them, then write the report again.")]
-    hp = expl.get("hyperparameter_importance")
-    fi = expl.get("feature_importance")
-    out = [figure(plots.hyperparameter_importance(hp) if isinstance(hp, dict) else None, "hp-importance",
-                  "Hyperparameter importance was not computed (it needs several finished trials)."),
-           figure(plots.feature_importance(fi) if isinstance(fi, list) else None, "feature-importance",
-                  "Feature importance was not computed for this run.")]
+        what = "an image run" if record.is_image else "this run"
+        return [note(f"Not computed: {what} has no explanations.json, so hyperparameter importance, feature "
+                     "importance and 'why this model' are not shown.")]
+    hp, hp_detail = expl.get("hyperparameter_importance"), expl.get("hyperparameter_importance_detail")
+    fi, fi_detail = expl.get("feature_importance"), expl.get("feature_importance_detail")
+    out = ["<h3>Hyperparameter importance</h3>",
+           figure(plots.hyperparameter_importance(hp) if isinstance(hp, dict) else None, "hp-importance",
+                  _skipped(hp_detail, "Hyperparameter importance was not computed"))]
+    if isinstance(hp_detail, dict) and "skipped" not in hp_detail:
+        out.append("<details><summary>How it was computed</summary>" + any_json(hp_detail) + "</details>")
+    out += ["<h3>Feature importance</h3>",
+            figure(plots.feature_importance(fi) if isinstance(fi, list) else None, "feature-importance",
+                   _skipped(fi_detail, "Feature importance was not computed"))]
+    if isinstance(fi_detail, dict) and "skipped" not in fi_detail:
+        out.append(key_values([(str(k), v) for k, v in fi_detail.items()]))
     if isinstance(fi, list) and fi:
         out.append("<details><summary>All feature importances</summary>" + table(fi) + "</details>")
-    if expl.get("why"):
-        out.append("<h3>Why this model</h3>" + any_json(expl["why"]))
-    rest = {k: v for k, v in expl.items() if k not in ("feature_importance", "hyperparameter_importance", "why")}
-    if rest:
-        out.append("<h3>Details</h3>" + any_json(rest))
+    out += ["<h3>Why this model</h3>", *_why(expl.get("why"))]
+    return out
+
+
+def _why(why: Any) -> list[str]:
+    if not isinstance(why, dict) or not why or "skipped" in why:
+        return [note(_skipped(why, "The comparison with the runners-up was not computed"))]
+    out = [paragraph(str(why["statement"])) if why.get("statement") else "",
+           figure(plots.why_chosen(why), "why", "No candidate has a score to compare.")]
+    runners = why.get("runners_up")
+    if isinstance(runners, list) and runners:
+        out.append(table([r for r in runners if isinstance(r, dict)],
+                         ["label", "score", "ci", "advantage", "advantage_ci", "significant", "share_chosen_better"],
+                         caption="The chosen model against each runner-up (advantage: how much better the chosen "
+                                 "model scored; ci: confidence interval)"))
+    if why.get("method"):
+        out.append(paragraph(f"Method: {why['method']}; {why.get('resamples', '?')} resamples of "
+                             f"{why.get('rows', '?')} rows, confidence {why.get('confidence', '?')}."))
     return out
 
 
@@ -199,6 +241,24 @@ def _oof_description(record: RunRecord, fp: FinalPredictions) -> str:
 
 
 # -- fairness and Pareto ---------------------------------------------------------------------------------------
+FAIRNESS_SHOWN = ("sensitive", "constraint", "overall", "differences", "differences_by_column", "by_group",
+                  "intersectional", "metrics", "version")
+
+
+def _constraint_note(constraint: Any) -> str:
+    if not isinstance(constraint, dict):
+        return note("No fairness constraint was set for the search (build with --fairness to set one).")
+    expression = constraint.get("expression", "the constraint")
+    numbers = ", ".join(f"{k} {fmt(constraint[k])}" for k in ("value", "se", "bound") if k in constraint)
+    small = constraint.get("small_groups")
+    tail = f"; groups too small to constrain: {fmt(small)}" if small else ""
+    if constraint.get("met") is True:
+        return note(f"Constraint {expression}: met ({numbers}){tail}.", "good")
+    if constraint.get("met") is False:
+        return note(f"Constraint {expression}: NOT met ({numbers}){tail}.", "bad")
+    return note(f"Constraint {expression} ({numbers}){tail}.")
+
+
 def _fairness(record: RunRecord) -> list[str]:
     if "fairness.json" in record.problems:
         return [note(f"fairness.json {record.problems['fairness.json']}", "bad")]
@@ -206,18 +266,24 @@ def _fairness(record: RunRecord) -> list[str]:
     if fair is None:
         hint = "" if record.is_image else " Build with --sensitive COLS to audit groups defined by those columns."
         return [note("Not computed: this run has no fairness.json." + hint)]
-    out = [key_values([("sensitive columns", fair.get("sensitive")), ("constraint", fair.get("constraint"))])]
-    if fair.get("overall"):
-        out.append("<h3>Overall</h3>" + any_json(fair["overall"]))
+    details = [("sensitive columns", fair.get("sensitive"))]
+    details += [(str(k), v) for k, v in fair.items() if k not in FAIRNESS_SHOWN and not isinstance(v, (dict, list))]
+    out = [key_values(details), _constraint_note(fair.get("constraint"))]
+    if isinstance(fair.get("overall"), dict):
+        out.append("<h3>Overall</h3>" + key_values([(str(k), v) for k, v in fair["overall"].items()]))
     if isinstance(fair.get("differences"), dict) and fair["differences"]:
-        out.append("<h3>Differences between groups</h3>" +
-                   table([{"measure": k, "value": v} for k, v in fair["differences"].items()]))
+        rows = [{"measure": "all sensitive columns together", **fair["differences"]}]
+        by_column = fair.get("differences_by_column")
+        if isinstance(by_column, dict):
+            rows += [{"measure": str(c), **d} for c, d in by_column.items() if isinstance(d, dict)]
+        out.append("<h3>Differences between groups</h3>" + table(rows))
+    metrics = [m for m in fair.get("metrics", []) if isinstance(m, str)] or None
     for key, title in (("by_group", "Per group"), ("intersectional", "Intersectional groups")):
         rows = _rows(fair.get(key))
         if rows:
-            out += [f"<h3>{title}</h3>", figure(plots.fairness_by_group(rows, title), f"fair-{key}", ""), table(rows)]
-    rest = {k: v for k, v in fair.items()
-            if k not in ("sensitive", "constraint", "overall", "differences", "by_group", "intersectional")}
+            out += [f"<h3>{title}</h3>", figure(plots.fairness_by_group(rows, title, metrics), f"fair-{key}", ""),
+                    table(rows)]
+    rest = {k: v for k, v in fair.items() if k not in FAIRNESS_SHOWN and isinstance(v, (dict, list))}
     if rest:
         out.append("<h3>Details</h3>" + any_json(rest))
     return out

@@ -21,9 +21,10 @@ RESIDUAL_POINTS = 5000  # scatter points drawn at most (a random subset beyond),
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, **extra: Any) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=HEIGHT,
-                      margin={"l": 60, "r": 20, "t": 50, "b": 50}, legend={"orientation": "h", "y": -0.2},
-                      **extra)
+    layout: dict[str, Any] = {"title": title, "xaxis_title": x, "yaxis_title": y, "template": "plotly_white",
+                              "height": HEIGHT, "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+                              "legend": {"orientation": "h", "y": -0.2}, "yaxis_automargin": True}
+    fig.update_layout(**{**layout, **extra})
     return fig
 
 
@@ -140,15 +141,36 @@ def residual_histogram(fp: FinalPredictions) -> go.Figure:
     return _layout(fig, "Distribution of residuals", "residual", "rows")
 
 
-def fairness_by_group(rows: list[dict[str, Any]], title: str) -> go.Figure | None:
+def why_chosen(why: dict[str, Any]) -> go.Figure | None:
+    """The chosen model and its runners-up: validation score with its bootstrap confidence interval."""
+    rows = [r for r in [why.get("chosen"), *(why.get("runners_up") or [])] if isinstance(r, dict)]
+    rows = [r for r in rows if _number(r.get("score"))]
+    if not rows:
+        return None
+    scores = [float(r["score"]) for r in rows]
+    ci = [(float(r["ci"][0]), float(r["ci"][1])) if isinstance(r.get("ci"), list) and len(r["ci"]) == 2
+          and all(_number(v) for v in r["ci"]) else (s, s) for r, s in zip(rows, scores, strict=True)]
+    fig = go.Figure(go.Scatter(
+        x=[str(r.get("label", r.get("trial"))) for r in rows], y=scores, mode="markers",
+        marker={"size": 11, "color": ["gold"] + ["steelblue"] * (len(rows) - 1), "line": {"width": 1}},
+        error_y={"type": "data", "symmetric": False, "array": [hi - s for (_, hi), s in zip(ci, scores, strict=True)],
+                 "arrayminus": [s - lo for (lo, _), s in zip(ci, scores, strict=True)]}))
+    confidence = why.get("confidence")
+    level = f"{confidence:.0%} " if _number(confidence) else ""
+    return _layout(fig, f"Chosen model (first) against the runners-up, with {level}bootstrap intervals", "",
+                   str(why.get("metric", "score")))
+
+
+def fairness_by_group(rows: list[dict[str, Any]], title: str, metrics: list[str] | None = None) -> go.Figure | None:
     """One bar per group for each per-group metric (counts left out: they are on another scale)."""
     rows = [r for r in rows if isinstance(r, dict)]
-    metrics = [k for k in _numeric_keys(rows) if k.lower() not in ("count", "n", "rows", "size", "support")]
-    if not rows or not metrics:
+    names = metrics if metrics is not None else _numeric_keys(rows)
+    names = [k for k in names if k.lower() not in ("count", "n", "rows", "size", "support")]
+    if not rows or not names:
         return None
     fig = go.Figure()
     for r in rows:
-        fig.add_bar(x=metrics, y=[r.get(m) if _number(r.get(m)) else None for m in metrics], name=group_label(r))
+        fig.add_bar(x=names, y=[r.get(m) if _number(r.get(m)) else None for m in names], name=group_label(r))
     return _layout(fig, title, "metric", "value", barmode="group")
 
 
@@ -189,7 +211,9 @@ def objective_value(row: dict[str, Any], name: str, position: int) -> float | No
 
 
 def group_label(row: dict[str, Any]) -> str:
-    """A fairness row's group, from its text fields: ``sex=Female`` (a bare value under "group" or "name")."""
+    """A fairness row's group: ``sex=Female`` for a row of one column, else its text fields."""
+    if isinstance(row.get("column"), str) and isinstance(row.get("group"), str):
+        return f"{row['column']}={row['group']}"
     parts = [str(v) if k in ("group", "name") else f"{k}={v}" for k, v in row.items() if isinstance(v, str)]
     if isinstance(row.get("group"), dict):  # an intersectional group: {column: value}
         parts.extend(f"{k}={v}" for k, v in row["group"].items())
