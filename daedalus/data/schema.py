@@ -72,6 +72,8 @@ class Schema:
     dropped: dict[str, str] = field(default_factory=dict)  # column -> reason (id-like, constant, leak, sensitive)
     # Columns the user told us to keep although a check would drop them (e.g. --keep-leak).
     kept: tuple[str, ...] = ()
+    # Columns declared sensitive (--sensitive): audited for fairness; in ``dropped`` unless --use-sensitive.
+    sensitive: tuple[str, ...] = ()
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
@@ -90,6 +92,7 @@ class Schema:
         d["columns"] = [{**asdict(c), "kind": c.kind.value} for c in self.columns]
         d["classes"] = list(self.classes) if self.classes is not None else None
         d["kept"] = list(self.kept)
+        d["sensitive"] = list(self.sensitive)
         return d
 
     @classmethod
@@ -102,4 +105,5 @@ class Schema:
             classes=tuple(d["classes"]) if d["classes"] is not None else None,
             dropped=dict(d.get("dropped", {})),
             kept=tuple(d.get("kept", ())),
+            sensitive=tuple(d.get("sensitive", ())),
         )

@@ -21,12 +21,19 @@ from optuna.trial import TrialState
 
 from daedalus.data.schema import Task
 from daedalus.designers.base import Designer, Proposal
+from daedalus.spaces.mitigation import BASE_PARAM, CONSTRAINT_PARAM, MITIGATIONS, MitigationFamily
 from daedalus.spaces.registry import get_family
 
 FAMILY_PARAM = "family"
 STATUS_ATTR = "status"
 REASON_ATTR = "reason"
 PORTFOLIO_ATTR = "portfolio"
+# A trial's fairness constraint value (a list; <= 0 is feasible), measured by the search on its out-of-fold
+# predictions; the designer sets it as the trial's Optuna constraint (``Trial.set_constraint``) before telling
+# the result, and TPE then models feasible and infeasible trials apart (Optuna's constrained TPE).
+CONSTRAINT_ATTR = "constraint"
+CONSTRAINT_NAME = "fairness"
+MITIGATION_OF_ATTR = "mitigation_of"  # the trial a mitigation was proposed around
 STEERED_ATTR = "steered"  # a configuration enqueued by 'daedalus steer enqueue': why, as the audit log says
 
 
@@ -57,11 +64,15 @@ def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
 class OptunaDesigner(Designer):
     name = "tpe"
 
-    def __init__(self, study: optuna.Study, families: Sequence[str], task: Task, n_rows: int) -> None:
+    def __init__(self, study: optuna.Study, families: Sequence[str], task: Task, n_rows: int,
+                 mitigation_constraint: str | None = None) -> None:
         self.study = study
         self.families = list(families)
         self.task = task
         self.n_rows = n_rows
+        # Fairlearn's name of the fairness constraint that mitigation families enforce in this run (one only).
+        self.mitigation_constraint = mitigation_constraint
+        self._best_unfair: float | None = None  # utility of the best infeasible trial wrapped so far
         self._running: dict[int, optuna.trial.Trial] = {}
 
     def enqueue_portfolio(self) -> None:
@@ -69,12 +80,32 @@ class OptunaDesigner(Designer):
         for name in self.families:
             family = get_family(name)
             config = family.default_config(self.task, self.n_rows)
+            if isinstance(family, MitigationFamily) and self.mitigation_constraint:
+                config[CONSTRAINT_PARAM] = self.mitigation_constraint
             params = {FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}}
             self.study.enqueue_trial(params, user_attrs={PORTFOLIO_ATTR: True}, skip_if_exists=False)
 
     def distributions(self, family: str) -> dict[str, BaseDistribution]:
-        space = get_family(family).space(self.task, self.n_rows)
+        model_family = get_family(family)
+        space = model_family.space(self.task, self.n_rows)
+        if isinstance(model_family, MitigationFamily):
+            # A mitigation enforces the run's constraint and wraps only the run's families.
+            if self.mitigation_constraint:
+                space[CONSTRAINT_PARAM] = CategoricalDistribution([self.mitigation_constraint])
+            bases = [b for b in model_family.bases if b in self.families]
+            if bases:
+                space[BASE_PARAM] = CategoricalDistribution(bases)
         return {f"{family}.{k}": d for k, d in space.items()}
+
+    def _suggest_config(self, trial: optuna.trial.Trial, family: str) -> None:
+        """Suggest every hyperparameter of ``family``; a mitigation's base family's hyperparameters are
+        conditional on the base chosen (``fair_threshold.lightgbm.num_leaves``)."""
+        model_family = get_family(family)
+        for name, dist in self.distributions(family).items():
+            value = suggest(trial, name, dist)
+            if isinstance(model_family, MitigationFamily) and name == f"{family}.{BASE_PARAM}":
+                for sub, sub_dist in model_family.base_space(value, self.task, self.n_rows).items():
+                    suggest(trial, f"{family}.{sub}", sub_dist)
 
     def enqueue_steered(self, family: str, config: dict[str, Any], why: str) -> None:
         """Queue a configuration (parameters left out are sampled) to run next, ahead of the portfolio."""
@@ -87,9 +118,12 @@ class OptunaDesigner(Designer):
         family_dist = CategoricalDistribution(self.families)
         trial = self._claim_steered() or self.study.ask({FAMILY_PARAM: family_dist})
         family = suggest(trial, FAMILY_PARAM, family_dist)
-        for name, dist in self.distributions(family).items():
-            suggest(trial, name, dist)
+        self._suggest_config(trial, family)
         _, config = split_params(trial.params)
+        if trial.user_attrs.get(MITIGATION_OF_ATTR) is not None:
+            return self._proposal(trial, family, config, "mitigation: Fairlearn's ThresholdOptimizer around trial "
+                                  f"{trial.user_attrs[MITIGATION_OF_ATTR]}, the best model so far that breaks "
+                                  "the fairness constraint", "mitigation")
         if STEERED_ATTR in trial.user_attrs:
             return self._proposal(trial, family, config, f"steering: {trial.user_attrs[STEERED_ATTR]}", "steering")
         if trial.user_attrs.get(PORTFOLIO_ATTR):
@@ -118,11 +152,33 @@ class OptunaDesigner(Designer):
             trial.set_user_attr(key, val)
         trial.set_user_attr(STATUS_ATTR, status)
         if status == "ok" and value is not None:
+            if info.get(CONSTRAINT_ATTR) is not None:
+                trial.set_constraint(CONSTRAINT_NAME, max(info[CONSTRAINT_ATTR]))
             self.study.tell(trial, value)
+            if info.get(CONSTRAINT_ATTR) is not None and not info.get("feasible", True):
+                self._mitigate(proposal, value)
         elif status == "pruned":  # not evaluated at all (an excluded family): TPE ranks it below every result
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
+
+    def _mitigate(self, proposal: Proposal, value: float) -> None:
+        """Queue ThresholdOptimizer around a trial that breaks the fairness constraint, when it is the best
+        such trial so far: post-processing keeps most of a strong model's skill and costs one more fit."""
+        name = "fair_threshold"
+        mitigation = MITIGATIONS[name]
+        if name not in self.families or proposal.family not in mitigation.bases:
+            return
+        utility = value if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else -value
+        if self._best_unfair is not None and utility <= self._best_unfair:
+            return
+        self._best_unfair = utility
+        config = {**mitigation.default_config(self.task, self.n_rows), BASE_PARAM: proposal.family,
+                  **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
+        if self.mitigation_constraint:
+            config[CONSTRAINT_PARAM] = self.mitigation_constraint
+        self.study.enqueue_trial({FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}},
+                                 user_attrs={MITIGATION_OF_ATTR: proposal.number}, skip_if_exists=True)
 
     def _n_complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

@@ -15,9 +15,11 @@ import pandas as pd
 
 from daedalus.data import prepare_features
 from daedalus.data.schema import Schema
+from daedalus.data.sensitive import carry_for_prediction
 from daedalus.ensembles.model import MODEL_FILE, EnsembleModel
 from daedalus.ensembles.network import NetworkModel, is_network_dir
 from daedalus.errors import RunError
+from daedalus.spaces.mitigation import needs_groups_to_predict
 
 
 def _model_dir(run_dir: Path, name: str) -> Path | None:
@@ -33,6 +35,8 @@ class Predictor:
         self.schema = schema
         self.model = model
         self.source = source  # "model" (final) or "best" (best so far)
+        # A fairness mitigation with per-group thresholds reads each row's group when it predicts.
+        self.needs_groups = any(needs_groups_to_predict(m.family) for m in model.spec.members)
 
     @classmethod
     def load(cls, run_dir: Path) -> Predictor | NetworkPredictor:
@@ -58,8 +62,15 @@ class Predictor:
     def classes(self) -> list[Any] | None:
         return list(self.schema.classes) if self.schema.classes is not None else None
 
+    def features(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Raw rows as the model takes them (what ``predict_matrix`` feeds it; explanations need it too)."""
+        features = prepare_features(data, self.schema)
+        if self.schema.sensitive:
+            features = carry_for_prediction(features, data, self.schema.sensitive, self.needs_groups)
+        return features
+
     def predict_matrix(self, data: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_matrix(prepare_features(data, self.schema))
+        return self.model.predict_matrix(self.features(data))
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         pred = self.predict_matrix(data)

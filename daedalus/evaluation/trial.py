@@ -35,6 +35,9 @@ class EvalContext:
     layout: FeatureLayout
     plan: ValidationPlan
     metric: Metric
+    # The sensitive columns' values of every row (data.sensitive.sensitive_frame), None without --sensitive.
+    # When fairness is part of the search, X also carries them (as __sensitive__<col>) for the mitigations.
+    sensitive: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from daedalus.data import (
     run_checks,
 )
 from daedalus.data.schema import Schema, Task
+from daedalus.data.sensitive import mark_sensitive, sensitive_frame, with_sensitive_columns
 from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
 from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.metrics import get_metric
@@ -35,6 +36,12 @@ from daedalus.evaluation.trial import EvalContext
 from daedalus.evaluation.validation import make_plan
 from daedalus.evaluation.worker import start_early, warm_up
 from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.fairness_search import (
+    check_fairness_task,
+    mitigation_constraint,
+    wants_mitigations,
+    write_fairness,
+)
 from daedalus.orchestration.finalize import FinalModel, finalize
 from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.options import BuildOptions
@@ -42,14 +49,15 @@ from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.search import Search, requeue_interrupted
 from daedalus.oversight.approval import attach_policy
 from daedalus.oversight.policy import load_policy
+from daedalus.spaces.mitigation import MITIGATIONS
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.run import RunStore
 
 STUDY_NAME = "daedalus"
 # The order in which the portfolio tries each family's default: the fastest first (a linear model fits in well
 # under a second, so even a tiny budget ends with a model), then the strongest for their cost.
-PORTFOLIO_ORDER = ("linear", "lightgbm", "xgboost", "catboost", "extra_trees", "random_forest", "hist_gb",
-                   "neural", "knn")
+PORTFOLIO_ORDER = ("linear", "lightgbm", "fair_threshold", "fair_expgrad", "xgboost", "catboost", "extra_trees",
+                   "random_forest", "hist_gb", "neural", "knn")
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ def intake(data: Any, options: BuildOptions) -> Intake:
     df = read_table(data)
     task = Task(options.task) if options.task else None
     schema = infer_schema(df, options.target, task=task, drop=options.drop, keep=options.keep)
+    schema = mark_sensitive(schema, options.sensitive, options.use_sensitive)
+    check_fairness_task(options, schema.task)
     df, n_missing = drop_missing_target(df, options.target)
     df = df.reset_index(drop=True)
     schema, report = run_checks(df, schema, keep_leaks=options.keep_leaks, seed=options.seed)
@@ -89,12 +99,17 @@ def _context(frame: pd.DataFrame, schema: Schema, options: BuildOptions) -> Eval
     X = prepare_features(frame, schema)
     plan = make_plan(np.asarray(y), schema.task, options.seed, kind=options.validation)
     n_classes = len(schema.classes) if schema.classes is not None else 0
+    sensitive = sensitive_frame(frame, schema.sensitive) if schema.sensitive else None
+    if sensitive is not None and wants_mitigations(options):
+        X = with_sensitive_columns(X, sensitive)  # for the mitigations' fits; other models ignore them
     return EvalContext(X=X, y=np.asarray(y), task=schema.task, n_classes=n_classes,
-                       layout=feature_layout(schema), plan=plan, metric=metric)
+                       layout=feature_layout(schema), plan=plan, metric=metric, sensitive=sensitive)
 
 
 def _families(options: BuildOptions, task: Task) -> list[str]:
     chosen = resolve_families(list(options.families) if options.families else None, list(options.exclude), task)
+    if wants_mitigations(options) and task is Task.BINARY:
+        chosen += [m for m in MITIGATIONS if m not in options.exclude]
     return sorted(chosen, key=lambda f: PORTFOLIO_ORDER.index(f) if f in PORTFOLIO_ORDER else len(PORTFOLIO_ORDER))
 
 
@@ -149,7 +164,7 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
     url = options.storage or store.default_storage_url
     study, _ = _open_study(url, ctx.metric.optuna_direction, options.seed, create=True)
     store.update_run(storage=url)
-    designer = OptunaDesigner(study, families, got.schema.task, len(got.frame))
+    designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
     designer.enqueue_portfolio()
     return _search_and_finish(store, ctx, designer, clock, options, reporter, options.n_trials)
 
@@ -174,7 +189,7 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
     requeued = requeue_interrupted(study, storage)
     store.update_run(status="running")
     store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued)
-    designer = OptunaDesigner(study, info["families"], schema.task, len(frame))
+    designer = OptunaDesigner(study, info["families"], schema.task, len(frame), mitigation_constraint(options))
     return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials)
 
 
@@ -194,11 +209,12 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
                                     for m in final.members]}
     designers = {t.number: str(t.user_attrs.get("designer", "")) for t in designer.study.get_trials(deepcopy=False)}
     board = make_leaderboard(search.records, ctx.metric, ensemble_row, designers)
+    schema = Schema.from_dict(store.read("schema"))
+    write_fairness(store, ctx, options, schema.classes, board, search.records)  # with --sensitive only
     store.write("leaderboard", board)
     store.update_run(status="finished" if final is not None else "no-model",
                      elapsed_seconds=round(clock.elapsed, 3))
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),
                        final=final.kind if final else None)
     reporter.close()
-    schema = Schema.from_dict(store.read("schema"))
     return BuildResult(store.root, board, final, schema)

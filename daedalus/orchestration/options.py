@@ -8,6 +8,7 @@ from typing import Any
 from daedalus.errors import ConfigError
 
 VALIDATIONS = ("kfold", "holdout")
+OBJECTIVES = ("metric", "fairness")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,23 @@ class BuildOptions:
             raise ConfigError(f"--memory-limit must be positive, got {self.memory_mb}")
         if self.n_threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.n_threads}")
+        self._check_fairness()
         return self
+
+    def _check_fairness(self) -> None:
+        from daedalus.oversight.fairness import parse_constraint  # oversight sits below orchestration
+
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if unknown or "metric" not in self.objectives:
+            raise ConfigError(f"unknown --objectives {','.join(self.objectives)}; use \"metric\" or "
+                              "\"metric,fairness\"")
+        if self.fairness is not None:
+            parse_constraint(self.fairness)
+        if (self.fairness is not None or "fairness" in self.objectives) and not self.sensitive:
+            what = "--fairness" if self.fairness is not None else "--objectives metric,fairness"
+            raise ConfigError(f"{what} needs the groups to be fair between; name them with --sensitive COLS")
+        if self.use_sensitive and not self.sensitive:
+            raise ConfigError("--use-sensitive needs --sensitive COLS (the columns to keep as features)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

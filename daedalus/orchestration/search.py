@@ -21,6 +21,7 @@ from daedalus.evaluation.metrics import Metric
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
 from daedalus.evaluation.worker import run_in_worker
 from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.fairness_search import fairness_setup, violation
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Progress, Reporter
 from daedalus.oversight.steering import Steering
@@ -39,6 +40,8 @@ class TrialRecord:
     score: float | None
     fit_seconds: float
     reason: str
+    gap: float | None = None  # fairness gap of the out-of-fold predictions (a build with fairness in the search)
+    violation: float = 0.0  # how far it breaks the fairness constraint; 0: feasible (or no constraint)
 
 
 def default_memory_mb() -> float:
@@ -58,6 +61,7 @@ class Search:
         self.trials_to_run = trials_to_run
         self.records: list[TrialRecord] = load_records(designer.study)
         self.memory_mb = options.memory_mb or default_memory_mb()
+        self.fairness = fairness_setup(options, ctx)
         self.steering = Steering(store, designer, clock, reporter)
 
     # -- budget --------------------------------------------------------------------------------------------
@@ -117,11 +121,14 @@ class Search:
                     "predict_seconds": round(outcome.predict_seconds, 3),
                     "fold_scores": list(outcome.fold_scores), "models_saved": outcome.models_saved,
                     "designer": proposal.designer}
+            fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
+            info.update(fair)
             self.designer.tell(proposal, outcome.score, status="ok", info=info)
             self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
                                     status="ok", score=outcome.score, metric=self.metric.name,
-                                    fit_seconds=info["fit_seconds"])
-            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "")
+                                    fit_seconds=info["fit_seconds"], **fair)
+            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "",
+                                 gap=fair.get("fairness_gap"), violation=violation(fair))
             self._after_success(record, outcome)
             return record
         reason = result.reason.strip().splitlines()[0] if result.reason else result.status
@@ -135,16 +142,17 @@ class Search:
         return TrialRecord(proposal.number, proposal.family, result.status, None, result.seconds, reason)
 
     # -- keeping the best ----------------------------------------------------------------------------------
-    def _rank_key(self, record: TrialRecord) -> tuple[float, int]:
-        return (-self.metric.utility(record.score or 0.0), record.number)
+    def _rank_key(self, record: TrialRecord) -> tuple[float, float, int]:
+        # Under a fairness constraint, feasible trials first, then the least infeasible (Optuna's order).
+        return (record.violation, -self.metric.utility(record.score or 0.0), record.number)
 
     def ranked_ok(self) -> list[TrialRecord]:
         return sorted((r for r in self.records if r.status == "ok" and r.score is not None), key=self._rank_key)
 
     def _keep_threshold(self) -> float | None:
         ranked = self.ranked_ok()
-        if len(ranked) < KEEP_MODELS_TOP:
-            return None
+        if len(ranked) < KEEP_MODELS_TOP or ranked[KEEP_MODELS_TOP - 1].violation > 0:
+            return None  # (a feasible newcomer outranks an infeasible trial whatever its score)
         return self.metric.utility(ranked[KEEP_MODELS_TOP - 1].score or 0.0)
 
     def _after_success(self, record: TrialRecord, outcome: TrialOutcome) -> None:
@@ -184,7 +192,8 @@ def load_records(study: optuna.Study) -> list[TrialRecord]:
         score = t.value if t.state == TrialState.COMPLETE else None
         out.append(TrialRecord(t.number, str(t.params.get("family", "?")), status, score,
                                float(t.user_attrs.get("fit_seconds", 0.0)),
-                               str(t.user_attrs.get("reason", ""))[:200]))
+                               str(t.user_attrs.get("reason", ""))[:200],
+                               gap=t.user_attrs.get("fairness_gap"), violation=violation(t.user_attrs)))
     return out
 
 

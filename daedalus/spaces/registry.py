@@ -13,6 +13,7 @@ from daedalus.spaces.families.knn import KNNFamily
 from daedalus.spaces.families.linear import LinearFamily
 from daedalus.spaces.families.neural import NeuralFamily
 from daedalus.spaces.family import ModelFamily
+from daedalus.spaces.mitigation import MITIGATIONS
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (
     LinearFamily(), RandomForestFamily(), ExtraTreesFamily(), HistGBFamily(), LightGBMFamily(), XGBoostFamily(),
@@ -39,8 +40,13 @@ def _unknown(name: str) -> ConfigError:
 
 
 def get_family(name: str) -> ModelFamily:
+    """A model family, or a fairness mitigation (searched only when a build asks for fairness)."""
     try:
         return FAMILIES[name]
+    except (KeyError, TypeError):
+        pass
+    try:
+        return MITIGATIONS[name]
     except (KeyError, TypeError):
         raise _unknown(str(name)) from None
 

@@ -1,0 +1,378 @@
+"""Fairness: per-group and intersectional metrics (Fairlearn's ``MetricFrame``), the fairness constraint of a
+search, and the Pareto front of metric against fairness gap.
+
+Decisions are what fairness is about: a classifier's decision for a row is the argmax of its predicted
+probabilities (what ``daedalus predict`` returns); the positive class is class code 1 (``schema.classes[1]``).
+Every number here is computed on predictions for rows the model did not train on: the out-of-fold predictions
+of the final model (k-fold), its holdout predictions (holdout), or labelled rows a user passes in.
+
+**The constraint.** ``--fairness "demographic_parity_difference<=0.05"`` (or ``equalized_odds_difference``)
+is parsed by :func:`parse_constraint`. A trial meets it when the *upper bound* of its gap, ``gap + Z * se``
+with ``Z = FEASIBILITY_Z``, is within the limit: the gap measured on validation rows is an estimate, and a
+model that meets the limit only by the luck of those rows would break it on new data. ``se`` is the standard
+error of the gap's two rates (binomial). Groups with fewer than ``MIN_GROUP_ROWS`` scored rows have rates too
+noisy to constrain; they are reported (``by_group``/``intersectional`` rows with ``"small": true``) but left
+out of the constrained gap, which ``constraint.small_groups`` lists.
+
+``fairness.json`` (written to the run directory at the end of a build with ``--sensitive``)::
+
+    {
+      "version": 1,
+      "task": "binary" | "multiclass" | "regression",
+      "sensitive": ["sex", "race"],            # the declared columns
+      "used_as_features": false,               # --use-sensitive
+      "source": "out-of-fold predictions of the final model (5-fold cross-validation on 1000 rows)",
+      "rows": 1000,
+      "positive_class": ">50K",                # binary only (null otherwise)
+      "metrics": ["selection_rate", "tpr", "fpr", "accuracy", "auc", "count"],   # the per-group columns
+      "overall": {"selection_rate": 0.24, "tpr": ..., "fpr": ..., "accuracy": ..., "auc": ..., "count": 1000},
+      "by_group": [                            # one row per value of each sensitive column
+        {"column": "sex", "group": "Female", "small": false, "selection_rate": ..., ..., "count": 331}, ...],
+      "intersectional": [                      # one row per combination of values of all sensitive columns
+        {"group": "Female & White", "values": {"sex": "Female", "race": "White"}, "small": false, ...}, ...],
+      "differences": {                         # over the intersectional groups, as Fairlearn computes them
+        "demographic_parity_difference": 0.19, "equalized_odds_difference": 0.10},
+      "ratios": {"demographic_parity_ratio": 0.35, "equalized_odds_ratio": 0.30},
+      "differences_by_column": {"sex": {...differences and ratios...}, "race": {...}},
+      "max_gap": 0.19,                         # the figure an approval gate compares with max_fairness_gap
+      "constraint": null | {"expression": "demographic_parity_difference<=0.05",
+                            "metric": "demographic_parity_difference", "limit": 0.05,
+                            "value": 0.031, "se": 0.012, "bound": 0.043, "z": 1.0, "met": true,
+                            "small_groups": ["Asian"]}
+    }
+
+For regression the metrics are ``mae``, ``rmse``, ``mean_prediction`` and ``count``, and the differences
+``mae_difference`` and ``rmse_difference`` (largest minus smallest group error); for multiclass, ``accuracy``
+and ``count``, and ``accuracy_difference``. Values that a group cannot have (a true positive rate without
+positives, an AUC with one class) are null. ``max_gap`` is the constrained gap when there is a constraint,
+else the largest of ``differences``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daedalus.data.schema import Task
+from daedalus.data.sensitive import GROUP_JOIN
+from daedalus.errors import ConfigError
+
+FEASIBILITY_Z = 1.0
+MIN_GROUP_ROWS = 30
+FAIRNESS_FILE = "fairness"  # fairness.json in the run directory (RunStore.write name)
+PARETO_FILE = "pareto"
+
+# The gaps a search can be constrained on, with the Fairlearn constraint that mitigations enforce for each.
+CONSTRAINT_METRICS: dict[str, str] = {
+    "demographic_parity_difference": "demographic_parity",
+    "equalized_odds_difference": "equalized_odds",
+}
+DEFAULT_GAP_METRIC = "demographic_parity_difference"
+_EXPRESSION = re.compile(r"^\s*([A-Za-z_]+)\s*(<=|<)\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class FairnessConstraint:
+    metric: str  # a key of CONSTRAINT_METRICS
+    limit: float
+    expression: str
+
+    @property
+    def mitigation(self) -> str:
+        """Fairlearn's name of the constraint (what ThresholdOptimizer/ExponentiatedGradient enforce)."""
+        return CONSTRAINT_METRICS[self.metric]
+
+
+def parse_constraint(text: str) -> FairnessConstraint:
+    """``"demographic_parity_difference<=0.05"`` -> a constraint; anything else is a ConfigError."""
+    match = _EXPRESSION.match(text or "")
+    example = 'e.g. --fairness "demographic_parity_difference<=0.05"'
+    if match is None:
+        raise ConfigError(f"cannot read the fairness constraint '{text}'; write METRIC<=LIMIT, {example}")
+    metric, _, limit_text = match.groups()
+    if metric not in CONSTRAINT_METRICS:
+        raise ConfigError(f"unknown fairness metric '{metric}' in --fairness; choose one of "
+                          f"{', '.join(CONSTRAINT_METRICS)}, {example}")
+    limit = float(limit_text)
+    if not 0.0 < limit < 1.0:
+        raise ConfigError(f"the fairness limit must be between 0 and 1 (a difference of rates), got {limit_text}; "
+                          f"{example}")
+    return FairnessConstraint(metric, limit, f"{metric}<={limit_text}")
+
+
+# -- gaps, for the search -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Gap:
+    metric: str
+    value: float  # largest minus smallest group rate, over groups with at least MIN_GROUP_ROWS rows
+    se: float  # standard error of that difference
+    small_groups: tuple[str, ...]
+
+    @property
+    def bound(self) -> float:
+        return self.value + FEASIBILITY_Z * self.se
+
+
+def decisions(pred: np.ndarray) -> np.ndarray:
+    """Class decisions (codes) from (n, k) probabilities: the argmax, as ``predict`` returns."""
+    return np.asarray(pred).argmax(axis=1)
+
+
+def _rate_gap(hits: np.ndarray, groups: np.ndarray, eligible: Sequence[str]) -> tuple[float, float]:
+    """(largest minus smallest rate of ``hits`` across ``eligible`` groups, its binomial standard error)."""
+    rates = {g: (float(hits[groups == g].mean()), int((groups == g).sum())) for g in eligible
+             if (groups == g).any()}
+    if len(rates) < 2:
+        return 0.0, 0.0
+    high = max(rates, key=lambda g: rates[g][0])
+    low = min(rates, key=lambda g: rates[g][0])
+    (p1, n1), (p2, n2) = rates[high], rates[low]
+    return p1 - p2, math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+
+
+def fairness_gap(metric: str, y: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> Gap:
+    """The gap ``metric`` of binary decisions ``labels`` across ``groups`` (one label per row).
+
+    Demographic parity: the difference in selection rate. Equalized odds: the larger of the differences in
+    true and false positive rates (as Fairlearn defines it), each over the rows of one true class.
+    """
+    y, labels, groups = np.asarray(y), np.asarray(labels), np.asarray(groups, dtype=object)
+    names, counts = np.unique(groups, return_counts=True)
+    eligible = [str(g) for g, c in zip(names, counts, strict=True) if c >= MIN_GROUP_ROWS]
+    small = tuple(str(g) for g, c in zip(names, counts, strict=True) if c < MIN_GROUP_ROWS)
+    if metric == "demographic_parity_difference":
+        value, se = _rate_gap(labels == 1, groups, eligible)
+    elif metric == "equalized_odds_difference":
+        parts = [_rate_gap(labels[y == cls] == 1, groups[y == cls], eligible) for cls in (1, 0)]
+        value, se = max(parts)
+    else:
+        raise ValueError(metric)
+    return Gap(metric, value, se, small)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For (utility: higher is better, gap: lower is better) points, which are not dominated by another."""
+    flags = []
+    for i, (u, g) in enumerate(points):
+        dominated = any((u2 >= u and g2 <= g) and (u2 > u or g2 < g)
+                        for j, (u2, g2) in enumerate(points) if j != i)
+        flags.append(not dominated)
+    return flags
+
+
+# -- the report -----------------------------------------------------------------------------------------------
+def _safe(fn: Callable[..., float]) -> Callable[..., float]:
+    """A metric that gives NaN where a group cannot have it (AUC with one class, a rate without positives)."""
+    def wrapped(y_true: Any, y_pred: Any) -> float:
+        y_true = np.asarray(y_true)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return float(fn(y_true, y_pred))
+        except ValueError:
+            return math.nan
+    wrapped.__name__ = getattr(fn, "__name__", "metric")
+    return wrapped
+
+
+def _classification_metrics() -> dict[str, Callable[..., float]]:
+    from fairlearn.metrics import count, false_positive_rate, selection_rate, true_positive_rate
+    from sklearn.metrics import accuracy_score
+
+    def tpr(y: np.ndarray, p: np.ndarray) -> float:
+        return true_positive_rate(y, p) if (np.asarray(y) == 1).any() else math.nan
+
+    def fpr(y: np.ndarray, p: np.ndarray) -> float:
+        return false_positive_rate(y, p) if (np.asarray(y) == 0).any() else math.nan
+
+    return {"selection_rate": _safe(selection_rate), "tpr": _safe(tpr), "fpr": _safe(fpr),
+            "accuracy": _safe(accuracy_score), "count": count}
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score)) if len(np.unique(y)) == 2 else math.nan
+
+
+def _regression_metrics() -> dict[str, Callable[..., float]]:
+    from fairlearn.metrics import count
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    def rmse(y: np.ndarray, p: np.ndarray) -> float:
+        return math.sqrt(mean_squared_error(y, p))
+
+    def mean_prediction(y: np.ndarray, p: np.ndarray) -> float:
+        return float(np.mean(p))
+
+    return {"mae": _safe(mean_absolute_error), "rmse": _safe(rmse), "mean_prediction": mean_prediction,
+            "count": count}
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return None if not math.isfinite(float(v)) else round(float(v), 6)
+    return v
+
+
+def _frames(task: Task, y: np.ndarray, pred: np.ndarray, sensitive: pd.DataFrame | pd.Series) -> pd.DataFrame:
+    """Fairlearn's MetricFrame by group (plus overall as the row ``None``) for the task's metrics."""
+    from fairlearn.metrics import MetricFrame
+
+    if task is Task.REGRESSION:
+        frame = MetricFrame(metrics=_regression_metrics(), y_true=y, y_pred=pred, sensitive_features=sensitive)
+        return _with_overall(frame)
+    labels = decisions(pred)
+    metrics = _classification_metrics()
+    if task is Task.MULTICLASS:
+        metrics = {"accuracy": metrics["accuracy"], "count": metrics["count"]}
+        return _with_overall(MetricFrame(metrics=metrics, y_true=y, y_pred=labels, sensitive_features=sensitive))
+    frame = _with_overall(MetricFrame(metrics=metrics, y_true=y, y_pred=labels, sensitive_features=sensitive))
+    auc = _with_overall(MetricFrame(metrics={"auc": _safe(_auc)}, y_true=y, y_pred=pred[:, 1],
+                                    sensitive_features=sensitive))
+    frame.insert(list(frame.columns).index("count"), "auc", auc["auc"])
+    return frame
+
+
+def _with_overall(frame: Any) -> pd.DataFrame:
+    by_group = frame.by_group.copy()
+    overall = pd.DataFrame([frame.overall.to_dict()], index=["__overall__"])
+    return pd.concat([by_group.reset_index(), overall.reset_index(drop=True).assign(__overall__=True)],
+                     ignore_index=True)
+
+
+def _rows(table: pd.DataFrame, columns: Sequence[str], metrics: Sequence[str]) -> tuple[list[dict[str, Any]],
+                                                                                       dict[str, Any]]:
+    rows, overall = [], {}
+    for record in table.to_dict(orient="records"):
+        values = {m: int(record[m]) if m == "count" else _json_number(record[m]) for m in metrics}
+        if record.get("__overall__") is True:
+            overall = values
+            continue
+        keys = {c: str(record[c]) for c in columns}
+        rows.append({"group": GROUP_JOIN.join(keys.values()), "values": keys,
+                     "small": int(record["count"]) < MIN_GROUP_ROWS, **values})
+    return rows, overall
+
+
+def _differences(task: Task, y: np.ndarray, pred: np.ndarray, sensitive: pd.DataFrame) -> dict[str, Any]:
+    if task is Task.BINARY:
+        from fairlearn.metrics import (
+            demographic_parity_difference,
+            demographic_parity_ratio,
+            equalized_odds_difference,
+            equalized_odds_ratio,
+        )
+
+        labels = decisions(pred)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return {name: _json_number(fn(y, labels, sensitive_features=sensitive)) for name, fn in (
+                ("demographic_parity_difference", demographic_parity_difference),
+                ("demographic_parity_ratio", demographic_parity_ratio),
+                ("equalized_odds_difference", equalized_odds_difference),
+                ("equalized_odds_ratio", equalized_odds_ratio))}
+    table = _frames(task, y, pred, sensitive)
+    groups = table[table.get("__overall__") != True]  # noqa: E712 (a column of True/NaN)
+    names = ("mae", "rmse") if task is Task.REGRESSION else ("accuracy",)
+    return {f"{m}_difference": _json_number(groups[m].max() - groups[m].min()) for m in names}
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    task: Task
+    y: np.ndarray  # class codes or values
+    pred: np.ndarray  # (n, k) probabilities or (n,) values
+    sensitive: pd.DataFrame  # the audit frame of the same rows (data.sensitive.sensitive_frame)
+    classes: tuple[Any, ...] | None
+    source: str
+    used_as_features: bool = False
+
+
+def fairness_report(data: ReportInput, constraint: FairnessConstraint | None = None) -> dict[str, Any]:
+    """The fairness record (the module docstring gives its schema)."""
+    sensitive = data.sensitive.reset_index(drop=True).astype(str)
+    columns = list(sensitive.columns)
+    y, pred = np.asarray(data.y), np.asarray(data.pred)
+    intersect = _frames(data.task, y, pred, sensitive)
+    metrics = [c for c in intersect.columns if c not in (*columns, "__overall__")]
+    intersectional, overall = _rows(intersect, columns, metrics)
+    by_group: list[dict[str, Any]] = []
+    by_column: dict[str, Any] = {}
+    for column in columns:
+        rows, _ = _rows(_frames(data.task, y, pred, sensitive[column]), [column], metrics)
+        by_group.extend({"column": column, "group": r["group"], "small": r["small"],
+                         **{m: r[m] for m in metrics}} for r in rows)
+        by_column[column] = _differences(data.task, y, pred, sensitive[[column]])
+    measured = _differences(data.task, y, pred, sensitive)
+    # Differences (gaps, lower is fairer) and ratios (higher is fairer) apart: a gate compares gaps to a limit.
+    differences = {k: v for k, v in measured.items() if not k.endswith("_ratio")}
+    ratios = {k: v for k, v in measured.items() if k.endswith("_ratio")}
+    record: dict[str, Any] = {
+        "version": 1, "task": data.task.value, "sensitive": columns, "used_as_features": data.used_as_features,
+        "source": data.source, "rows": len(y),
+        "positive_class": data.classes[1] if data.task is Task.BINARY and data.classes else None,
+        "metrics": metrics, "overall": overall, "by_group": by_group, "intersectional": intersectional,
+        "differences": differences, "ratios": ratios, "differences_by_column": by_column, "constraint": None,
+    }
+    gaps = [v for v in differences.values() if v is not None]
+    record["max_gap"] = max(gaps) if gaps else None
+    if constraint is not None and data.task is Task.BINARY:
+        from daedalus.data.sensitive import group_labels
+
+        gap = fairness_gap(constraint.metric, y, decisions(pred), group_labels(sensitive))
+        record["constraint"] = {"expression": constraint.expression, "metric": constraint.metric,
+                                "limit": constraint.limit, "value": _json_number(gap.value),
+                                "se": _json_number(gap.se), "bound": _json_number(gap.bound), "z": FEASIBILITY_Z,
+                                "met": gap.bound <= constraint.limit,
+                                "met_without_margin": gap.value <= constraint.limit,
+                                "small_groups": list(gap.small_groups)}
+        record["max_gap"] = _json_number(gap.value)
+    return record
+
+
+def gap_for_gate(record: dict[str, Any]) -> float | None:
+    """The fairness gap an approval gate (``max_fairness_gap``) compares: ``max_gap`` of a fairness record."""
+    value = record.get("max_gap")
+    return float(value) if value is not None else None
+
+
+
+def fairness_on_rows(run_dir: Any, frame: pd.DataFrame) -> dict[str, Any]:
+    """The fairness record of a run's model (final, or best so far) on labelled rows it did not train on,
+    e.g. a test split: the same schema as ``fairness.json``, with the run's constraint checked on them."""
+    import json
+    from pathlib import Path
+
+    from daedalus.data import prepare_target
+    from daedalus.data.sensitive import sensitive_frame
+    from daedalus.ensembles.predictor import Predictor
+    from daedalus.errors import DataError, RunError
+
+    run_dir = Path(run_dir)
+    predictor = Predictor.load(run_dir)
+    if not isinstance(predictor, Predictor):
+        raise RunError(f"run '{run_dir}' is an image run; fairness applies to table runs built with --sensitive")
+    schema = predictor.schema
+    if not schema.sensitive:
+        raise RunError(f"run '{run_dir}' declares no sensitive column; build it with --sensitive COLS")
+    if schema.target not in frame.columns:
+        raise DataError(f"the rows lack the target column '{schema.target}'; fairness needs the true labels")
+    frame = frame[frame[schema.target].notna()].reset_index(drop=True)
+    options = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("options", {})
+    constraint = parse_constraint(options["fairness"]) if options.get("fairness") else None
+    data = ReportInput(schema.task, np.asarray(prepare_target(frame[schema.target], schema)),
+                       predictor.predict_matrix(frame), sensitive_frame(frame, schema.sensitive), schema.classes,
+                       f"predictions of the {'final' if predictor.source == 'model' else 'best'} model on "
+                       f"{len(frame)} labelled rows given by the user",
+                       used_as_features=bool(options.get("use_sensitive")))
+    return fairness_report(data, constraint)

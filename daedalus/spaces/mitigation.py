@@ -1,0 +1,266 @@
+"""Fairness mitigations as model families: Fairlearn's ThresholdOptimizer and ExponentiatedGradient, each
+wrapped around a base family's configuration.
+
+They enter the search only when a build asks for fairness (``--fairness`` or ``--objectives metric,fairness``),
+and only for binary classification. A mitigation's configuration is its own parameters, the fairness
+constraint it enforces, the base family, and the base family's hyperparameters prefixed with the base's name::
+
+    {"base": "lightgbm", "constraint": "demographic_parity", "objective": "accuracy_score",
+     "lightgbm.num_leaves": 31, ...}
+
+Base hyperparameters left out take the base family's defaults.
+
+**Sensitive features.** Both mitigations need each row's group when they are fit; ThresholdOptimizer needs
+it when it predicts too (its thresholds are per group), ExponentiatedGradient does not (its mixture of
+classifiers sees only the features). The groups travel in the feature frame as carried columns
+(``data.sensitive.with_sensitive_columns``), which the base pipeline's preprocessing ignores. So a run whose
+model holds a ``fair_threshold`` member needs the sensitive columns in the rows given to ``daedalus predict``.
+
+**Saved form.** After fitting, the wrappers keep only scikit-learn estimators and NumPy arrays (the base
+pipeline and the per-group threshold rules; the preprocessing, the classifiers of the mixture and their
+weights), so they are saved with skops under the usual allowlist, without pickling Fairlearn's pandas state.
+
+**Randomized classifiers, made reproducible.** Both mitigations are randomized classifiers: for each row
+Fairlearn gives the probability that the fair classifier predicts 1 (its probability mass function), and
+their fairness guarantee holds for decisions *drawn* from it. Taking the argmax instead can undo it (measured:
+an ExponentiatedGradient mixture of two logistic regressions, fair in expectation with selection rates 0.49
+and 0.47, gave 0.66 and 0.31 under argmax, the base model's own bias). So Daedalus draws: each row's uniform
+number is a hash of its feature values (not of its position, batch or the sensitive columns), and the row is
+predicted 1 when its probability exceeds the draw. The same row always gets the same decision, and the
+decisions keep Fairlearn's guarantee in expectation. ``predict_proba`` returns that decision as a 0/1
+probability, so ensembles, metrics and ``predict`` (argmax) all see the decision that is actually made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from daedalus.data.schema import FeatureLayout, Task
+from daedalus.data.sensitive import SENSITIVE_PREFIX, carried_groups
+from daedalus.errors import ConfigError
+from daedalus.spaces.family import Config, ModelFamily
+
+BASE_PARAM = "base"
+CONSTRAINT_PARAM = "constraint"
+# Fairlearn's names for the constraints the mitigations enforce.
+MITIGATION_CONSTRAINTS = ("demographic_parity", "equalized_odds")
+
+
+def _groups_or_fail(X: pd.DataFrame, what: str) -> np.ndarray:
+    groups = carried_groups(X) if isinstance(X, pd.DataFrame) else None
+    if groups is None:
+        raise ValueError(f"{what} needs the sensitive columns (carried as __sensitive__<column>); pass rows "
+                         f"that hold them")
+    return groups
+
+
+def row_draws(X: pd.DataFrame) -> np.ndarray:
+    """One uniform number in [0, 1) per row, a hash of the row's feature values (carried sensitive columns
+    left out, so that a model that does not need them at predict time draws the same with or without them)."""
+    features = [c for c in X.columns if not (isinstance(c, str) and c.startswith(SENSITIVE_PREFIX))]
+    hashed = pd.util.hash_pandas_object(X[features], index=False).to_numpy(dtype=np.uint64)
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def _decisions(positive: np.ndarray, X: pd.DataFrame) -> np.ndarray:
+    """The randomized classifier's decisions as (n, 2) probabilities of 0 and 1 (see the module docstring)."""
+    decided = (np.asarray(positive, dtype=float) > row_draws(X)).astype(float)
+    return np.column_stack([1.0 - decided, decided])
+
+
+class ThresholdMitigated(ClassifierMixin, BaseEstimator):
+    """Fairlearn's ThresholdOptimizer: the base pipeline's scores thresholded per group so that the groups
+    meet ``constraint`` ("demographic_parity" or "equalized_odds") while maximising ``objective``."""
+
+    def __init__(self, estimator: Any = None, constraint: str = "demographic_parity",
+                 objective: str = "accuracy_score", grid_size: int = 1000) -> None:
+        self.estimator = estimator
+        self.constraint = constraint
+        self.objective = objective
+        self.grid_size = grid_size
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> ThresholdMitigated:
+        from fairlearn.postprocessing import ThresholdOptimizer
+
+        groups = _groups_or_fail(X, "ThresholdOptimizer")
+        optimizer = ThresholdOptimizer(estimator=self.estimator, constraints=self.constraint,
+                                       objective=self.objective, grid_size=self.grid_size,
+                                       predict_method="predict_proba", prefit=False)
+        optimizer.fit(X, np.asarray(y), sensitive_features=groups)
+        self.estimator_ = optimizer.estimator_
+        rules = optimizer.interpolated_thresholder_.interpolation_dict
+        self.groups_ = [str(g) for g in rules]
+        # One row per group: p0, sign0, t0, p1, sign1, t1, p_ignore, constant (sign +1 is ">", -1 is "<").
+        self.rules_ = np.array([_rule_row(rules[g]) for g in rules], dtype=float)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "rules_")
+        groups = _groups_or_fail(X, "this ThresholdOptimizer model")
+        scores = np.asarray(self.estimator_.predict_proba(X), dtype=float)[:, 1]
+        positive = scores.copy()  # a group not seen in training keeps the base model's probability
+        for group, rule in zip(self.groups_, self.rules_, strict=True):
+            rows = groups == group
+            p0, sign0, t0, p1, sign1, t1, p_ignore, constant = rule
+            s = scores[rows]
+            mixed = p0 * _apply(sign0, t0, s) + p1 * _apply(sign1, t1, s)
+            positive[rows] = p_ignore * constant + (1.0 - p_ignore) * mixed
+        return _decisions(positive, X)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+
+def _rule_row(b: Any) -> list[float]:
+    def sign(op: Any) -> float:
+        return 1.0 if op.operator == ">" else -1.0
+    p_ignore = float(b["p_ignore"]) if "p_ignore" in b else 0.0
+    constant = float(b["prediction_constant"]) if "prediction_constant" in b else 0.0
+    return [float(b.p0), sign(b.operation0), float(b.operation0.threshold),
+            float(b.p1), sign(b.operation1), float(b.operation1.threshold), p_ignore, constant]
+
+
+def _apply(sign: float, threshold: float, scores: np.ndarray) -> np.ndarray:
+    return (scores > threshold if sign > 0 else scores < threshold).astype(float)
+
+
+class ExpGradMitigated(ClassifierMixin, BaseEstimator):
+    """Fairlearn's ExponentiatedGradient (Agarwal et al. 2018): a weighted mixture of the base model refit on
+    reweighted rows, meeting ``constraint`` within ``difference_bound``. The base pipeline's preprocessing is
+    fit once; only its final model is refit by the reduction (``max_iter`` oracle calls at most)."""
+
+    def __init__(self, estimator: Any = None, constraint: str = "demographic_parity",
+                 difference_bound: float = 0.01, max_iter: int = 20, eps: float = 0.01) -> None:
+        self.estimator = estimator
+        self.constraint = constraint
+        self.difference_bound = difference_bound
+        self.max_iter = max_iter
+        self.eps = eps
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> ExpGradMitigated:
+        from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
+
+        groups = _groups_or_fail(X, "ExponentiatedGradient")
+        if not isinstance(self.estimator, Pipeline) or len(self.estimator.steps) < 2:
+            raise ValueError("ExpGradMitigated wraps a Pipeline of preprocessing and a final model")
+        self.prep_ = clone(Pipeline(self.estimator.steps[:-1])).fit(X, y)
+        Xt = self.prep_.transform(X)
+        moment_cls = DemographicParity if self.constraint == "demographic_parity" else EqualizedOdds
+        reduction = ExponentiatedGradient(clone(self.estimator.steps[-1][1]),
+                                          constraints=moment_cls(difference_bound=self.difference_bound),
+                                          eps=self.eps, max_iter=int(self.max_iter))
+        reduction.fit(Xt, np.asarray(y), sensitive_features=groups)
+        weights = reduction.weights_[reduction.weights_ > 0]
+        self.members_ = [reduction.predictors_[i] for i in weights.index]
+        self.weights_ = weights.to_numpy(dtype=float) / float(weights.sum())
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "members_")
+        Xt = self.prep_.transform(X)
+        positive = sum(w * np.asarray(m.predict(Xt), dtype=float) for w, m in zip(self.weights_, self.members_,
+                                                                                   strict=True))
+        return _decisions(np.asarray(positive), X)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+
+class MitigationFamily(ModelFamily):
+    """A mitigation around a base family. ``bases`` are the families it may wrap; ``needs_groups_to_predict``
+    says whether its fitted model needs the sensitive columns at predict time."""
+
+    tasks = frozenset({Task.BINARY})
+    bases: tuple[str, ...]
+    needs_groups_to_predict: bool
+
+    def own_space(self) -> dict[str, BaseDistribution]:
+        raise NotImplementedError
+
+    def own_defaults(self) -> Config:
+        raise NotImplementedError
+
+    def wrap(self, pipeline: Any, constraint: str, own: Config) -> BaseEstimator:
+        raise NotImplementedError
+
+    def space(self, task: Task, n_rows: int) -> dict[str, BaseDistribution]:
+        return {BASE_PARAM: CategoricalDistribution(self.bases),
+                CONSTRAINT_PARAM: CategoricalDistribution(MITIGATION_CONSTRAINTS), **self.own_space()}
+
+    def base_space(self, base: str, task: Task, n_rows: int) -> dict[str, BaseDistribution]:
+        """The base family's hyperparameters, named ``<base>.<param>`` (conditional on the base chosen)."""
+        from daedalus.spaces.registry import get_family  # the registry imports this module
+
+        return {f"{base}.{k}": d for k, d in get_family(base).space(task, n_rows).items()}
+
+    def default_config(self, task: Task, n_rows: int) -> Config:
+        return {BASE_PARAM: self.bases[0], CONSTRAINT_PARAM: MITIGATION_CONSTRAINTS[0], **self.own_defaults()}
+
+    def build(self, config: Config, layout: FeatureLayout, task: Task, seed: int, n_threads: int) -> BaseEstimator:
+        from daedalus.spaces.registry import get_family
+
+        base = str(config.get(BASE_PARAM, self.bases[0]))
+        constraint = str(config.get(CONSTRAINT_PARAM, MITIGATION_CONSTRAINTS[0]))
+        if base not in self.bases or constraint not in MITIGATION_CONSTRAINTS:
+            raise ConfigError(f"mitigation '{self.name}' takes a base among {', '.join(self.bases)} and a "
+                              f"constraint among {', '.join(MITIGATION_CONSTRAINTS)}; got {base!r}, {constraint!r}")
+        base_config = {k[len(base) + 1:]: v for k, v in config.items() if k.startswith(base + ".")}
+        own = {**self.own_defaults(),
+               **{k: v for k, v in config.items() if "." not in k and k not in (BASE_PARAM, CONSTRAINT_PARAM)}}
+        unknown = sorted(set(own) - set(self.own_defaults()))
+        if unknown:
+            raise ConfigError(f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for mitigation "
+                              f"'{self.name}'; its own are {', '.join(sorted(self.own_defaults()))}")
+        pipeline = get_family(base).build(base_config, layout, task, seed, n_threads)
+        return self.wrap(pipeline, constraint, own)
+
+
+class ThresholdFamily(MitigationFamily):
+    name = "fair_threshold"
+    bases = ("linear", "lightgbm", "hist_gb", "xgboost", "random_forest", "extra_trees", "catboost")
+    needs_groups_to_predict = True
+
+    def own_space(self) -> dict[str, BaseDistribution]:
+        return {"objective": CategoricalDistribution(["accuracy_score", "balanced_accuracy_score"])}
+
+    def own_defaults(self) -> Config:
+        return {"objective": "accuracy_score"}
+
+    def wrap(self, pipeline: Any, constraint: str, own: Config) -> BaseEstimator:
+        return ThresholdMitigated(pipeline, constraint=constraint, objective=str(own["objective"]))
+
+
+class ExpGradFamily(MitigationFamily):
+    name = "fair_expgrad"
+    # The reduction refits the base up to max_iter times with sample weights: cheap, weight-aware bases only.
+    bases = ("linear", "lightgbm", "hist_gb")
+    needs_groups_to_predict = False
+
+    def own_space(self) -> dict[str, BaseDistribution]:
+        return {"difference_bound": FloatDistribution(0.002, 0.05, log=True),
+                "max_iter": IntDistribution(5, 30)}
+
+    def own_defaults(self) -> Config:
+        return {"difference_bound": 0.01, "max_iter": 15}
+
+    def wrap(self, pipeline: Any, constraint: str, own: Config) -> BaseEstimator:
+        return ExpGradMitigated(pipeline, constraint=constraint, difference_bound=float(own["difference_bound"]),
+                                max_iter=int(own["max_iter"]))
+
+
+MITIGATIONS: dict[str, MitigationFamily] = {f.name: f for f in (ThresholdFamily(), ExpGradFamily())}
+
+
+def needs_groups_to_predict(family: str) -> bool:
+    """True when a fitted model of ``family`` needs the sensitive columns to predict."""
+    mitigation = MITIGATIONS.get(family)
+    return bool(mitigation and mitigation.needs_groups_to_predict)
