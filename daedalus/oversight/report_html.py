@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
+LONG_CELL_CHARS = 40
 MAX_CELL_CHARS = 240  # longer text (a trial's failure reason) is cut in tables; the run files hold it whole
 
 STYLE = """
@@ -22,7 +23,10 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 
 h1 { margin-top: 28px; } h2 { border-bottom: 1px solid #d9e2ec; padding-bottom: 4px; margin-top: 36px; }
 table { border-collapse: collapse; margin: 10px 0; font-size: 13px; }
 th, td { border: 1px solid #d9e2ec; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f0f4f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f0f4f8; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.long { overflow-wrap: anywhere; min-width: 12em; }
+.scroll { overflow-x: auto; max-width: 100%; }
 .note { background: #f0f4f8; border-left: 4px solid #9fb3c8; padding: 8px 12px; margin: 10px 0; }
 .bad { background: #fde8e8; border-left-color: #e12d39; } .good { background: #e3f9e5; border-left-color: #3f9142; }
 nav a { margin-right: 12px; } .figure { margin: 8px 0 16px; }
@@ -88,11 +92,15 @@ def table(rows: list[dict[str, Any]], columns: list[str] | None = None, caption:
         cells = []
         for c in columns:
             v = row.get(c)
-            num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            cells.append(f'<td class="num">{escape(fmt(v))}</td>' if num else f"<td>{escape(fmt(v))}</td>")
+            text = fmt(v)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                cells.append(f'<td class="num">{escape(text)}</td>')
+            else:  # a long unbroken text (an architecture) may wrap anywhere rather than widen the page
+                cells.append(f'<td class="long">{escape(text)}</td>' if len(text) > LONG_CELL_CHARS
+                             else f"<td>{escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def key_values(pairs: list[tuple[str, Any]]) -> str:

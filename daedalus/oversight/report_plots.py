@@ -104,7 +104,7 @@ def roc(fp: FinalPredictions) -> go.Figure:
             continue  # a class absent from the scored rows has no ROC curve
         fpr, tpr, _ = roc_curve(truth, fp.pred[:, code])
         auc = roc_auc_score(truth, fp.pred[:, code])
-        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{label} (AUC {auc:.3f})")
+        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"class {label} (AUC {auc:.3f})")
     return _layout(fig, "ROC curve" + (" (one class against the rest)" if fp.pred.shape[1] > 2 else ""),
                    "false positive rate", "true positive rate")
 
