@@ -190,6 +190,23 @@ def test_export_round_trip_reproduces_the_outputs(case: Case, tmp_path: Path) ->
 
 
 # ----- space-specific -----
+def test_portfolio_members_are_distinct_valid_networks(case: Case) -> None:
+    portfolio = case.space.portfolio()
+    assert len(set(portfolio)) == len(portfolio)
+    for genotype in portfolio:
+        assert case.space.canonical(genotype) == case.space.validate(genotype)
+        output = case.space.instantiate(genotype, **case.shape)(case.batch(2))
+        assert output.shape[0] == 2
+
+
+def test_cnn_portfolio_holds_the_classic_designs() -> None:
+    space = CNNSpace()
+    resnet8 = space.from_config({"n_stages": 3, "downsample": "stride", "skip": True, "norm": "batch",
+                                 "channels_1": 16, "channels_2": 32, "channels_3": 64})
+    assert resnet8 in space.portfolio()
+    assert any(space.describe(g)["head"] == "fc" and space.describe(g)["norm"] == "none" for g in space.portfolio())
+
+
 def test_cnn_unused_positions_are_zeroed() -> None:
     space = CNNSpace()
     one_stage = (0, 1, 1, 0, 2, 3, 1, 1, 1, 1, 2, 2, 0, 1, 1, 1, 1, 1)

@@ -17,6 +17,7 @@ from daedalus.evaluation.nas_train import (
     count_params,
     learning_rate,
     measure_latency_ms,
+    random_shift,
     torch_threads,
     train_module,
 )
@@ -100,6 +101,35 @@ def test_continuing_equals_training_at_once() -> None:
     for key, value in at_once.module.state_dict().items():
         assert torch.equal(value, resumed.module.state_dict()[key]), key
     assert result.score == at_once.score
+
+
+def test_random_shift_moves_each_image_within_its_bound() -> None:
+    images = torch.arange(3 * 2 * 6 * 6, dtype=torch.float32).reshape(3, 2, 6, 6)
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(0))
+    again = random_shift(images, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted, again) and shifted.shape == images.shape
+    padded = nn.functional.pad(images, (2, 2, 2, 2), mode="replicate")
+    offsets = []
+    for i in range(3):  # every image is a window of its padded self, the same window for all its channels
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(shifted[i], padded[i, :, dy:dy + 6, dx:dx + 6])]
+        assert found
+        offsets.append(found[0])
+    assert len(set(offsets)) > 1 or offsets[0] != (2, 2)  # not the identity for all
+
+
+def test_shifted_training_still_resumes_bit_for_bit() -> None:
+    def trainer() -> Trainer:
+        return Trainer(dropout_mlp, *TRAIN, *VAL, horizon_epochs=4, batch_size=32, n_threads=1, shift=1)
+
+    at_once, resumed, plain = trainer(), trainer(), mlp_trainer(horizon=4)
+    at_once.train(4)
+    resumed.train(1)
+    resumed.train(3)
+    plain.train(4)
+    for key, value in at_once.module.state_dict().items():
+        assert torch.equal(value, resumed.module.state_dict()[key]), key
+    assert not torch.equal(at_once.module.state_dict()["1.weight"], plain.module.state_dict()["1.weight"])
 
 
 def test_time_budget_stops_after_the_crossing_epoch() -> None:

@@ -79,6 +79,19 @@ def learning_rate(schedule: Schedule, peak: float, progress: float) -> float:
     raise ValueError(f"unknown schedule {schedule!r}; use 'cosine' or 'onecycle'")
 
 
+def random_shift(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of an (N, C, H, W) batch moved by its own random offset of up to ``pixels`` in each direction,
+    the border repeated into the space it leaves (a digit's background stays background, unlike zero padding
+    of normalised pixels). Translation is the augmentation that suits every kind of image: flips would turn
+    digits and text into other symbols."""
+    n, _, h, w = images.shape
+    padded = nn.functional.pad(images, (pixels, pixels, pixels, pixels), mode="replicate")
+    dy, dx = torch.randint(0, 2 * pixels + 1, (2, n, 1), generator=generator)
+    rows = (torch.arange(h) + dy)[:, None, :, None]  # (N, 1, H, 1)
+    cols = (torch.arange(w) + dx)[:, None, None, :]  # (N, 1, 1, W)
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None], rows, cols]
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """Where a trainer stands after a ``train`` call. ``epochs`` and ``seconds`` are totals over all calls."""
@@ -103,14 +116,16 @@ class Trainer:
     def __init__(self, module: nn.Module | Callable[[], nn.Module], X: Any, y: Any, X_val: Any, y_val: Any, *,
                  task: TaskKind = "classification", horizon_epochs: int = 10, batch_size: int = 64,
                  lr: float = 3e-3, weight_decay: float = 1e-2, schedule: Schedule = "cosine", seed: int = 0,
-                 n_threads: int | None = None) -> None:
+                 n_threads: int | None = None, shift: int = 0) -> None:
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
         if horizon_epochs < 1 or batch_size < 1:
             raise ValueError("horizon_epochs and batch_size must be >= 1")
         learning_rate(schedule, lr, 0.0)  # rejects an unknown schedule now rather than after the first epoch
+        if shift < 0:
+            raise ValueError(f"shift must be >= 0 pixels, got {shift}")
         self.task, self.horizon_epochs, self.lr, self.schedule = task, int(horizon_epochs), float(lr), schedule
-        self.n_threads = n_threads
+        self.n_threads, self.shift = n_threads, int(shift)
         self.X, self.y = self._tensors(X, y)
         self.X_val, self.y_val = self._tensors(X_val, y_val)
         with torch.random.fork_rng(devices=[]):
@@ -172,6 +187,8 @@ class Trainer:
         for xb, yb in self._loader:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.schedule, self.lr, self.step / total_steps)
+            if self.shift:
+                xb = random_shift(xb, self.shift, self._generator)
             self.optimizer.zero_grad()
             loss = self._loss(self.module(xb), yb)
             if not torch.isfinite(loss):

@@ -134,5 +134,11 @@ class ArchSpace(ABC):
             values.append(choice.options.index(value))
         return self.canonical(tuple(values))
 
+    def portfolio(self) -> list[Genotype]:
+        """Hand-designed starting points a search may evaluate before its designer's own proposals (none by
+        default). AutoML portfolios start the same way: a few designs known to work bound how badly a short
+        search can do, and give a learning designer good results to build on."""
+        return []
+
     def to_string(self, genotype: Genotype) -> str:
         return ",".join(f"{k}={v}" for k, v in self.describe(genotype).items())
