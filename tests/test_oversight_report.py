@@ -94,7 +94,8 @@ def binary_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     frame.to_csv(root / "binary.csv", index=False)
     run = root / "binary-run"
     assert main(["build", str(root / "binary.csv"), "--target", "label", "--trials", "4", "--families",
-                 "linear,lightgbm", "--run", str(run), "--quiet", "--threads", "1"]) == 0
+                 "linear,lightgbm", "--sensitive", "group", "--objectives", "metric,fairness", "--run", str(run),
+                 "--quiet", "--threads", "1"]) == 0
     return run
 
 
@@ -106,12 +107,13 @@ def binary_report(binary_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.mark.slow
 def test_tabular_report_draws_its_plots_without_errors(binary_report: tuple[str, PageCheck]) -> None:
     html, check = binary_report
-    _assert_clean(check, TABULAR_FIGURES)
+    _assert_clean(check, TABULAR_FIGURES | {"fig-fair-by_group", "fig-fair-intersectional", "fig-pareto"})
+    assert check.graphs["fig-fair-by_group"] == 2  # one bar trace per group of the sensitive column
     assert "Audit log: intact" in check.text
     for heading in ("Run summary", "Leaderboard", "Explanations", "Final model performance", "Fairness by group",
                     "Pareto front", "Decisions and steering"):
         assert heading in check.text
-    assert "Not computed" in check.text  # the single-objective run has no front, and says so
+    assert "No fairness constraint was set" in check.text
     assert "https://" not in html.split("<script>", 1)[0]  # nothing before the inlined library points outside
 
 
@@ -206,6 +208,8 @@ def test_regression_report_draws_residuals(tmp_path: Path) -> None:
     _, check = _report(tmp_path / "run", tmp_path / "r.html")
     _assert_clean(check, {"fig-best-over-time", "fig-residuals", "fig-residual-histogram"})
     assert "fig-roc" not in check.graphs
+    assert "Not computed: this run has no fairness.json" in check.text  # absent parts are named, not hidden
+    assert "Not computed: the run searched a single objective" in check.text
 
 
 @pytest.mark.slow

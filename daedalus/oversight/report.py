@@ -21,7 +21,8 @@ from daedalus.oversight.report_html import any_json, figure, fmt, key_values, no
 from daedalus.oversight.run_record import RunRecord, load_run
 
 REPORT_FILE = "report.html"
-LEADERBOARD_COLUMNS = ["rank", "trial", "family", "designer", "score", "metric", "fit_seconds", "status"]
+LEADERBOARD_COLUMNS = ["rank", "trial", "family", "designer", "score", "metric", "fit_seconds", "status",
+                       "fairness_gap", "feasible"]
 DECISION_EVENTS = ("policy_attached", "approval", "rejection", "unapproved_use", "steer", "steer_applied",
                    "pause_expired")
 IMAGE_COLUMNS = ["epochs", "params", "mflops", "latency_ms", "pareto", "architecture"]

@@ -200,8 +200,9 @@ def pareto(front: list[dict[str, Any]], objectives: list[str], others: list[dict
 
 
 def objective_value(row: dict[str, Any], name: str, position: int) -> float | None:
-    """A front row's value of an objective: under its own name, or ``score`` for the first (the metric)."""
-    for key in (name, *(("score", "metric") if position == 0 else ())):
+    """A row's value of an objective: under its own name; for a leaderboard row, ``score`` for the first (the
+    metric) and ``fairness_gap`` for the second (the gap of a metric-fairness front)."""
+    for key in (name, *(("score",) if position == 0 else ("fairness_gap",))):
         if _number(row.get(key)):
             return float(row[key])
     values = row.get("values")  # a row may carry its objective values as a list, in the objectives' order
