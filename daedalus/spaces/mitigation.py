@@ -33,6 +33,7 @@ probability, so ensembles, metrics and ``predict`` (argmax) all see the decision
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -157,7 +158,10 @@ class ExpGradMitigated(ClassifierMixin, BaseEstimator):
         reduction = ExponentiatedGradient(clone(self.estimator.steps[-1][1]),
                                           constraints=moment_cls(difference_bound=self.difference_bound),
                                           eps=self.eps, max_iter=int(self.max_iter))
-        reduction.fit(Xt, np.asarray(y), sensitive_features=groups)
+        with warnings.catch_warnings():  # Fairlearn 0.15 sets Series items the way pandas 3 deprecates
+            warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=".*Setting a value on a Series via .at.*")
+            reduction.fit(Xt, np.asarray(y), sensitive_features=groups)
         weights = reduction.weights_[reduction.weights_ > 0]
         self.members_ = [reduction.predictors_[i] for i in weights.index]
         self.weights_ = weights.to_numpy(dtype=float) / float(weights.sum())
