@@ -55,3 +55,13 @@ def test_plan_is_fixed_by_its_seed():
     y = np.arange(300) % 3
     a, b = make_plan(y, Task.MULTICLASS, seed=3), make_plan(y, Task.MULTICLASS, seed=3)
     assert all(np.array_equal(x[1], z[1]) for x, z in zip(a.folds, b.folds, strict=True))
+
+
+def test_every_metric_can_travel_to_a_worker():
+    # Trials run in forkserver workers, which receive the metric by pickle (a lambda would not pickle).
+    import pickle
+
+    from daedalus.evaluation.metrics import METRICS
+
+    for metric in METRICS.values():
+        assert pickle.loads(pickle.dumps(metric)).name == metric.name

@@ -50,6 +50,23 @@ def _rmse(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.sqrt(skm.mean_squared_error(y, p)))
 
 
+# Named functions, not lambdas: a Metric travels to the trial workers by pickle, which refuses lambdas.
+def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return float(skm.accuracy_score(y, _labels(p)))
+
+
+def _balanced_accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return float(skm.balanced_accuracy_score(y, _labels(p)))
+
+
+def _mae(y: np.ndarray, p: np.ndarray) -> float:
+    return float(skm.mean_absolute_error(y, p))
+
+
+def _r2(y: np.ndarray, p: np.ndarray) -> float:
+    return float(skm.r2_score(y, p))
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -75,12 +92,12 @@ _REG = frozenset({Task.REGRESSION})
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("roc_auc", True, _CLS, _auc),
     Metric("log_loss", False, _CLS, _log_loss),
-    Metric("accuracy", True, _CLS, lambda y, p: float(skm.accuracy_score(y, _labels(p)))),
-    Metric("balanced_accuracy", True, _CLS, lambda y, p: float(skm.balanced_accuracy_score(y, _labels(p)))),
+    Metric("accuracy", True, _CLS, _accuracy),
+    Metric("balanced_accuracy", True, _CLS, _balanced_accuracy),
     Metric("f1", True, _CLS, _f1),
     Metric("rmse", False, _REG, _rmse),
-    Metric("mae", False, _REG, lambda y, p: float(skm.mean_absolute_error(y, p))),
-    Metric("r2", True, _REG, lambda y, p: float(skm.r2_score(y, p))),
+    Metric("mae", False, _REG, _mae),
+    Metric("r2", True, _REG, _r2),
 ]}
 
 ALIASES = {"auc": "roc_auc", "logloss": "log_loss", "acc": "accuracy", "balanced_acc": "balanced_accuracy",
