@@ -45,9 +45,9 @@ def split(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def run_nas(train: pd.DataFrame, test: pd.DataFrame, shape: str, seed: int, seconds: float,
-            workdir: Path) -> dict[str, object]:
+            workdir: Path, threads: int) -> dict[str, object]:
     started = time.monotonic()
-    options = ImageBuildOptions(target=TARGET, image_shape=shape, time_budget=seconds, seed=seed)
+    options = ImageBuildOptions(target=TARGET, image_shape=shape, time_budget=seconds, seed=seed, n_threads=threads)
     result = build_images(train, options, workdir / f"nas-{seed}", started=started)
     elapsed = time.monotonic() - started
     predictor = Predictor.load(result.run_dir)
@@ -59,11 +59,11 @@ def run_nas(train: pd.DataFrame, test: pd.DataFrame, shape: str, seed: int, seco
 
 
 def run_baseline(name: str, train: pd.DataFrame, test: pd.DataFrame, shape: str, seed: int,
-                 seconds: float) -> dict[str, object]:
+                 seconds: float, threads: int) -> dict[str, object]:
     import torch
 
     started = time.monotonic()
-    options = ImageBuildOptions(target=TARGET, image_shape=shape, time_budget=seconds, seed=seed)
+    options = ImageBuildOptions(target=TARGET, image_shape=shape, time_budget=seconds, seed=seed, n_threads=threads)
     table = read_images(train, TARGET, parse_image_shape(shape))
     task = ImageTask(table, options)
 
@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--time", type=float, default=600.0)
     parser.add_argument("--methods", nargs="+", default=["nas", "baseline"])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each method (default 2)")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -99,10 +100,10 @@ def main() -> None:
         for seed in args.seeds:
             for method in args.methods:
                 if method == "nas":
-                    row = run_nas(train, test, shape, seed, args.time, Path(tmp))
+                    row = run_nas(train, test, shape, seed, args.time, Path(tmp), args.threads)
                 else:
-                    row = run_baseline(base, train, test, shape, seed, args.time)
-                row.update(dataset=args.dataset, budget=args.time)
+                    row = run_baseline(base, train, test, shape, seed, args.time, args.threads)
+                row.update(dataset=args.dataset, budget=args.time, threads=args.threads)
                 rows.append(row)
                 out.write_text(json.dumps(rows, indent=1))
                 print(json.dumps(row), flush=True)
