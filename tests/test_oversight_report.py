@@ -196,6 +196,17 @@ def test_damaged_inputs_are_named_not_hidden(binary_run: Path, tmp_path: Path) -
     assert "fairness.json could not be read" in html
 
 
+@pytest.mark.slow
+def test_approval_and_its_record_are_shown(binary_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(binary_run, run)
+    assert "the model is NOT approved for use" in render(load_run(run))
+    assert main(["approve", str(run), "--by", "alice", "--reason", "checked the fairness section"]) == 0
+    html = render(load_run(run))
+    assert "the model is approved for use (approved by alice)" in html
+    assert "checked the fairness section" in html  # the decision's row, from the audit log
+
+
 # -- regression and image runs ---------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_regression_report_draws_residuals(tmp_path: Path) -> None:

@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daedalus.errors import ConfigError
+from daedalus.errors import ConfigError, RunError
 from daedalus.evaluation.metrics import get_metric
 from daedalus.oversight import report_plots as plots
+from daedalus.oversight.approval import approval_state
 from daedalus.oversight.final_predictions import FinalPredictions, final_predictions
 from daedalus.oversight.report_html import any_json, figure, fmt, key_values, note, page, paragraph, section, table
 from daedalus.oversight.run_record import RunRecord, load_run
+from daedalus.store.run import RunStore
 
 REPORT_FILE = "report.html"
 LEADERBOARD_COLUMNS = ["rank", "trial", "family", "designer", "score", "metric", "fit_seconds", "status",
@@ -109,11 +111,23 @@ def _summary(record: RunRecord) -> list[str]:
     if final is not None:
         pairs.append(("final model", _final_description(final)))
     findings = [f for f in (record.checks or {}).get("findings", []) if f.get("severity") in ("warning", "action")]
-    out = [key_values(pairs), _audit_note(record)]
+    out = [key_values(pairs), _audit_note(record), _approval_note(record)]
     if findings:
         out.append("<h3>Data check findings</h3>" + table(findings, ["severity", "check", "message"]))
     out.append("<h3>Decisions and steering</h3>" + _decisions(record))
     return out
+
+
+def _approval_note(record: RunRecord) -> str:
+    """Whether ``daedalus predict`` would use the model without --unapproved, as the approval gate decides."""
+    try:
+        state = approval_state(RunStore.open(record.root))
+    except RunError as exc:  # no model yet, or a policy file changed since it was attached
+        return note(f"Approval: cannot be decided ({exc}).", "bad")
+    if state.approved:
+        return note(f"Approval: the model is approved for use ({state.summary}).", "good")
+    return note(f"Approval: the model is NOT approved for use ({state.summary}); 'daedalus predict' refuses it "
+                "without --unapproved.", "bad")
 
 
 def _decisions(record: RunRecord) -> str:

@@ -79,7 +79,8 @@ def hyperparameter_importance(importance: dict[str, float]) -> go.Figure | None:
     if not items:
         return None
     fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h"))
-    return _layout(fig, "Hyperparameter importance (Optuna)", "importance", "", height=max(HEIGHT, 26 * len(items)))
+    return _layout(fig, "Hyperparameter importance (Optuna)", "share of the score's variance", "",
+                   height=_bars_height(len(items)))
 
 
 def feature_importance(rows: list[dict[str, Any]]) -> go.Figure | None:
@@ -91,8 +92,7 @@ def feature_importance(rows: list[dict[str, Any]]) -> go.Figure | None:
     fig = go.Figure(go.Bar(x=[float(r["mean"]) for r in top], y=[str(r.get("feature", "?")) for r in top],
                            orientation="h", error_x={"type": "data", "array": errors}))
     title = "Permutation feature importance" + (f" (top {TOP_FEATURES} of {len(rows)})" if len(rows) > len(top) else "")
-    return _layout(fig, title, "drop in the metric when the feature is shuffled", "",
-                   height=max(HEIGHT, 22 * len(top)))
+    return _layout(fig, title, "drop in the metric when the feature is shuffled", "", height=_bars_height(len(top)))
 
 
 def roc(fp: FinalPredictions) -> go.Figure:
@@ -212,15 +212,26 @@ def objective_value(row: dict[str, Any], name: str, position: int) -> float | No
 
 
 def group_label(row: dict[str, Any]) -> str:
-    """A fairness row's group: ``sex=Female`` for a row of one column, else its text fields."""
+    """A fairness row's group: ``sex=Female`` for a row of one column, else its text fields; a group too small
+    to constrain says so."""
+    small = f" (small: {row['count']} rows)" if row.get("small") is True and _number(row.get("count")) else ""
     if isinstance(row.get("column"), str) and isinstance(row.get("group"), str):
-        return f"{row['column']}={row['group']}"
+        return f"{row['column']}={row['group']}{small}"
+    return _text_label(row) + small
+
+
+def _text_label(row: dict[str, Any]) -> str:
     parts = [str(v) if k in ("group", "name") else f"{k}={v}" for k, v in row.items() if isinstance(v, str)]
     if isinstance(row.get("group"), dict):  # an intersectional group: {column: value}
         parts.extend(f"{k}={v}" for k, v in row["group"].items())
     elif isinstance(row.get("group"), list):
         parts.append(" & ".join(map(str, row["group"])))
     return ", ".join(parts) or "?"
+
+
+def _bars_height(n_bars: int) -> int:
+    """A horizontal bar chart's height: bars of a readable thickness, however many there are."""
+    return max(220, 120 + 24 * n_bars)
 
 
 def _numeric_keys(rows: list[dict[str, Any]]) -> list[str]:
