@@ -80,6 +80,15 @@ def test_report_into_a_missing_folder_is_a_user_error(tmp_path: Path, capsys: py
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_run_that_has_only_begun_is_reported_with_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"options": {"target": "y"}, "status": "running"}))
+    html = render(load_run(tmp_path))
+    for missing in ("this run has no audit.jsonl", "No trial result is in the audit log yet", "No leaderboard yet",
+                    "this run has no explanations.json", "No out-of-fold predictions", "no fairness.json",
+                    "searched a single objective"):
+        assert missing in html
+
+
 # -- a tabular binary run --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def binary_run(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -120,6 +120,8 @@ def _summary(record: RunRecord) -> list[str]:
 
 def _approval_note(record: RunRecord) -> str:
     """Whether ``daedalus predict`` would use the model without --unapproved, as the approval gate decides."""
+    if record.audit_check is None:
+        return note("Approval: none can be recorded or trusted without an audit log.", "bad")
     try:
         state = approval_state(RunStore.open(record.root))
     except RunError as exc:  # no model yet, or a policy file changed since it was attached
