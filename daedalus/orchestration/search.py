@@ -96,9 +96,11 @@ class Search:
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
         ran = 0
-        while not self._done(ran):
-            # Steering applies commands from 'daedalus steer', waits while paused, audits the proposal.
-            proposal = self.steering.next_proposal(self._out_of_time)
+        while True:
+            self.steering.apply_commands()  # 'daedalus steer' commands, before the budget check: add-time counts
+            if self._done(ran):
+                break
+            proposal = self.steering.next_proposal(self._out_of_time)  # waits while paused; audits the proposal
             if proposal is None:
                 break
             self._report(f"trial {proposal.number}: {proposal.family}")

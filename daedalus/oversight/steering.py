@@ -203,7 +203,7 @@ class Steering:
 
     def next_proposal(self, out_of_time: Callable[[], bool]) -> Proposal | None:
         """The next proposal to evaluate, or None when the search's time ran out while paused."""
-        self._apply_new()
+        self.apply_commands()
         if self.paused:
             self.reporter.message("search paused by 'daedalus steer'; 'steer RUN resume' continues it")
             while self.paused:
@@ -212,7 +212,7 @@ class Steering:
                                             "the build finishes with the models it has")
                     return None
                 time.sleep(POLL_SECONDS)
-                self._apply_new()
+                self.apply_commands()
             if out_of_time():
                 return None
         return self._allowed_proposal()
@@ -247,7 +247,8 @@ class Steering:
         self._offset += len(complete)
         return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
-    def _apply_new(self) -> None:
+    def apply_commands(self) -> None:
+        """Apply the commands issued since the last call, each recorded as ``steer_applied``."""
         commands = self._pending + [r for r in self._new_records() if r.get("event") == "steer"]
         self._pending = []
         for command in commands:

@@ -1,0 +1,278 @@
+"""Steering a running search: 'daedalus steer' commands change what the next trial does.
+
+The fast tests drive the real steering layer with a real run store, a real Optuna study and the real designer (no
+model is trained: each proposal is told a score, as the search would). The slow ones run real builds in a
+subprocess and steer them from the test, as a user would from another terminal.
+"""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from daedalus.data.schema import Task
+from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
+from daedalus.errors import ConfigError, RunError
+from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.reporter import Reporter
+from daedalus.oversight.steering import Steering, issue_command
+from daedalus.store.audit import verify
+from daedalus.store.run import RunStore
+from tests.conftest import run_cli
+
+FAMILIES = ["linear", "random_forest", "knn"]
+
+
+def _store(tmp_path: Path, status: str = "running") -> RunStore:
+    store = RunStore.create(tmp_path / "run", {"status": status, "families": FAMILIES, "task": "binary",
+                                               "options": {"target": "label"}})
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"x": rng.normal(size=200), "label": rng.integers(0, 2, 200)}).to_parquet(store.data_path)
+    store.audit.append("data_checks", findings=[])
+    return store
+
+
+def _steering(store: RunStore, clock_seconds: float | None = 60.0) -> tuple[Steering, OptunaDesigner, BudgetClock]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(0))
+    designer = OptunaDesigner(study, FAMILIES, Task.BINARY, 200)
+    designer.enqueue_portfolio()
+    clock = BudgetClock(clock_seconds)
+    return Steering(store, designer, clock, Reporter()), designer, clock
+
+
+def _run_trials(steering: Steering, designer: OptunaDesigner, n: int) -> list:
+    """What the search loop does around steering, with a made-up score in place of training."""
+    proposals = []
+    for i in range(n):
+        proposal = steering.next_proposal(lambda: False)
+        designer.tell(proposal, 0.5 + 0.01 * i, status="ok", info={})
+        proposals.append(proposal)
+    return proposals
+
+
+def _events(store: RunStore, event: str) -> list[dict]:
+    return [r for r in store.audit.records() if r["event"] == event]
+
+
+def test_excluded_family_is_never_tried_again_and_its_proposals_are_pruned(tmp_path):
+    store = _store(tmp_path)
+    steering, designer, _ = _steering(store)
+    first = _run_trials(steering, designer, 1)
+    assert first[0].family == "linear"  # the portfolio, cheapest first
+    issue_command(store.root, "exclude", "knn")
+    later = _run_trials(steering, designer, 15)
+    assert "knn" not in {p.family for p in later}
+    pruned = _events(store, "trial_pruned")
+    assert pruned and {r["family"] for r in pruned} == {"knn"}  # at least the knn portfolio default
+    states = {t.number: t.state for t in designer.study.trials}
+    assert all(states[r["trial"]] == optuna.trial.TrialState.PRUNED for r in pruned)
+    applied = _events(store, "steer_applied")
+    assert applied[0]["command"] == "exclude" and applied[0]["applied"] and applied[0]["family"] == "knn"
+    assert verify(store.audit.path).ok
+
+
+def test_enqueued_config_is_the_next_trial_even_during_the_portfolio(tmp_path):
+    store = _store(tmp_path)
+    steering, designer, _ = _steering(store)
+    _run_trials(steering, designer, 1)  # linear's default; the other defaults are still queued
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"family": "knn", "n_neighbors": 7, "p": 1}))
+    issue_command(store.root, "enqueue", str(config))
+    nxt, after = _run_trials(steering, designer, 2)
+    assert nxt.family == "knn" and nxt.designer == "steering"
+    assert nxt.config["n_neighbors"] == 7 and nxt.config["p"] == 1 and nxt.config["weights"] in ("uniform", "distance")
+    assert after.designer == "portfolio"  # the queue goes on where it was
+    proposed = _events(store, "trial_proposed")
+    assert proposed[1]["designer"] == "steering" and "enqueued by 'daedalus steer'" in proposed[1]["reason"]
+
+
+def test_enqueue_with_parameters_under_config_as_in_the_audit_log(tmp_path):
+    store = _store(tmp_path)
+    steering, designer, _ = _steering(store)
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"family": "linear", "config": {"C": 0.5}}))
+    issue_command(store.root, "enqueue", str(config))
+    (first,) = _run_trials(steering, designer, 1)
+    assert first.designer == "steering" and first.config["C"] == 0.5
+
+
+def test_add_time_extends_the_budget_clock(tmp_path):
+    store = _store(tmp_path)
+    steering, designer, clock = _steering(store, clock_seconds=30.0)
+    issue_command(store.root, "add-time", "12.5")
+    _run_trials(steering, designer, 1)
+    assert clock.seconds == pytest.approx(42.5)
+    assert _events(store, "steer_applied")[0]["effect"] == "the budget is now 42.5 s"
+
+
+def test_add_time_without_a_time_budget_is_recorded_as_not_applied(tmp_path):
+    store = _store(tmp_path)
+    steering, designer, clock = _steering(store, clock_seconds=None)
+    issue_command(store.root, "add-time", "10")
+    _run_trials(steering, designer, 1)
+    assert clock.seconds is None and _events(store, "steer_applied")[0]["applied"] is False
+
+
+def test_pause_waits_until_resume(tmp_path):
+    store = _store(tmp_path)
+    steering, designer, _ = _steering(store)
+    issue_command(store.root, "pause", None)
+    threading.Timer(1.5, issue_command, args=(store.root, "resume", None)).start()
+    t0 = time.monotonic()
+    proposal = steering.next_proposal(lambda: False)
+    assert time.monotonic() - t0 >= 1.4 and proposal is not None
+    events = [r["event"] for r in store.audit.records()]
+    # No trial was proposed between the pause taking effect and the resume.
+    assert events[-5:] == ["steer", "steer_applied", "steer", "steer_applied", "trial_proposed"]
+
+
+def test_a_paused_search_still_stops_at_its_budget(tmp_path):
+    store = _store(tmp_path)
+    steering, _, _ = _steering(store)
+    issue_command(store.root, "pause", None)
+    deadline = time.monotonic() + 1.0
+    assert steering.next_proposal(lambda: time.monotonic() > deadline) is None
+    assert _events(store, "pause_expired")
+
+
+def test_exclusions_outlive_a_resume_but_an_old_pause_does_not(tmp_path):
+    store = _store(tmp_path)
+    steering, designer, _ = _steering(store)
+    issue_command(store.root, "exclude", "linear")
+    _run_trials(steering, designer, 1)
+    issue_command(store.root, "pause", None)  # issued to the first session, which then stopped (e.g. killed)
+    store.audit.append("resumed")
+    again = Steering(store, designer, BudgetClock(60.0), Reporter())
+    assert again.excluded == {"linear"}
+    proposals = _run_trials(again, designer, 6)  # returns at once: the old pause is not replayed
+    assert "linear" not in {p.family for p in proposals}
+
+
+@pytest.mark.parametrize("action,value,fragment", [
+    ("exclude", "xgboost", "not searched in this run"),
+    ("exclude", None, "needs a value"),
+    ("add-time", "0", "positive number of seconds"),
+    ("add-time", "-5", "positive number of seconds"),
+    ("add-time", "soon", "number of seconds"),
+    ("pause", "now", "takes no value"),
+    ("jump", None, "unknown steering command"),
+])
+def test_bad_commands_are_refused(tmp_path, action, value, fragment):
+    store = _store(tmp_path)
+    with pytest.raises(ConfigError, match=fragment):
+        issue_command(store.root, action, value)
+    assert not _events(store, "steer")  # nothing recorded
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ("{not json", "not valid JSON"),
+    ('{"n_neighbors": 7}', 'with a "family"'),
+    ('{"family": "knn", "n_neighbors": 0}', r"knn.n_neighbors must be in \[1, "),
+    ('{"family": "knn", "n_neighbors": 2.5}', "whole number"),
+    ('{"family": "knn", "weights": "far"}', "must be one of"),
+    ('{"family": "knn", "leaf": 3}', "not a hyperparameter of knn"),
+])
+def test_bad_configurations_are_refused(tmp_path, content, fragment):
+    store = _store(tmp_path)
+    config = tmp_path / "cfg.json"
+    config.write_text(content)
+    with pytest.raises(ConfigError, match=fragment):
+        issue_command(store.root, "enqueue", str(config))
+
+
+def test_excluding_every_family_is_refused(tmp_path):
+    store = _store(tmp_path)
+    issue_command(store.root, "exclude", "linear")
+    issue_command(store.root, "exclude", "knn")
+    with pytest.raises(ConfigError, match="no family"):
+        issue_command(store.root, "exclude", "random_forest")
+
+
+def test_a_finished_run_or_no_run_is_refused(tmp_path):
+    finished = _store(tmp_path, status="finished")
+    with pytest.raises(RunError, match="not running"):
+        issue_command(finished.root, "pause", None)
+    with pytest.raises(RunError, match="not a Daedalus run"):
+        issue_command(tmp_path / "nothing", "pause", None)
+
+
+def test_cli_bad_command_is_one_line_exit_2(tmp_path):
+    store = _store(tmp_path)
+    result = run_cli("steer", store.root, "add-time", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "positive" in result.stderr
+    result = run_cli("steer", store.root, "exclude", "knn")
+    assert result.returncode == 0 and "recorded as audit record" in result.stdout
+
+
+# -- real builds, steered from outside -----------------------------------------------------------------------
+def _wait_for(path: Path, predicate, timeout: float = 90.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+            if predicate(records):
+                return records
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting on {path}")
+
+
+def _start_build(csv: Path, run: Path, *args: str):
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("daedalus")
+    return subprocess.Popen([str(exe), "build", str(csv), "--target", "label", "--run", str(run), "--quiet",
+                             *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_steering_a_real_build(small_binary_csv, tmp_path):
+    run = tmp_path / "r"
+    proc = _start_build(small_binary_csv, run, "--trials", "4", "--families", "linear,random_forest,knn")
+    audit = run / "audit.jsonl"
+    _wait_for(audit, lambda rs: any(r["event"] == "trial_result" for r in rs))
+    issue_command(run, "pause", None)  # what 'daedalus steer RUN pause' does, without its start-up time
+    _wait_for(audit, lambda rs: any(r["event"] == "steer_applied" for r in rs))  # the search now waits
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"family": "knn", "n_neighbors": 9, "weights": "uniform", "p": 2}))
+    for command in (["exclude", "random_forest"], ["enqueue", str(config)], ["resume"]):
+        result = run_cli("steer", run, *command)
+        assert result.returncode == 0, result.stderr
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert verify(audit).ok
+    resumed_at = next(r["seq"] for r in records if r["event"] == "steer_applied" and r["command"] == "resume")
+    after = [r for r in records if r["seq"] > resumed_at]
+    first = next(r for r in after if r["event"] == "trial_proposed")
+    assert first["designer"] == "steering" and first["config"] == {"n_neighbors": 9, "weights": "uniform", "p": 2}
+    assert not [r for r in after if r["event"] == "trial_result" and r["family"] == "random_forest"]
+    paused_at = next(r["seq"] for r in records if r["event"] == "steer_applied" and r["command"] == "pause")
+    assert not [r for r in records if paused_at < r["seq"] < resumed_at and r["event"] == "trial_proposed"]
+
+
+@pytest.mark.slow
+def test_add_time_lets_a_build_search_past_its_original_budget(small_binary_csv, tmp_path):
+    run = tmp_path / "r"
+    started = time.time()  # before the build's clock starts
+    proc = _start_build(small_binary_csv, run, "--time", "30", "--families", "linear")
+    audit = run / "audit.jsonl"
+    _wait_for(audit, lambda rs: bool(rs))  # the run exists; the commands apply before its first trial
+    issue_command(run, "pause", None)  # in-process: a busy machine takes seconds to start the command
+    issue_command(run, "add-time", "15")
+    time.sleep(max(0.0, started + 31 - time.time()))  # hold the search past its original budget
+    issue_command(run, "resume", None)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [r["effect"] for r in records if r["event"] == "steer_applied"][1] == "the budget is now 45.0 s"
+    results = [r for r in records if r["event"] == "trial_result" and r["status"] == "ok"]
+    assert results and all(r["time"] - started > 30 for r in results)  # every trial ran on the added time
+    assert (run / "model" / "model.json").exists()
