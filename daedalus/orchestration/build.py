@@ -48,6 +48,7 @@ from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.search import Search, requeue_interrupted
 from daedalus.oversight.approval import attach_policy
+from daedalus.oversight.explain import explain_and_card
 from daedalus.oversight.policy import load_policy
 from daedalus.spaces.mitigation import MITIGATIONS
 from daedalus.spaces.registry import resolve_families
@@ -214,6 +215,9 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
     store.write("leaderboard", board)
     store.update_run(status="finished" if final is not None else "no-model",
                      elapsed_seconds=round(clock.elapsed, 3))
+    if final is not None:  # explanations.json within the time left, then model_card.md/.json
+        explain_and_card(store, ctx, designer.study, None if clock.seconds is None else clock.remaining,
+                         options.seed)
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),
                        final=final.kind if final else None)
     reporter.close()

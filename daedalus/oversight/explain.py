@@ -1,0 +1,226 @@
+"""Explanations written at the end of every tabular build: ``explanations.json`` in the run directory.
+
+    {
+      "version": 1,
+      "feature_importance": [                  permutation importance of the final model on held-out rows,
+        {"feature": "duration",                  raw input columns (what the user passed), most important
+         "mean": 0.031, "std": 0.004},           first; mean/std over repeats of the drop in the validation
+        ...                                      metric when the column is shuffled (in "higher is better"
+      ],                                         units: a positive value means the column helps)
+      "feature_importance_detail": {"metric", "rows", "repeats", "model", "seconds"} or {"skipped": why},
+      "hyperparameter_importance": {           share of the search's score variance per parameter:
+        "family": 0.62, "lightgbm.num_leaves": 0.11, ...}   "family" between families, "F.param" within F
+      "hyperparameter_importance_detail": {"evaluator", "trials", "per_family": {F: {...}}, "method"},
+      "why": {                                  the chosen model against the leaderboard's runners-up
+        "metric", "greater_is_better", "rows", "resamples", "confidence", "method",
+        "chosen": {"label", "trial", "family", "score", "ci": [lo, hi]},
+        "runners_up": [{"label", "trial", "family", "score", "ci", "advantage", "advantage_ci",
+                        "significant", "share_chosen_better"}, ...],
+        "statement": "plain English, saying when a difference is not significant"
+      } or {"skipped": why},
+      "seconds": total seconds spent
+    }
+
+Every part is bounded by the time the build has left (rows are subsampled, repeats and resamples reduced); a
+part that does not fit is skipped, with the reason in the file and in the audit log (event ``explanations``).
+Permutation importance never scores a model on rows it was fit on (see ``heldout.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from daedalus.data.schema import Schema
+from daedalus.ensembles.model import MODEL_FILE, ModelSpec
+from daedalus.evaluation.trial import EvalContext
+from daedalus.oversight.heldout import HeldOutEnsemble, load_heldout_ensemble, raw_column_groups
+from daedalus.oversight.hyperparams import hyperparameter_importance
+from daedalus.oversight.why import Candidate, compare, resamples_affordable
+from daedalus.store.run import RunStore
+
+EXPLANATIONS = "explanations"  # explanations.json
+MAX_ROWS = 1000  # rows scored by permutation importance (a random subsample of the held-out rows)
+MIN_ROWS = 100  # fewer affordable rows than this: permutation importance is skipped
+REPEATS = 3  # shuffles per column
+RUNNERS_UP = 4  # leaderboard entries compared with the chosen model
+WHY_MAX_SECONDS = 5.0  # the bootstrap's cap even without a budget (a generic metric costs ms per call)
+MIN_SECONDS = 0.5  # below this much time left, explanations are skipped altogether
+
+
+@dataclass
+class _Deadline:
+    seconds: float | None  # None: no budget
+
+    def __post_init__(self) -> None:
+        self.end = math.inf if self.seconds is None else time.monotonic() + self.seconds
+
+    @property
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def share(self, fraction: float) -> float | None:
+        return None if self.seconds is None else max(0.0, fraction * self.left)
+
+
+# -- permutation importance -----------------------------------------------------------------------------------
+def permutation_importance(heldout: HeldOutEnsemble, ctx: EvalContext, groups: dict[str, list[str]],
+                           n_rows: int, n_repeats: int, seed: int) -> list[dict[str, Any]]:
+    """Shuffle each raw column (all its prepared columns together) within each fold's sampled held-out rows,
+    predict with that fold's ensemble, and score all folds' rows pooled, as the out-of-fold score is.
+
+    The shuffled copies of a fold are stacked into one frame, so each model predicts once: a few large
+    predictions cost far less than thousands of small ones."""
+    rng = np.random.default_rng(seed)
+    total = sum(len(f.rows) for f in heldout.folds)
+    names = list(groups)
+    n_blocks = 1 + len(names) * n_repeats
+    preds: list[np.ndarray] = []  # per fold: (n_blocks, rows_j, ...) predictions
+    ys: list[np.ndarray] = []
+    for fold in heldout.folds:
+        take = max(1, round(n_rows * len(fold.rows) / total))
+        rows = np.sort(rng.choice(fold.rows, size=min(take, len(fold.rows)), replace=False))
+        base = ctx.X.iloc[rows].reset_index(drop=True)
+        blocks = [base]
+        for name in names:
+            for _ in range(n_repeats):
+                shuffled = base.copy()
+                order = rng.permutation(len(base))
+                for col in groups[name]:
+                    shuffled[col] = base[col].to_numpy()[order]
+                blocks.append(shuffled)
+        pred = fold.predict(pd.concat(blocks, ignore_index=True), ctx.task, ctx.n_classes)
+        preds.append(pred.reshape(n_blocks, len(rows), *pred.shape[1:]))
+        ys.append(ctx.y[rows])
+    y = np.concatenate(ys)
+
+    def utility(block: int) -> float:
+        return ctx.metric.utility(ctx.metric(y, np.concatenate([p[block] for p in preds])))
+
+    baseline = utility(0)
+    out = []
+    for i, name in enumerate(names):
+        drops = [baseline - utility(1 + i * n_repeats + r) for r in range(n_repeats)]
+        out.append({"feature": name, "mean": float(np.mean(drops)), "std": float(np.std(drops))})
+    return sorted(out, key=lambda row: -row["mean"])
+
+
+def _predict_seconds_per_row(study: optuna.Study, spec: ModelSpec, n_scored: int) -> float:
+    """The ensemble's measured prediction cost per row, from its members' trials (all folds' validation rows
+    were predicted once per trial)."""
+    seconds = 0.0
+    for member in spec.members:
+        attrs = study.trials[member.trial].user_attrs
+        seconds += float(attrs.get("predict_seconds", 0.0)) or 1e-4 * n_scored
+    return seconds / max(n_scored, 1)
+
+
+def _feature_importance(store: RunStore, ctx: EvalContext, study: optuna.Study, spec: ModelSpec,
+                        schema: Schema, seconds: float | None, seed: int) -> tuple[list[dict[str, Any]],
+                                                                                     dict[str, Any]]:
+    t0 = time.monotonic()
+    try:
+        heldout = load_heldout_ensemble(store, spec, ctx.plan, None if seconds is None else t0 + seconds)
+    except TimeoutError as exc:
+        return [], {"skipped": str(exc)}
+    if heldout is None:
+        return [], {"skipped": "a member's fold models are no longer on disk, so there is no held-out model"}
+    groups = raw_column_groups(schema)
+    n_scored = len(ctx.plan.scored_index)
+    n_rows, repeats = min(MAX_ROWS, n_scored), REPEATS
+    if seconds is not None:
+        left = seconds - (time.monotonic() - t0)
+        per_row = 1.5 * _predict_seconds_per_row(study, spec, n_scored)  # 1.5: building the shuffled frames
+        affordable = max(left, 0.0) / per_row
+        while repeats > 1 and affordable / (1 + len(groups) * repeats) < min(n_rows, MIN_ROWS * 3):
+            repeats -= 1
+        n_rows = int(min(n_rows, affordable / (1 + len(groups) * repeats)))
+        if n_rows < min(MIN_ROWS, n_scored):
+            return [], {"skipped": f"not enough time left ({max(left, 0):.1f} s after loading the models would "
+                                   f"score about {max(n_rows, 0)} rows; at least {min(MIN_ROWS, n_scored)} "
+                                   "are needed)"}
+    rows = permutation_importance(heldout, ctx, groups, n_rows, repeats, seed)
+    return rows, {"metric": ctx.metric.name, "rows": n_rows, "repeats": repeats, "model": heldout.description,
+                  "unit": f"drop in {ctx.metric.name} when the column is shuffled"
+                          + ("" if ctx.metric.greater_is_better else " (as a gain: loss rises)"),
+                  "seconds": round(time.monotonic() - t0, 3)}
+
+
+# -- why this model -------------------------------------------------------------------------------------------
+def _why(store: RunStore, ctx: EvalContext, spec: ModelSpec, board: list[dict[str, Any]],
+         seconds: float | None, seed: int) -> dict[str, Any]:
+    ranked = [row for row in board if row.get("status") == "ok" and row.get("score") is not None]
+    candidates: list[Candidate] = []
+    for row in ranked[:RUNNERS_UP + 1]:
+        if row["trial"] is None:
+            oofs = [(m.weight, store.load_oof(m.trial)) for m in spec.members]
+            if any(o is None for _, o in oofs):
+                continue
+            oof = sum(w * o for w, o in oofs if o is not None)
+            candidates.append(Candidate("ensemble", None, "ensemble", np.asarray(oof)))
+        else:
+            single = store.load_oof(row["trial"])
+            if single is not None:
+                candidates.append(Candidate(f"trial {row['trial']} ({row['family']})", row["trial"],
+                                            row["family"], single))
+    if not candidates:
+        return {"skipped": "no candidate has stored out-of-fold predictions"}
+    y = ctx.y[ctx.plan.scored_index]
+    n = resamples_affordable(candidates, y, ctx.metric, min(seconds or WHY_MAX_SECONDS, WHY_MAX_SECONDS))
+    if n == 0:
+        return {"skipped": "not enough time left for the bootstrap"}
+    return compare(candidates[0], candidates[1:], y, ctx.metric, ctx.task.is_classification, n, seed)
+
+
+# -- the end-of-build step ------------------------------------------------------------------------------------
+def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, seconds: float | None,
+                  seed: int = 0) -> dict[str, Any] | None:
+    """Write ``explanations.json`` for a finished tabular build within ``seconds`` (None: no limit). Returns
+    the record, or None when the run has no final model or no time is left (noted in the audit log)."""
+    t0 = time.monotonic()
+    spec_path = store.model_dir("model") / MODEL_FILE
+    if not spec_path.exists():
+        return None
+    if seconds is not None and seconds < MIN_SECONDS:
+        store.audit.append("explanations_skipped", reason=f"no time left in the budget ({max(seconds, 0):.1f} s)")
+        return None
+    deadline = _Deadline(seconds)
+    spec = ModelSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8")))
+    schema = Schema.from_dict(store.read("schema"))
+    board = store.read("leaderboard", default=[])
+    record: dict[str, Any] = {"version": 1}
+    record["why"] = _why(store, ctx, spec, board, deadline.share(0.15), seed)
+    try:
+        hp, hp_detail = hyperparameter_importance(study, seed) if deadline.left > MIN_SECONDS else (
+            {}, {"skipped": "no time left"})
+    except (ValueError, RuntimeError) as exc:  # an evaluator that cannot fit these trials: say so, go on
+        hp, hp_detail = {}, {"skipped": f"the importance evaluator failed: {exc}"}
+    record["hyperparameter_importance"], record["hyperparameter_importance_detail"] = hp, hp_detail
+    fi, fi_detail = _feature_importance(store, ctx, study, spec, schema, deadline.share(0.9), seed)
+    record["feature_importance"], record["feature_importance_detail"] = fi, fi_detail
+    record["seconds"] = round(time.monotonic() - t0, 3)
+    store.write(EXPLANATIONS, record)
+    skipped = {k: v["skipped"] for k, v in (("feature_importance", fi_detail), ("why", record["why"]),
+                                            ("hyperparameter_importance", hp_detail)) if "skipped" in v}
+    store.audit.append("explanations", seconds=record["seconds"],
+                       top_features=[r["feature"] for r in fi[:5]], top_hyperparameters=list(hp)[:5],
+                       why=record["why"].get("statement", ""), skipped=skipped)
+    return record
+
+
+def explain_and_card(store: RunStore, ctx: EvalContext, study: optuna.Study, seconds: float | None,
+                     seed: int = 0) -> None:
+    """The end of a tabular build: ``explanations.json`` within ``seconds``, then the model card (which
+    costs milliseconds, so it is written whatever the time left)."""
+    from daedalus.oversight.model_card import write_model_card
+
+    explain_build(store, ctx, study, seconds, seed)
+    md, js = write_model_card(store.root)
+    store.audit.append("model_card", files=[md.name, js.name])
