@@ -24,6 +24,9 @@ def demo_run(tmp_path_factory):
     result = run_cli("build", DEMO, "--target", DEMO_TARGET, "--trials", "6", "--families", FAST,
                      "--run", run, "--quiet")
     assert result.returncode == 0, result.stderr
+    # A model is used only once a reviewer approved it (no policy: one approval, no other gate).
+    approval = run_cli("approve", run, "--by", "tester", "--reason", "end-to-end test")
+    assert approval.returncode == 0, approval.stdout + approval.stderr
     return run
 
 
@@ -154,7 +157,7 @@ def test_stop_and_resume_loses_no_finished_trial(tmp_path, stop_signal):
     # The best-so-far model is usable right away, before any resume.
     data = tmp_path / "rows.csv"
     pd.read_csv(DEMO).drop(columns=[DEMO_TARGET]).head(10).to_csv(data, index=False)
-    assert run_cli("predict", run, data).returncode == 0
+    assert run_cli("predict", run, data, "--unapproved").returncode == 0  # a peek, recorded in the audit log
     result = run_cli("resume", run, "--trials", "3", "--quiet")
     assert result.returncode == 0, result.stderr
     board = json.loads((run / "leaderboard.json").read_text())

@@ -29,6 +29,7 @@ def image_run(digits_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
                  "--final-epochs", "4", "--time", "300", "--max-params", "50000", "--designer", "evolution",
                  "--run", str(run), "--quiet", "--threads", "1"])
     assert code == 0
+    assert main(["approve", str(run), "--by", "tester", "--reason", "image test"]) == 0  # before predict
     return run
 
 

@@ -90,3 +90,11 @@ def test_a_log_opened_elsewhere_continues_after_appends_from_another_handle(tmp_
     second.append("b")
     first.append("c")
     assert verify(path).ok and [r["seq"] for r in first.records()] == [0, 1, 2, 3, 4]
+
+
+def test_verify_reports_the_last_hash_so_that_a_cut_tail_can_be_noticed(tmp_path):
+    path = _log(tmp_path, 4)
+    head = verify(path).last_hash
+    assert head == json.loads(_lines(path)[-1])["hash"]
+    path.write_text("\n".join(_lines(path)[:-1]) + "\n")  # the last record removed: the chain itself is intact
+    assert verify(path).ok and verify(path).last_hash != head

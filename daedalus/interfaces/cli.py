@@ -388,6 +388,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result = verify(path)
     if result.ok:
         print(f"audit log intact: {result.n_records} records, hash chain verified ({path})")
+        print(f"last hash {result.last_hash} (a copy kept elsewhere shows records cut off the end)")
         return 0
     print(f"audit log broken at record {result.first_bad} of {path}: {result.reason}")
     return 1

@@ -2,7 +2,9 @@
 
 Each record carries ``seq`` (0, 1, 2, ...), ``prev`` (the hash of the record before it, or 64 zeros for the
 first) and ``hash``: the SHA-256 of the record's canonical JSON without its own ``hash`` field. Editing,
-deleting or reordering any record breaks the chain at that record, which :func:`verify` names.
+deleting or reordering any record breaks the chain at that record, which :func:`verify` names. Records cut off
+the *end* leave a shorter chain that is still intact: only a copy of the last hash kept elsewhere (``audit
+--verify`` prints it) shows that.
 
 Several processes append to one log: the build, and from other terminals ``approve``, ``reject``, ``steer`` and
 ``predict --unapproved``. Each append therefore takes an exclusive ``flock`` on the file and reads the chain's
@@ -41,6 +43,7 @@ class VerifyResult:
     n_records: int
     first_bad: int | None  # 1-based line number of the first bad record
     reason: str
+    last_hash: str = GENESIS  # of the last record, when the chain is intact
 
 
 class AuditLog:
@@ -111,4 +114,4 @@ def verify(path: Path) -> VerifyResult:
         if record_hash(record) != record.get("hash"):
             return VerifyResult(False, n, n, "its content does not match its hash (the record was edited)")
         prev = record["hash"]
-    return VerifyResult(True, n, None, "chain intact")
+    return VerifyResult(True, n, None, "chain intact", prev)
