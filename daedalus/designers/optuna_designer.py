@@ -116,7 +116,9 @@ class OptunaDesigner(Designer):
         # The family choice is a fixed categorical over the run's families, so its distribution stays the
         # same in every trial (Optuna needs that for TPE to model it).
         family_dist = CategoricalDistribution(self.families)
-        trial = self._claim_steered() or self.study.ask({FAMILY_PARAM: family_dist})
+        # Steered trials first, then mitigations of a model that breaks the fairness constraint, then the queue.
+        trial = (self._claim_waiting(STEERED_ATTR) or self._claim_waiting(MITIGATION_OF_ATTR)
+                 or self.study.ask({FAMILY_PARAM: family_dist}))
         family = suggest(trial, FAMILY_PARAM, family_dist)
         self._suggest_config(trial, family)
         _, config = split_params(trial.params)
@@ -137,11 +139,11 @@ class OptunaDesigner(Designer):
         self._running[trial.number] = trial
         return Proposal(trial.number, family, config, reason, designer)
 
-    def _claim_steered(self) -> optuna.trial.Trial | None:
-        """A waiting steered trial, taken out of the queue before the older (portfolio) ones, as Optuna's own
-        ``ask`` takes a waiting trial: by moving it to RUNNING in the storage."""
+    def _claim_waiting(self, attr: str) -> optuna.trial.Trial | None:
+        """A waiting trial marked with ``attr`` (steered, or a mitigation), taken out of the queue before the
+        older (portfolio) ones, as Optuna's own ``ask`` takes a waiting trial: by moving it to RUNNING."""
         for waiting in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if STEERED_ATTR in waiting.user_attrs and self.study._storage.set_trial_state_values(
+            if attr in waiting.user_attrs and self.study._storage.set_trial_state_values(
                     waiting._trial_id, TrialState.RUNNING):
                 return optuna.trial.Trial(self.study, waiting._trial_id)
         return None

@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import forkserver
@@ -171,10 +171,13 @@ def _stop(proc: Any, graceful: bool) -> None:
     proc.join(5.0)
 
 
-def start_early() -> None:
+def start_early(extra_preload: Sequence[str] = ()) -> None:
     """Start the forkserver without waiting: it imports the model libraries in its own process while the run
-    reads and checks the data."""
-    _context()
+    reads and checks the data. ``extra_preload``: modules this run's trials need besides (e.g. Fairlearn);
+    they count only if the forkserver is not running yet."""
+    ctx = _context()
+    if extra_preload:
+        ctx.set_forkserver_preload(PRELOAD + [m for m in extra_preload if m not in PRELOAD])
     forkserver.ensure_running()
 
 

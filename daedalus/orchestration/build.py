@@ -50,14 +50,15 @@ from daedalus.orchestration.search import Search, requeue_interrupted
 from daedalus.oversight.approval import attach_policy
 from daedalus.oversight.explain import explain_and_card
 from daedalus.oversight.policy import load_policy
-from daedalus.spaces.mitigation import MITIGATIONS
+from daedalus.spaces.mitigation import MITIGATIONS, PRELOAD_MODULES
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.run import RunStore
 
 STUDY_NAME = "daedalus"
 # The order in which the portfolio tries each family's default: the fastest first (a linear model fits in well
 # under a second, so even a tiny budget ends with a model), then the strongest for their cost.
-PORTFOLIO_ORDER = ("linear", "lightgbm", "fair_threshold", "fair_expgrad", "xgboost", "catboost", "extra_trees",
+# With fairness in the search, a fair model comes early too: ThresholdOptimizer on the linear model is as cheap.
+PORTFOLIO_ORDER = ("linear", "fair_threshold", "lightgbm", "fair_expgrad", "xgboost", "catboost", "extra_trees",
                    "random_forest", "hist_gb", "neural", "knn")
 
 
@@ -138,7 +139,7 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
         load_policy(options.policy)  # a bad policy file is refused before the run directory exists
     clock = BudgetClock(options.time_budget, started)
     reporter = reporter or Reporter()
-    start_early()
+    start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
     got = intake(data, options)
     ctx = _context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
     families = _families(options, got.schema.task)
@@ -182,7 +183,7 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
     options = options.checked()
     clock = BudgetClock(time_budget, started)
     reporter = reporter or Reporter()
-    start_early()
+    start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
     schema = Schema.from_dict(store.read("schema"))
     frame = pd.read_parquet(store.data_path)
     ctx = _context(frame, schema, options)

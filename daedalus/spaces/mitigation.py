@@ -48,6 +48,8 @@ from daedalus.data.sensitive import SENSITIVE_PREFIX, carried_groups
 from daedalus.errors import ConfigError
 from daedalus.spaces.family import Config, ModelFamily
 
+# What a run's workers should import up front when mitigations are searched (evaluation.worker.start_early).
+PRELOAD_MODULES = ("daedalus.spaces.mitigation", "fairlearn.postprocessing", "fairlearn.reductions")
 BASE_PARAM = "base"
 CONSTRAINT_PARAM = "constraint"
 # Fairlearn's names for the constraints the mitigations enforce.
