@@ -282,3 +282,18 @@ def test_add_time_lets_a_build_search_past_its_original_budget(small_binary_csv,
     results = [r for r in records if r["event"] == "trial_result" and r["status"] == "ok"]
     assert results and all(r["time"] - started > 30 for r in results)  # every trial ran on the added time
     assert (run / "model" / "model.json").exists()
+
+
+def test_a_steered_trial_interrupted_by_a_kill_runs_again_as_steered(tmp_path):
+    from daedalus.orchestration.search import requeue_interrupted
+
+    store = _store(tmp_path)
+    steering, designer, _ = _steering(store)
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"family": "knn", "n_neighbors": 5}))
+    issue_command(store.root, "enqueue", str(config))
+    killed = steering.next_proposal(lambda: False)  # the build is killed while this trial runs
+    assert killed.designer == "steering"
+    requeue_interrupted(designer.study, designer.study._storage)
+    again = Steering(store, designer, BudgetClock(60.0), Reporter()).next_proposal(lambda: False)
+    assert again.designer == "steering" and again.config["n_neighbors"] == 5 and again.number != killed.number

@@ -15,7 +15,7 @@ import psutil
 from optuna.trial import TrialState
 
 from daedalus.designers.base import Proposal
-from daedalus.designers.optuna_designer import OptunaDesigner
+from daedalus.designers.optuna_designer import PORTFOLIO_ATTR, STEERED_ATTR, OptunaDesigner
 from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
 from daedalus.evaluation.metrics import Metric
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
@@ -206,6 +206,6 @@ def requeue_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorag
         storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         study.enqueue_trial(dict(t.params), user_attrs={k: v for k, v in t.user_attrs.items()
-                                                         if k == "portfolio"})
+                                                         if k in (PORTFOLIO_ATTR, STEERED_ATTR)})
         numbers.append(t.number)
     return numbers
