@@ -32,6 +32,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ import pandas as pd
 from daedalus.data.schema import Schema
 from daedalus.ensembles.model import MODEL_FILE, ModelSpec
 from daedalus.evaluation.trial import EvalContext
+from daedalus.evaluation.worker import run_in_worker
 from daedalus.oversight.heldout import HeldOutEnsemble, load_heldout_ensemble, raw_column_groups
 from daedalus.oversight.hyperparams import hyperparameter_importance
 from daedalus.oversight.why import Candidate, compare, resamples_affordable
@@ -53,6 +55,8 @@ REPEATS = 3  # shuffles per column
 RUNNERS_UP = 4  # leaderboard entries compared with the chosen model
 WHY_MAX_SECONDS = 5.0  # the bootstrap's cap even without a budget (a generic metric costs ms per call)
 MIN_SECONDS = 0.5  # below this much time left, explanations are skipped altogether
+MIN_IMPORTANCE_SECONDS = 2.0  # permutation importance loads every fold model: not started with less than this
+NO_BUDGET_TIMEOUT = 600.0  # its limit when the build has no time budget (--trials only)
 
 
 @dataclass
@@ -122,22 +126,20 @@ def _predict_seconds_per_row(study: optuna.Study, spec: ModelSpec, n_scored: int
     return seconds / max(n_scored, 1)
 
 
-def _feature_importance(store: RunStore, ctx: EvalContext, study: optuna.Study, spec: ModelSpec,
-                        schema: Schema, seconds: float | None, seed: int) -> tuple[list[dict[str, Any]],
-                                                                                     dict[str, Any]]:
+def feature_importance_job(root: Path, spec: ModelSpec, ctx: EvalContext, groups: dict[str, list[str]],
+                           per_row: float, seconds: float | None, seed: int) -> tuple[list[dict[str, Any]],
+                                                                                      dict[str, Any]]:
+    """Permutation importance sized to ``seconds``; run in a worker (``run_in_worker``), whose timeout is the
+    hard limit: loading large models takes seconds that no estimate foresees, and a worker that runs over is
+    killed, not waited for."""
     t0 = time.monotonic()
-    try:
-        heldout = load_heldout_ensemble(store, spec, ctx.plan, None if seconds is None else t0 + seconds)
-    except TimeoutError as exc:
-        return [], {"skipped": str(exc)}
+    heldout = load_heldout_ensemble(RunStore(root), spec, ctx.plan)
     if heldout is None:
         return [], {"skipped": "a member's fold models are no longer on disk, so there is no held-out model"}
-    groups = raw_column_groups(schema)
     n_scored = len(ctx.plan.scored_index)
     n_rows, repeats = min(MAX_ROWS, n_scored), REPEATS
     if seconds is not None:
-        left = seconds - (time.monotonic() - t0)
-        per_row = 1.5 * _predict_seconds_per_row(study, spec, n_scored)  # 1.5: building the shuffled frames
+        left = 0.8 * (seconds - (time.monotonic() - t0))  # 0.8: room for the shuffled frames and the answer
         affordable = max(left, 0.0) / per_row
         while repeats > 1 and affordable / (1 + len(groups) * repeats) < min(n_rows, MIN_ROWS * 3):
             repeats -= 1
@@ -149,8 +151,23 @@ def _feature_importance(store: RunStore, ctx: EvalContext, study: optuna.Study, 
     rows = permutation_importance(heldout, ctx, groups, n_rows, repeats, seed)
     return rows, {"metric": ctx.metric.name, "rows": n_rows, "repeats": repeats, "model": heldout.description,
                   "unit": f"drop in {ctx.metric.name} when the column is shuffled"
-                          + ("" if ctx.metric.greater_is_better else " (as a gain: loss rises)"),
-                  "seconds": round(time.monotonic() - t0, 3)}
+                          + ("" if ctx.metric.greater_is_better else " (as a gain: loss rises)")}
+
+
+def _feature_importance(store: RunStore, ctx: EvalContext, study: optuna.Study, spec: ModelSpec,
+                        schema: Schema, seconds: float | None, seed: int, memory_mb: float
+                        ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    if seconds is not None and seconds < MIN_IMPORTANCE_SECONDS:
+        return [], {"skipped": f"not enough time left ({max(seconds, 0):.1f} s)"}
+    per_row = 1.5 * _predict_seconds_per_row(study, spec, len(ctx.plan.scored_index))  # 1.5: frames built
+    args = (store.root, spec, ctx, raw_column_groups(schema), per_row, seconds, seed)
+    result = run_in_worker(feature_importance_job, args, timeout=seconds or NO_BUDGET_TIMEOUT, memory_mb=memory_mb)
+    if result.status != "ok":
+        why = ("the time left ran out while it ran" if result.status == "timeout" else
+               f"it failed ({result.status}: {result.reason.strip().splitlines()[-1] if result.reason else ''})")
+        return [], {"skipped": why}
+    rows, detail = result.value
+    return rows, {**detail, "seconds": round(result.seconds, 3)} if rows else detail
 
 
 # -- why this model -------------------------------------------------------------------------------------------
@@ -173,7 +190,12 @@ def _why(store: RunStore, ctx: EvalContext, spec: ModelSpec, board: list[dict[st
     if not candidates:
         return {"skipped": "no candidate has stored out-of-fold predictions"}
     y = ctx.y[ctx.plan.scored_index]
-    n = resamples_affordable(candidates, y, ctx.metric, min(seconds or WHY_MAX_SECONDS, WHY_MAX_SECONDS))
+    budget = min(seconds or WHY_MAX_SECONDS, WHY_MAX_SECONDS)
+    while True:  # short of time, compare with fewer runners-up (the closest ones stay) rather than none
+        n = resamples_affordable(candidates, y, ctx.metric, budget)
+        if n > 0 or len(candidates) <= 2:
+            break
+        candidates = candidates[:-1]
     if n == 0:
         return {"skipped": "not enough time left for the bootstrap"}
     return compare(candidates[0], candidates[1:], y, ctx.metric, ctx.task.is_classification, n, seed)
@@ -181,9 +203,10 @@ def _why(store: RunStore, ctx: EvalContext, spec: ModelSpec, board: list[dict[st
 
 # -- the end-of-build step ------------------------------------------------------------------------------------
 def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, seconds: float | None,
-                  seed: int = 0) -> dict[str, Any] | None:
-    """Write ``explanations.json`` for a finished tabular build within ``seconds`` (None: no limit). Returns
-    the record, or None when the run has no final model or no time is left (noted in the audit log)."""
+                  seed: int = 0, memory_mb: float = math.inf) -> dict[str, Any] | None:
+    """Write ``explanations.json`` for a finished tabular build within ``seconds`` (None: no limit; permutation
+    importance runs in a worker under ``memory_mb``). Returns the record, or None when the run has no final
+    model or no time is left (noted in the audit log)."""
     t0 = time.monotonic()
     spec_path = store.model_dir("model") / MODEL_FILE
     if not spec_path.exists():
@@ -203,7 +226,7 @@ def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, second
     except (ValueError, RuntimeError) as exc:  # an evaluator that cannot fit these trials: say so, go on
         hp, hp_detail = {}, {"skipped": f"the importance evaluator failed: {exc}"}
     record["hyperparameter_importance"], record["hyperparameter_importance_detail"] = hp, hp_detail
-    fi, fi_detail = _feature_importance(store, ctx, study, spec, schema, deadline.share(0.9), seed)
+    fi, fi_detail = _feature_importance(store, ctx, study, spec, schema, deadline.share(0.9), seed, memory_mb)
     record["feature_importance"], record["feature_importance_detail"] = fi, fi_detail
     record["seconds"] = round(time.monotonic() - t0, 3)
     store.write(EXPLANATIONS, record)
@@ -216,11 +239,11 @@ def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, second
 
 
 def explain_and_card(store: RunStore, ctx: EvalContext, study: optuna.Study, seconds: float | None,
-                     seed: int = 0) -> None:
+                     seed: int = 0, memory_mb: float = math.inf) -> None:
     """The end of a tabular build: ``explanations.json`` within ``seconds``, then the model card (which
     costs milliseconds, so it is written whatever the time left)."""
     from daedalus.oversight.model_card import write_model_card
 
-    explain_build(store, ctx, study, seconds, seed)
+    explain_build(store, ctx, study, seconds, seed, memory_mb)
     md, js = write_model_card(store.root)
     store.audit.append("model_card", files=[md.name, js.name])

@@ -16,7 +16,6 @@ each raw column, so that explanations are given in the columns a user passed.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +66,8 @@ class HeldOutEnsemble:
     description: str  # which estimators stand for the final model, in words
 
 
-def load_heldout_ensemble(store: RunStore, spec: ModelSpec, plan: ValidationPlan,
-                          deadline: float | None = None) -> HeldOutEnsemble | None:
-    """Fold ensembles of ``spec``'s members, or None when a member's fold models are no longer on disk.
-    Loading large models takes seconds, so it stops with TimeoutError once ``deadline`` (a
-    ``time.monotonic()`` value) has passed."""
+def load_heldout_ensemble(store: RunStore, spec: ModelSpec, plan: ValidationPlan) -> HeldOutEnsemble | None:
+    """Fold ensembles of ``spec``'s members, or None when a member's fold models are no longer on disk."""
     paths = [[store.trial_dir(m.trial) / f"fold_{j}.skops" for m in spec.members] for j in range(len(plan.folds))]
     if not all(p.exists() for fold in paths for p in fold):
         return None
@@ -79,8 +75,6 @@ def load_heldout_ensemble(store: RunStore, spec: ModelSpec, plan: ValidationPlan
     for (_, val_rows), fold_paths in zip(plan.folds, paths, strict=True):
         members = []
         for member, path in zip(spec.members, fold_paths, strict=True):
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError("the time budget ran out while loading the fold models")
             members.append((member.weight, load_model(path)))
         folds.append(FoldEnsemble(tuple(members), np.asarray(val_rows)))
     if spec.kind == "refit":
