@@ -198,6 +198,12 @@ def test_a_finished_run_or_no_run_is_refused(tmp_path):
     finished = _store(tmp_path, status="finished")
     with pytest.raises(RunError, match="not running"):
         issue_command(finished.root, "pause", None)
+    finishing = _store(tmp_path / "b")
+    finishing.audit.append("ensemble_selected", members=[])
+    with pytest.raises(RunError, match="search of run .* is over"):
+        issue_command(finishing.root, "pause", None)
+    finishing.audit.append("resumed")  # a resumed run searches again
+    assert issue_command(finishing.root, "pause", None)["command"] == "pause"
     with pytest.raises(RunError, match="not a Daedalus run"):
         issue_command(tmp_path / "nothing", "pause", None)
 

@@ -44,6 +44,7 @@ from daedalus.store.run import RunStore
 
 ACTIONS = ("pause", "resume", "exclude", "add-time", "enqueue")
 POLL_SECONDS = 0.25  # how often a paused search looks for new commands
+SEARCH_OVER = ("ensemble_selected", "ensemble_skipped", "build_finished")  # events after the search loop
 MAX_PRUNED_IN_A_ROW = 25  # proposals of excluded families in a row before one is steered to an allowed family
 
 SpaceOf = Callable[[str], dict[str, BaseDistribution]]
@@ -77,9 +78,15 @@ def issue_command(run_dir: Path, action: str, value: str | None) -> dict[str, An
                           f"{ {'exclude': 'knn', 'add-time': '60', 'enqueue': 'config.json'}[action] }'")
     if not needs_value and value:
         raise ConfigError(f"'steer {action}' takes no value; got '{value}'")
+    records = store.audit.records()
+    session = [r for r in records if r["seq"] > max((r["seq"] for r in records if r["event"] == "resumed"),
+                                                    default=-1)]
+    if any(r["event"] in SEARCH_OVER for r in session):
+        raise RunError(f"the search of run '{run_dir}' is over (its final model is being built); steering acts "
+                       f"before a trial: resume the run with 'daedalus resume {run_dir}' to search more")
     fields: dict[str, Any] = {}
     families = list(info.get("families", []))
-    excluded = excluded_families(store.audit.records())
+    excluded = excluded_families(records)
     if action == "exclude":
         assert value is not None
         fields["family"] = check_exclusion(value, families, excluded)
