@@ -110,6 +110,8 @@ def _summary(record: RunRecord) -> list[str]:
                  None)
     if final is not None:
         pairs.append(("final model", _final_description(final)))
+    cards = [name for name in ("model_card.md", "model_card.json") if (record.root / name).exists()]
+    pairs.append(("model card", ", ".join(cards) + " in the run directory" if cards else "not written"))
     findings = [f for f in (record.checks or {}).get("findings", []) if f.get("severity") in ("warning", "action")]
     out = [key_values(pairs), _audit_note(record), _approval_note(record)]
     if findings:
