@@ -21,7 +21,13 @@ from optuna.trial import TrialState
 
 from daedalus.data.schema import Task
 from daedalus.designers.base import Designer, Proposal
-from daedalus.spaces.mitigation import BASE_PARAM, CONSTRAINT_PARAM, MITIGATIONS, MitigationFamily
+from daedalus.spaces.mitigation import (
+    BASE_PARAM,
+    CONSTRAINT_PARAM,
+    MITIGATION_CONSTRAINTS,
+    MITIGATIONS,
+    MitigationFamily,
+)
 from daedalus.spaces.registry import get_family
 
 FAMILY_PARAM = "family"
@@ -175,10 +181,9 @@ class OptunaDesigner(Designer):
         if self._best_unfair is not None and utility <= self._best_unfair:
             return
         self._best_unfair = utility
-        config = {**mitigation.default_config(self.task, self.n_rows), BASE_PARAM: proposal.family,
+        constraint = self.mitigation_constraint or MITIGATION_CONSTRAINTS[0]
+        config = {BASE_PARAM: proposal.family, CONSTRAINT_PARAM: constraint, **mitigation.own_defaults(),
                   **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
-        if self.mitigation_constraint:
-            config[CONSTRAINT_PARAM] = self.mitigation_constraint
         self.study.enqueue_trial({FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}},
                                  user_attrs={MITIGATION_OF_ATTR: proposal.number}, skip_if_exists=True)
 

@@ -209,7 +209,13 @@ class MitigationFamily(ModelFamily):
         return {f"{base}.{k}": d for k, d in get_family(base).space(task, n_rows).items()}
 
     def default_config(self, task: Task, n_rows: int) -> Config:
-        return {BASE_PARAM: self.bases[0], CONSTRAINT_PARAM: MITIGATION_CONSTRAINTS[0], **self.own_defaults()}
+        """The mitigation's defaults around the first base's default configuration (spelled out, so that a
+        search enqueuing it does not sample the base's hyperparameters)."""
+        from daedalus.spaces.registry import get_family
+
+        base = self.bases[0]
+        base_config = {f"{base}.{k}": v for k, v in get_family(base).default_config(task, n_rows).items()}
+        return {BASE_PARAM: base, CONSTRAINT_PARAM: MITIGATION_CONSTRAINTS[0], **self.own_defaults(), **base_config}
 
     def build(self, config: Config, layout: FeatureLayout, task: Task, seed: int, n_threads: int) -> BaseEstimator:
         from daedalus.spaces.registry import get_family
