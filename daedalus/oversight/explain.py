@@ -43,6 +43,7 @@ from daedalus.data.schema import Schema
 from daedalus.ensembles.model import MODEL_FILE, ModelSpec
 from daedalus.evaluation.trial import EvalContext
 from daedalus.evaluation.worker import run_in_worker
+from daedalus.oversight.final_predictions import final_predictions
 from daedalus.oversight.heldout import HeldOutEnsemble, load_heldout_ensemble, raw_column_groups
 from daedalus.oversight.hyperparams import hyperparameter_importance
 from daedalus.oversight.why import Candidate, compare, resamples_affordable
@@ -171,17 +172,15 @@ def _feature_importance(store: RunStore, ctx: EvalContext, study: optuna.Study, 
 
 
 # -- why this model -------------------------------------------------------------------------------------------
-def _why(store: RunStore, ctx: EvalContext, spec: ModelSpec, board: list[dict[str, Any]],
+def _why(store: RunStore, ctx: EvalContext, board: list[dict[str, Any]],
          seconds: float | None, seed: int) -> dict[str, Any]:
     ranked = [row for row in board if row.get("status") == "ok" and row.get("score") is not None]
     candidates: list[Candidate] = []
     for row in ranked[:RUNNERS_UP + 1]:
         if row["trial"] is None:
-            oofs = [(m.weight, store.load_oof(m.trial)) for m in spec.members]
-            if any(o is None for _, o in oofs):
-                continue
-            oof = sum(w * o for w, o in oofs if o is not None)
-            candidates.append(Candidate("ensemble", None, "ensemble", np.asarray(oof)))
+            ensemble = final_predictions(store.root)
+            if ensemble is not None:
+                candidates.append(Candidate("ensemble", None, "ensemble", ensemble.pred))
         else:
             single = store.load_oof(row["trial"])
             if single is not None:
@@ -219,7 +218,7 @@ def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, second
     schema = Schema.from_dict(store.read("schema"))
     board = store.read("leaderboard", default=[])
     record: dict[str, Any] = {"version": 1}
-    record["why"] = _why(store, ctx, spec, board, deadline.share(0.15), seed)
+    record["why"] = _why(store, ctx, board, deadline.share(0.15), seed)
     try:
         hp, hp_detail = hyperparameter_importance(study, seed) if deadline.left > MIN_SECONDS else (
             {}, {"skipped": "no time left"})

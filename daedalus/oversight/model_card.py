@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from daedalus.data.schema import Schema
 from daedalus.errors import RunError
 from daedalus.oversight.approval import approval_state
 from daedalus.oversight.policy import attached_policy
@@ -115,7 +116,7 @@ def _training_data(record: RunRecord, schema: dict[str, Any]) -> dict[str, Any]:
         kinds[col["kind"]] = kinds.get(col["kind"], 0) + 1
     findings = [f"[{f.get('severity')}] {f.get('message')}" for f in (record.checks or {}).get("findings", [])]
     return {"source": record.info.get("data_source"), "columns_by_kind": kinds,
-            "features_used": len(schema.get("columns", [])) - len(schema.get("dropped", {})) - 1,
+            "features_used": list(Schema.from_dict(schema).feature_columns) if schema.get("columns") else [],
             "data_checks": findings,
             "rows_without_target_dropped": (record.checks or {}).get("rows_without_target_dropped")}
 
