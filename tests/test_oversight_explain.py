@@ -225,3 +225,26 @@ def test_explain_rows_missing_columns_exit_2_with_one_line(planted_run, cli):
     assert len(lines) == 1 and "'color'" in lines[0], result.stderr
     too_many = cli("explain", planted_run / "run", planted_run / "bad.csv", "--max-rows", "5")
     assert too_many.returncode == 2 and "--max-rows" in too_many.stderr.strip()
+
+
+@pytest.mark.slow
+def test_explanations_respect_the_time_left_and_say_what_was_skipped(planted_run, tmp_path):
+    import shutil
+
+    from daedalus.oversight.explain import explain_build
+    from daedalus.store.run import RunStore
+
+    run = tmp_path / "run"
+    shutil.copytree(planted_run / "run", run)
+    store = RunStore.open(run)
+    study = optuna.load_study(study_name="daedalus", storage=f"sqlite:///{run / 'study.db'}")
+    ctx = context(pd.read_parquet(run / "train.parquet"))
+    assert explain_build(store, ctx, study, seconds=0.1) is None
+    assert store.audit.records()[-1]["event"] == "explanations_skipped"
+
+    record = explain_build(store, ctx, study, seconds=1.0)  # too little to load the fold models
+    assert record is not None and record["feature_importance"] == []
+    assert record["feature_importance_detail"]["skipped"].startswith("not enough time left")
+    assert record["seconds"] < 1.0
+    last = store.audit.records()[-1]
+    assert last["event"] == "explanations" and "feature_importance" in last["skipped"]

@@ -162,7 +162,8 @@ def _feature_importance(store: RunStore, ctx: EvalContext, study: optuna.Study, 
         return [], {"skipped": f"not enough time left ({max(seconds, 0):.1f} s)"}
     per_row = 1.5 * _predict_seconds_per_row(study, spec, len(ctx.plan.scored_index))  # 1.5: frames built
     args = (store.root, spec, ctx, raw_column_groups(schema), per_row, seconds, seed)
-    result = run_in_worker(feature_importance_job, args, timeout=seconds or NO_BUDGET_TIMEOUT, memory_mb=memory_mb)
+    timeout = NO_BUDGET_TIMEOUT if seconds is None else seconds
+    result = run_in_worker(feature_importance_job, args, timeout=timeout, memory_mb=memory_mb)
     if result.status != "ok":
         why = ("the time left ran out while it ran" if result.status == "timeout" else
                f"it failed ({result.status}: {result.reason.strip().splitlines()[-1] if result.reason else ''})")
@@ -189,7 +190,7 @@ def _why(store: RunStore, ctx: EvalContext, board: list[dict[str, Any]],
     if not candidates:
         return {"skipped": "no candidate has stored out-of-fold predictions"}
     y = ctx.y[ctx.plan.scored_index]
-    budget = min(seconds or WHY_MAX_SECONDS, WHY_MAX_SECONDS)
+    budget = WHY_MAX_SECONDS if seconds is None else min(seconds, WHY_MAX_SECONDS)
     while True:  # short of time, compare with fewer runners-up (the closest ones stay) rather than none
         n = resamples_affordable(candidates, y, ctx.metric, budget)
         if n > 0 or len(candidates) <= 2:
