@@ -221,7 +221,8 @@ def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, second
     record: dict[str, Any] = {"version": 1}
     record["why"] = _why(store, ctx, board, deadline.share(0.15), seed)
     try:
-        hp, hp_detail = hyperparameter_importance(study, seed) if deadline.left > MIN_SECONDS else (
+        hp_end = None if seconds is None else time.monotonic() + 0.3 * deadline.left
+        hp, hp_detail = hyperparameter_importance(study, seed, hp_end) if deadline.left > MIN_SECONDS else (
             {}, {"skipped": "no time left"})
     except (ValueError, RuntimeError) as exc:  # an evaluator that cannot fit these trials: say so, go on
         hp, hp_detail = {}, {"skipped": f"the importance evaluator failed: {exc}"}
