@@ -93,7 +93,8 @@ def compare(chosen: Candidate, runners_up: list[Candidate], y: np.ndarray, metri
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.4f}"
+    text = f"{x:.4f}"
+    return "0.0000" if text == "-0.0000" else text  # a rounding residue of two equal scores
 
 
 def statement(why: dict[str, Any]) -> str:
