@@ -246,3 +246,12 @@ def test_constraint_is_met_where_the_unconstrained_model_breaks_it(cli, planted_
         assert missing.returncode == 2 and "'sex'" in missing.stderr and "Traceback" not in missing.stderr
     else:
         assert missing.returncode == 0, missing.stderr
+
+
+def test_estimators_take_the_fairness_options():
+    from daedalus import AutoClassifier
+
+    clf = AutoClassifier(sensitive=("sex",), fairness="demographic_parity_difference<=0.1")
+    options = clf._options("binary").checked()
+    assert options.sensitive == ("sex",) and options.fairness == "demographic_parity_difference<=0.1"
+    assert clf.get_params()["sensitive"] == ("sex",)

@@ -45,7 +45,8 @@ class _AutoEstimator(BaseEstimator):
     def __init__(self, time_budget: float | None = 60.0, n_trials: int | None = None, seed: int = 0,
                  metric: str | None = None, run_dir: str | Path | None = None,
                  families: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
-                 keep_leaks: bool = False, n_threads: int = 2) -> None:
+                 keep_leaks: bool = False, n_threads: int = 2, sensitive: tuple[str, ...] = (),
+                 fairness: str | None = None) -> None:
         self.time_budget = time_budget
         self.n_trials = n_trials
         self.seed = seed
@@ -55,6 +56,8 @@ class _AutoEstimator(BaseEstimator):
         self.exclude = exclude
         self.keep_leaks = keep_leaks
         self.n_threads = n_threads
+        self.sensitive = sensitive  # columns of X audited for fairness, left out of the features
+        self.fairness = fairness  # e.g. "demographic_parity_difference<=0.05" (needs sensitive)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -67,7 +70,8 @@ class _AutoEstimator(BaseEstimator):
     def _options(self, task: str | None) -> BuildOptions:
         return BuildOptions(target=TARGET, time_budget=self.time_budget, n_trials=self.n_trials, seed=self.seed,
                             metric=self.metric, task=task, families=tuple(self.families) if self.families else None,
-                            exclude=tuple(self.exclude), keep_leaks=self.keep_leaks, n_threads=self.n_threads)
+                            exclude=tuple(self.exclude), keep_leaks=self.keep_leaks, n_threads=self.n_threads,
+                            sensitive=tuple(self.sensitive), fairness=self.fairness)
 
     def fit(self, X: Any, y: Any) -> _AutoEstimator:
         if y is None:
