@@ -27,7 +27,8 @@ from typing import Any
 import psutil
 
 # Modules the forkserver imports once, so that each forked worker starts warm.
-PRELOAD = ["daedalus.evaluation.trial", "lightgbm", "xgboost", "catboost", "daedalus.spaces.families.torch_mlp"]
+PRELOAD = ["daedalus.evaluation.trial", "lightgbm", "xgboost", "catboost", "daedalus.spaces.families.torch_mlp",
+           "skops.io"]  # every trial that keeps its models saves them with skops: import it once, not per trial
 _POLL_SECONDS = 0.05
 _ctx: Any = None
 

@@ -30,6 +30,7 @@ from daedalus.store.run import RunStore
 KEEP_MODELS_TOP = 10  # fold models are kept for this many of the best trials (ensemble candidates)
 MIN_TRIAL_SECONDS = 1.0  # below this much search time left, no new trial is started
 DEFAULT_TRIAL_TIMEOUT = 600.0  # per-trial cap when only --trials bounds the run
+EXPLANATION_SHARE, EXPLANATION_CAP_SECONDS = 0.08, 30.0  # of the budget, kept for the end-of-build explanations
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class Search:
         up to all rows; the bagged models of k-fold validation need no refit at all."""
         if self.clock.seconds is None:
             return 0.0
-        base = 1.0 + 0.02 * self.clock.seconds
+        # The explanations (permutation importance of the final model, by default) get their share too.
+        explanations = min(EXPLANATION_SHARE * self.clock.seconds, EXPLANATION_CAP_SECONDS)
+        base = 1.0 + 0.02 * self.clock.seconds + explanations
         if self.ctx.plan.kind == "kfold":
             return base
         best = sorted((r for r in self.records if r.status == "ok"),
