@@ -163,8 +163,14 @@ def write_fairness(store: RunStore, ctx: EvalContext, options: BuildOptions, cla
                 row["feasible"] = rec.violation == 0.0
         elif row.get("trial") is None and record is not None and record["constraint"] is not None:
             row["fairness_gap"], row["feasible"] = record["constraint"]["value"], record["constraint"]["met"]
-    if constraint is not None:  # the leaderboard ranks as the search does: feasible models first
-        board.sort(key=lambda r: (r["status"] != "ok" or r["score"] is None, r.get("feasible") is False, r["rank"]))
+    if constraint is not None:
+        # The leaderboard ranks as the search does: the model the run hands back (chosen under the constraint),
+        # then feasible trials by score, then infeasible ones by how far they break the limit.
+        def key(r: dict[str, Any]) -> tuple[bool, bool, bool, float, int]:
+            rec = by_number.get(r["trial"]) if r.get("trial") is not None else None
+            return (r["status"] != "ok" or r["score"] is None, r.get("trial") is not None,
+                    r.get("feasible") is False, rec.violation if rec is not None else 0.0, r["rank"])
+        board.sort(key=key)
         for rank, row in enumerate(board, start=1):
             row["rank"] = rank
     if FAIRNESS_OBJECTIVE in options.objectives:
