@@ -72,3 +72,17 @@ def test_bad_options(cli, small_binary_csv, args, fragment):
 def test_unknown_run_directory(cli, tmp_path):
     assert_user_error(cli("leaderboard", tmp_path / "no-run"), "run")
     assert_user_error(cli("predict", tmp_path / "no-run", tmp_path / "x.csv"), "run")
+
+
+def test_a_command_called_from_python_counts_its_budget_from_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console script counts from the process start (imports included); main(argv) called in-process, maybe
+    long after the import (a notebook, a test session), must not find its budget already spent."""
+    import time
+
+    from daedalus.interfaces import cli
+
+    seen: list[float] = []
+    monkeypatch.setattr(cli, "_STARTED", time.monotonic() - 1000.0)
+    monkeypatch.setitem(cli.COMMANDS, "info", lambda args: seen.append(cli._STARTED) or 0)
+    assert cli.main(["info", "anywhere"]) == 0
+    assert time.monotonic() - seen[0] < 5.0

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 
 _STARTED = time.monotonic()  # the budget counts from the moment the command starts (its imports included)
-_CALLS = 0  # main() calls in this process: a second call (from Python) starts its own clock
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -417,10 +416,9 @@ COMMANDS: dict[str, Any] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _STARTED, _CALLS
-    if _CALLS:  # the first command counts from the process start; a later one, called in-process, from now
+    global _STARTED
+    if argv is not None:  # called from Python, perhaps long after this module was imported: the budget starts now
         _STARTED = time.monotonic()
-    _CALLS += 1
     args = make_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
