@@ -42,9 +42,10 @@ def test_params_are_stored_as_given():
     assert not hasattr(model, "classes_")
 
 
+# The contract checks fit some hundred times: explanations (tested elsewhere) would triple their time.
 @pytest.mark.parametrize("estimator", [
-    AutoClassifier(n_trials=1, families=("linear",), keep_leaks=True, n_threads=1),
-    AutoRegressor(n_trials=1, families=("linear",), keep_leaks=True, n_threads=1),
+    AutoClassifier(n_trials=1, families=("linear",), keep_leaks=True, n_threads=1, explain=False),
+    AutoRegressor(n_trials=1, families=("linear",), keep_leaks=True, n_threads=1, explain=False),
 ])
 def test_sklearn_estimator_checks(estimator):
     expected = {

@@ -4,6 +4,7 @@ bootstrap behind "why this model"; then ``daedalus explain`` end to end on a rea
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -265,3 +266,16 @@ def test_every_member_is_checked_and_the_sum_holds_whatever_explains_it():
     np.testing.assert_allclose(result.base_value + result.contributions.sum(axis=1), model.predict_matrix(X),
                                atol=1e-6)
     assert result.additivity_error < 1e-6
+
+
+@pytest.mark.slow
+def test_no_explain_skips_the_explanations_but_writes_the_card(tmp_path: Path) -> None:
+    from daedalus.interfaces.cli import main
+
+    run = tmp_path / "run"
+    assert main(["demo", "--trials", "1", "--families", "linear", "--no-explain", "--run", str(run), "--quiet",
+                 "--threads", "1"]) == 0
+    assert not (run / "explanations.json").exists()
+    assert (run / "model_card.md").exists() and (run / "model_card.json").exists()
+    events = [json.loads(line)["event"] for line in (run / "audit.jsonl").read_text().splitlines()]
+    assert "explanations_skipped" in events and "explanations" not in events

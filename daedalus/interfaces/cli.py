@@ -81,6 +81,8 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help='"metric" (default) or "metric,fairness" for the Pareto front of both')
     o.add_argument("--policy", default=None, metavar="FILE", help="TOML policy whose [gates] approval checks")
     o.add_argument("--intended-use", default=None, metavar="TEXT", help="the intended use, for the model card")
+    o.add_argument("--no-explain", dest="explain", action="store_false",
+                   help="skip the end-of-build explanations (permutation importance, why this model)")
     g = p.add_argument_group("image data (architecture search over CNNs)")
     g.add_argument("--image-shape", default=None, metavar="HxWxC",
                    help="the pixel columns are images of this shape, channel planes one after another "
@@ -181,7 +183,7 @@ def _options(args: argparse.Namespace, target: str) -> Any:
                         trial_timeout=args.trial_timeout, memory_mb=args.memory_limit,
                         n_threads=args.threads, sensitive=args.sensitive, use_sensitive=args.use_sensitive,
                         fairness=args.fairness, objectives=args.objectives, policy=args.policy,
-                        intended_use=args.intended_use).checked()
+                        intended_use=args.intended_use, explain=args.explain).checked()
 
 
 def _default_run_dir(name: str) -> Path:

@@ -46,7 +46,7 @@ class _AutoEstimator(BaseEstimator):
                  metric: str | None = None, run_dir: str | Path | None = None,
                  families: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
                  keep_leaks: bool = False, n_threads: int = 2, sensitive: tuple[str, ...] = (),
-                 fairness: str | None = None) -> None:
+                 fairness: str | None = None, explain: bool = True) -> None:
         self.time_budget = time_budget
         self.n_trials = n_trials
         self.seed = seed
@@ -58,6 +58,7 @@ class _AutoEstimator(BaseEstimator):
         self.n_threads = n_threads
         self.sensitive = sensitive  # columns of X audited for fairness, left out of the features
         self.fairness = fairness  # e.g. "demographic_parity_difference<=0.05" (needs sensitive)
+        self.explain = explain  # explanations.json at the end of fit
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -71,7 +72,7 @@ class _AutoEstimator(BaseEstimator):
         return BuildOptions(target=TARGET, time_budget=self.time_budget, n_trials=self.n_trials, seed=self.seed,
                             metric=self.metric, task=task, families=tuple(self.families) if self.families else None,
                             exclude=tuple(self.exclude), keep_leaks=self.keep_leaks, n_threads=self.n_threads,
-                            sensitive=tuple(self.sensitive), fairness=self.fairness)
+                            sensitive=tuple(self.sensitive), fairness=self.fairness, explain=self.explain)
 
     def fit(self, X: Any, y: Any) -> _AutoEstimator:
         if y is None:

@@ -218,7 +218,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
                      elapsed_seconds=round(clock.elapsed, 3))
     if final is not None:  # explanations.json within the time left, then model_card.md/.json
         explain_and_card(store, ctx, designer.study, None if clock.seconds is None else clock.remaining,
-                         options.seed, search.memory_mb)
+                         options.seed, search.memory_mb, explain=options.explain)
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),
                        final=final.kind if final else None)
     reporter.close()

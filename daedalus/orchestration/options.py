@@ -39,6 +39,7 @@ class BuildOptions:
     objectives: tuple[str, ...] = ("metric",)
     policy: str | None = None
     intended_use: str | None = None
+    explain: bool = True  # explanations.json at the end of the build (permutation importance, why this model...)
 
     def checked(self) -> BuildOptions:
         if self.time_budget is None and self.n_trials is None:

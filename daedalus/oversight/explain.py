@@ -240,11 +240,14 @@ def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, second
 
 
 def explain_and_card(store: RunStore, ctx: EvalContext, study: optuna.Study, seconds: float | None,
-                     seed: int = 0, memory_mb: float = math.inf) -> None:
-    """The end of a tabular build: ``explanations.json`` within ``seconds``, then the model card (which
-    costs milliseconds, so it is written whatever the time left)."""
+                     seed: int = 0, memory_mb: float = math.inf, explain: bool = True) -> None:
+    """The end of a tabular build: ``explanations.json`` within ``seconds`` (unless ``explain`` is off), then the
+    model card (which costs milliseconds, so it is written whatever the time left)."""
     from daedalus.oversight.model_card import write_model_card
 
-    explain_build(store, ctx, study, seconds, seed, memory_mb)
+    if explain:
+        explain_build(store, ctx, study, seconds, seed, memory_mb)
+    else:
+        store.audit.append("explanations_skipped", reason="turned off (--no-explain)")
     md, js = write_model_card(store.root)
     store.audit.append("model_card", files=[md.name, js.name])
