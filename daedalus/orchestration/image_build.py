@@ -322,6 +322,7 @@ class ImageSearch:
         self.best: NetworkTrial | None = None
         # The space's hand-designed starting points come first (those the constraints allow); the designer is
         # told their results like those of its own proposals.
+        self.portfolio = frozenset(self.space.portfolio())
         self.warm_start = [g for g in self.space.portfolio() if self.designer.allowed(g)]
 
     def build_fn(self, genotype: Genotype) -> Callable[[], Any]:
@@ -374,7 +375,7 @@ class ImageSearch:
         return self.designer.ask()
 
     def _origin(self, genotype: Genotype) -> str:
-        return "portfolio" if genotype in self.space.portfolio() else self.designer.name
+        return "portfolio" if genotype in self.portfolio else self.designer.name
 
     def _origin_text(self, genotype: Genotype) -> str:
         if self._origin(genotype) == "portfolio":
