@@ -169,3 +169,19 @@ def test_an_image_run_resumes_with_its_trials(digits_csv: Path, tmp_path: Path) 
     assert (run / "model" / "weights.pt").exists()
     events = [json.loads(line)["event"] for line in (run / "audit.jsonl").read_text().splitlines()]
     assert "resumed" in events
+
+
+@pytest.mark.parametrize(("channels", "flip", "expected"), [(3, None, True), (1, None, False), (3, False, False),
+                                                            (1, True, True)])
+def test_colour_images_are_mirrored_in_training_grey_ones_not(channels: int, flip: bool | None,
+                                                               expected: bool) -> None:
+    from daedalus.data.images import ImageTable
+    from daedalus.orchestration.image_build import ImageBuildOptions, ImageTask
+
+    rng = np.random.default_rng(0)
+    table = ImageTable(rng.random((40, channels, 8, 8), dtype=np.float32), np.arange(40) % 2, (0, 1),
+                       tuple(f"p{i}" for i in range(channels * 64)), 1.0, (0.0,) * channels, (1.0,) * channels)
+    task = ImageTask(table, ImageBuildOptions(target="y", image_shape=f"8x8x{channels}", flip=flip))
+    assert task.flip is expected
+    assert task.trainer(lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(channels * 64, 2)),
+                        1).flip is expected

@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from daedalus.evaluation.nas_train import (
     count_params,
     learning_rate,
     measure_latency_ms,
+    random_flip,
     random_shift,
     torch_threads,
     train_module,
@@ -118,9 +120,20 @@ def test_random_shift_moves_each_image_within_its_bound() -> None:
     assert len(set(offsets)) > 1 or offsets[0] != (2, 2)  # not the identity for all
 
 
-def test_shifted_training_still_resumes_bit_for_bit() -> None:
+def test_random_flip_mirrors_some_images_and_leaves_the_rest() -> None:
+    images = torch.arange(64 * 3 * 4 * 5, dtype=torch.float32).reshape(64, 3, 4, 5)
+    flipped = random_flip(images, torch.Generator().manual_seed(0))
+    assert torch.equal(flipped, random_flip(images, torch.Generator().manual_seed(0)))
+    mirrored = [bool(torch.equal(flipped[i], images[i].flip(-1))) for i in range(64)]
+    kept = [bool(torch.equal(flipped[i], images[i])) for i in range(64)]
+    assert all(m != k for m, k in zip(mirrored, kept, strict=True))  # each image is one or the other, whole
+    assert 16 < sum(mirrored) < 48
+
+
+@pytest.mark.parametrize("augment", [{"shift": 1}, {"flip": True}, {"shift": 1, "flip": True}])
+def test_augmented_training_still_resumes_bit_for_bit(augment: dict[str, Any]) -> None:
     def trainer() -> Trainer:
-        return Trainer(dropout_mlp, *TRAIN, *VAL, horizon_epochs=4, batch_size=32, n_threads=1, shift=1)
+        return Trainer(dropout_mlp, *TRAIN, *VAL, horizon_epochs=4, batch_size=32, n_threads=1, **augment)
 
     at_once, resumed, plain = trainer(), trainer(), mlp_trainer(horizon=4)
     at_once.train(4)

@@ -100,6 +100,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shift", type=int, default=None, metavar="PX",
                    help="augment training images by random shifts of up to PX pixels (default: a tenth of the "
                         "shorter side; 0 turns it off)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="augment training images by random left-right mirroring (default: on for colour images, "
+                        "off for grey ones, whose digits and letters mirror into other symbols)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -231,7 +234,7 @@ def _run_image_build(args: argparse.Namespace, name: str) -> int:
                                 max_latency_ms=args.max_latency_ms, n_threads=args.threads,
                                 objective=args.objective,
                                 n_candidates=args.trials, final_epochs=args.final_epochs,
-                                shift=args.shift).checked()
+                                shift=args.shift, flip=args.flip).checked()
     from daedalus.orchestration.image_build import build_images
 
     run_dir = args.run or _default_run_dir(name)

@@ -70,6 +70,7 @@ class ImageBuildOptions:
     n_candidates: int | None = None  # stop the search after this many candidates (None: when its time is up)
     final_epochs: int | None = None  # epochs of the final training (None: what the time left allows)
     shift: int | None = None  # augmentation: random shifts of up to this many pixels (None: a tenth of the side)
+    flip: bool | None = None  # augmentation: random left-right mirroring (None: for colour images only)
 
     def checked(self) -> ImageBuildOptions:
         parse_image_shape(self.image_shape)
@@ -272,10 +273,19 @@ class ImageTask:
             return self.options.shift
         return min(self.in_shape[1:]) // 10
 
+    @property
+    def flip(self) -> bool:
+        """Random left-right mirroring in training, unless set: on for colour images, off for grey ones. Colour
+        images are mostly photographs, which mirror into photographs of the same class; grey ones are often
+        digits, letters or scans, which mirror into other symbols (a mirrored 2 is no 2)."""
+        if self.options.flip is not None:
+            return self.options.flip
+        return self.in_shape[0] == 3
+
     def trainer(self, build: Callable[[], Any], horizon_epochs: int) -> Trainer:
         return Trainer(build, self.X, self.y, self.X_val, self.y_val, horizon_epochs=horizon_epochs,
-                       batch_size=self.batch_size, lr=self.options.learning_rate,
-                       seed=self.options.seed, n_threads=self.options.n_threads, shift=self.shift)
+                       batch_size=self.batch_size, lr=self.options.learning_rate, seed=self.options.seed,
+                       n_threads=self.options.n_threads, shift=self.shift, flip=self.flip)
 
     def train_for(self, build: Callable[[], Any], seconds: float, epochs: int | None = None) -> Trainer:
         """A fresh network trained for ``epochs``, or on a schedule sized to end when ``seconds`` do.
