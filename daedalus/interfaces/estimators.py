@@ -2,12 +2,14 @@
 
 They follow scikit-learn's contract: parameters are stored as given with no logic in ``__init__``, ``fit``
 returns ``self``, and learned state ends in ``_``. Each ``fit`` is a full run in ``run_dir`` (a fresh temporary
-directory when it is None), so a fitted estimator can also be reloaded later with :func:`load`.
+directory when it is None), so a fitted estimator can also be reloaded later with :func:`load`, which (unlike
+the estimator just fitted) goes through the approval gate, as ``daedalus predict`` does.
 """
 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from daedalus.ensembles.predictor import Predictor
 from daedalus.errors import RunError
 from daedalus.orchestration.build import build
 from daedalus.orchestration.options import BuildOptions
+from daedalus.oversight.approval import authorize_use
 from daedalus.store.run import RunStore
 
 TARGET = "__target__"
@@ -101,7 +104,8 @@ class _AutoEstimator(BaseEstimator):
     def _set_fitted(self, run_dir: Path) -> None:
         self.run_dir_ = Path(run_dir)
         self.predictor_ = Predictor.load(self.run_dir_)
-        self.leaderboard_ = pd.DataFrame(RunStore.open(self.run_dir_).read("leaderboard"))
+        # (a run stopped before its end has no leaderboard yet; its best model so far is used, as by predict)
+        self.leaderboard_ = pd.DataFrame(RunStore.open(self.run_dir_).read("leaderboard", []))
 
     def _frame(self, X: Any) -> pd.DataFrame:
         check_is_fitted(self, "predictor_")
@@ -142,8 +146,17 @@ class AutoRegressor(RegressorMixin, _AutoEstimator):
     _task = "regression"
 
 
-def load(run_dir: str | Path) -> AutoClassifier | AutoRegressor:
-    """The fitted estimator of a finished run, ready to predict."""
+def load(run_dir: str | Path, unapproved: bool = False) -> AutoClassifier | AutoRegressor:
+    """The fitted estimator of a saved run, ready to predict: loading a model for use goes through the approval
+    gate, as ``daedalus predict`` does. A model not approved (``daedalus approve RUN --by NAME --reason TEXT``)
+    raises :class:`~daedalus.oversight.approval.NotApproved` (a ``DaedalusError``), unless ``unapproved=True``:
+    then the use is recorded in the run's audit log (``unapproved_use``) and a ``UserWarning`` is issued.
+
+    An estimator fitted in this process (``AutoClassifier().fit(X, y)``) is used without the gate: that is
+    training, not deployment."""
+    warning = authorize_use(Path(run_dir), unapproved, data="daedalus.load (Python API)", use="load")
+    if warning:
+        warnings.warn(warning, UserWarning, stacklevel=2)
     store = RunStore.open(Path(run_dir))
     info = store.read("run")
     opts = info["options"]

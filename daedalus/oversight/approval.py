@@ -267,21 +267,30 @@ def approval_state(store: RunStore) -> ApprovalState:
     return ApprovalState(False, names, required, why)
 
 
-def authorize_use(run_dir: Path, unapproved: bool, data: str) -> str | None:
-    """Before ``predict``: pass an approved model; refuse an unapproved one unless ``unapproved``, in which case
-    the use is recorded in the audit log and a warning returned."""
+class NotApproved(RunError):
+    """The run's model is not approved for use, and no unapproved use was asked for."""
+
+
+USES = {"predict": "pass --unapproved", "load": "pass unapproved=True"}  # each use and how to override the gate
+
+
+def authorize_use(run_dir: Path, unapproved: bool, data: str, use: str = "predict") -> str | None:
+    """Before a model is used (``predict``, or ``daedalus.load`` in Python): pass an approved model; refuse an
+    unapproved one with :class:`NotApproved` unless ``unapproved``, in which case the use is recorded in the audit
+    log (``unapproved_use``) and a warning returned."""
     store = RunStore.open(run_dir)
     state = approval_state(store)
     if state.approved:
         return None
     if not unapproved:
-        raise RunError(f"the model of '{run_dir}' is not approved for use ({state.summary}); approve it with "
-                       f"'daedalus approve {run_dir} --by NAME --reason TEXT', or pass --unapproved (recorded in "
-                       "the audit log)")
+        raise NotApproved(f"the model of '{run_dir}' is not approved for use ({state.summary}); approve it with "
+                          f"'daedalus approve {run_dir} --by NAME --reason TEXT', or {USES[use]} (recorded in the "
+                          "audit log)")
     source, directory = usable_model_dir(store)
-    store.audit.append("unapproved_use", data=str(data), model=model_fingerprint(directory), model_source=source,
-                       state=state.summary, os_user=_os_user())
-    return f"warning: predicting with an unapproved model ({state.summary}); this use is recorded in the audit log"
+    store.audit.append("unapproved_use", use=use, data=str(data), model=model_fingerprint(directory),
+                       model_source=source, state=state.summary, os_user=_os_user())
+    verb = "predicting with" if use == "predict" else "loading"
+    return f"warning: {verb} an unapproved model ({state.summary}); this use is recorded in the audit log"
 
 
 def _os_user() -> str:
