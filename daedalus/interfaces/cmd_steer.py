@@ -3,8 +3,10 @@
     daedalus steer RUN pause | resume | exclude FAMILY | add-time S | enqueue CONFIG.json
 
 The command is checked and recorded in the run's audit log at once; the search applies it before its next trial
-and records what it did (``steer_applied``). A bad command (unknown family, bad JSON, a non-positive number of
-seconds, not a running tabular run) exits with status 2 and one line.
+and records what it did (``steer_applied``). A run stopped by Ctrl-C or a kill can be steered too: the command
+is applied when ``daedalus resume`` continues it, and every command keeps its effect across a resume. A bad
+command (unknown family, bad JSON, a non-positive number of seconds, not a running tabular run) exits with
+status 2 and one line.
 """
 
 from __future__ import annotations
@@ -32,5 +34,5 @@ def cmd_steer(args: argparse.Namespace) -> int:
 
     record = issue_command(args.run_dir, args.action, args.value)
     print(f"'{args.action}' recorded as audit record {record['seq']}; the search applies it before its next trial "
-          f"(see 'daedalus audit {args.run_dir}')")
+          f"(a stopped run: when 'daedalus resume {args.run_dir}' continues it; see 'daedalus audit {args.run_dir}')")
     return 0

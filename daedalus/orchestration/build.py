@@ -50,6 +50,7 @@ from daedalus.orchestration.search import Search, requeue_interrupted
 from daedalus.oversight.approval import attach_policy
 from daedalus.oversight.explain import explain_and_card
 from daedalus.oversight.policy import load_policy
+from daedalus.oversight.steering import steering_state
 from daedalus.spaces.mitigation import MITIGATIONS, PRELOAD_MODULES
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.run import RunStore
@@ -177,8 +178,14 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
     store = RunStore.open(run_dir)
     info = store.read("run")
     options = BuildOptions.from_dict(info["options"])
-    if time_budget is None and n_trials is None:
+    steering = steering_state(store.audit.records())  # pause, exclusions, added time, commands not yet applied
+    budget_note = None
+    if time_budget is None and n_trials is None:  # the run's own budget, with the time 'steer add-time' added
         time_budget, n_trials = options.time_budget, options.n_trials
+        if time_budget is not None and steering.added_seconds:
+            budget_note = (f"budget {time_budget + steering.added_seconds:g} s (--time {time_budget:g} + "
+                           f"{steering.added_seconds:g} s added by 'steer add-time')")
+            time_budget += steering.added_seconds
     options = BuildOptions.from_dict({**options.to_dict(), "time_budget": time_budget, "n_trials": n_trials})
     options = options.checked()
     clock = BudgetClock(time_budget, started)
@@ -190,7 +197,11 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
     study, storage = _open_study(info["storage"], ctx.metric.optuna_direction, options.seed, create=False)
     requeued = requeue_interrupted(study, storage)
     store.update_run(status="running")
-    store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued)
+    store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued,
+                       steering=steering.to_record())
+    note = steering.describe(budget_note)
+    if note:
+        reporter.message(note)
     designer = OptunaDesigner(study, info["families"], schema.task, len(frame), mitigation_constraint(options))
     return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials)
 

@@ -11,16 +11,27 @@ both the order and the effect are in the hash chain.
 - ``pause``: the loop waits before its next trial, polling for commands. The budget clock keeps running, since
   ``--time`` bounds the whole build: when the time left for the search runs out while paused, the pause ends
   (``pause_expired``) and the build finishes with the models it has. A run bounded by ``--trials`` only waits
-  until ``resume`` (or Ctrl-C, after which ``daedalus resume`` continues it).
+  until ``resume`` (Ctrl-C stops it; ``daedalus resume`` continues it, still paused).
 - ``exclude FAMILY``: no further trial of that family is evaluated. A proposal of it (queued or sampled) is closed
-  as PRUNED in the study (``trial_pruned`` in the log), so TPE learns to leave it. Exclusions outlive a resume.
+  as PRUNED in the study (``trial_pruned`` in the log), so TPE learns to leave it.
 - ``add-time S``: the budget clock gets S more seconds (a run bounded by ``--trials`` only has no clock to extend).
 - ``enqueue CONFIG.json``: ``{"family": "lightgbm", "num_leaves": 63, ...}`` (or the same with the parameters
   under ``"config"``, as in the audit log's ``trial_proposed``) is checked against the family's search space and
   enqueued in the Optuna study (``enqueue_trial``); the next trial runs it, ahead of the portfolio's queue.
   Parameters left out are sampled by TPE.
-Commands issued to an earlier session of the run (before a ``resumed`` record) are not replayed, except
-exclusions.
+
+Every command keeps its effect across ``daedalus resume`` (after Ctrl-C or a kill), replayed from the log by
+:func:`steering_state`:
+
+- a run paused when it stopped stays paused after the resume, until ``steer RUN resume`` (the resume says so);
+  only the pause's expiry (``pause_expired``) or the build's end lifts it otherwise;
+- excluded families stay excluded;
+- time added by ``add-time`` stays in the run's budget: a resume without ``--time`` gets the build's ``--time``
+  plus every second added so far (an explicit ``resume --time S`` sets the session's budget to S);
+- an enqueued configuration not yet run stays in the study's queue and runs first (one cut short by the kill runs
+  again);
+- a command issued while the run was stopped (a killed run's status is still ``running``) or not applied before
+  it stopped is applied when the search resumes, before its first trial. Each command is applied exactly once.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -185,6 +197,64 @@ def _os_user() -> str:
         return "unknown"
 
 
+# -- what earlier sessions leave in force -------------------------------------------------------------------
+@dataclass(frozen=True)
+class SteeringState:
+    """The steering in force at the start of a session, replayed from the audit log."""
+
+    paused_by: int | None  # audit seq of the 'steer pause' in force; None: not paused
+    excluded: frozenset[str]  # families excluded by applied commands
+    added_seconds: float  # seconds added to the budget by applied 'add-time' commands, every session
+    pending: tuple[dict[str, Any], ...]  # commands issued but never applied (e.g. while the run was stopped)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"paused_by": self.paused_by, "excluded": sorted(self.excluded),
+                "added_seconds": self.added_seconds, "pending": [r["seq"] for r in self.pending]}
+
+    def describe(self, budget: str | None = None) -> str | None:
+        """One line for the resume's output, or None when no steering carries over."""
+        parts = []
+        if self.paused_by is not None:
+            parts.append(f"the search was paused (audit record {self.paused_by}) when the run stopped")
+        if self.excluded:
+            parts.append(f"excluded: {', '.join(sorted(self.excluded))}")
+        if budget:
+            parts.append(budget)
+        if self.pending:
+            parts.append(f"{len(self.pending)} command(s) not yet applied (audit record(s) "
+                         f"{', '.join(str(r['seq']) for r in self.pending)}) apply before the first trial")
+        return "steering carried over: " + "; ".join(parts) if parts else None
+
+
+def steering_state(records: list[dict[str, Any]]) -> SteeringState:
+    """What the steering commands of a run's audit log leave in force (see the module docstring)."""
+    commands = {r["seq"]: r for r in records if r.get("event") == "steer"}
+    applied: set[Any] = set()
+    paused_by: int | None = None
+    excluded: set[str] = set()
+    added = 0.0
+    for r in records:
+        event = r.get("event")
+        if event in ("pause_expired", "build_finished"):  # the pause ended with the search
+            paused_by = None
+        if event != "steer_applied":
+            continue
+        applied.add(r.get("command_seq"))
+        if not r.get("applied"):
+            continue
+        command = r.get("command")
+        if command == "pause":
+            paused_by = r.get("command_seq")
+        elif command == "resume":
+            paused_by = None
+        elif command == "exclude":
+            excluded.add(str(r["family"]))
+        elif command == "add-time":
+            added += float(commands.get(r.get("command_seq"), {}).get("seconds", 0.0))
+    pending = tuple(r for seq, r in commands.items() if seq not in applied)
+    return SteeringState(paused_by, frozenset(excluded), added, pending)
+
+
 # -- applying commands (the search loop's side) --------------------------------------------------------------
 class Steering:
     """Stands between the designer and the evaluation: before each trial it applies new commands, waits while
@@ -195,24 +265,24 @@ class Steering:
         self.designer = designer
         self.clock = clock
         self.reporter = reporter
-        self.paused = False
-        self.excluded: set[str] = set()
         self._offset = 0  # bytes of the audit log read so far (complete lines only)
-        history = self._new_records()
-        session_start = max((r["seq"] for r in history if r.get("event") == "resumed"), default=-1)
-        applied = {r.get("command_seq") for r in history if r.get("event") == "steer_applied"}
-        for r in history:  # exclusions outlive a resume
-            if r.get("event") == "steer_applied" and r.get("command") == "exclude" and r.get("applied"):
-                self.excluded.add(str(r["family"]))
-        # Commands issued since this session started (e.g. while the data was checked) are still to apply.
-        self._pending = [r for r in history if r.get("event") == "steer" and r["seq"] > session_start
-                         and r["seq"] not in applied]
+        state = steering_state(self._new_records())  # what earlier sessions left in force
+        self.paused = state.paused_by is not None
+        self._carried_pause = state.paused_by
+        self.excluded: set[str] = set(state.excluded)
+        self._pending = list(state.pending)  # e.g. issued while the run was stopped: applied before any trial
 
     def next_proposal(self, out_of_time: Callable[[], bool]) -> Proposal | None:
         """The next proposal to evaluate, or None when the search's time ran out while paused."""
         self.apply_commands()
         if self.paused:
-            self.reporter.message("search paused by 'daedalus steer'; 'steer RUN resume' continues it")
+            if self._carried_pause is not None:
+                self.reporter.message(f"search paused by 'daedalus steer' (audit record {self._carried_pause}) "
+                                      f"before the run stopped; it stays paused after the resume: 'daedalus steer "
+                                      f"{self.store.root} resume' continues it")
+            else:
+                self.reporter.message("search paused by 'daedalus steer'; 'steer RUN resume' continues it")
+            self._carried_pause = None
             while self.paused:
                 if out_of_time():
                     self.store.audit.append("pause_expired", reason="the search's time ran out while paused; "
@@ -267,6 +337,8 @@ class Steering:
 
     def _apply(self, command: dict[str, Any]) -> tuple[bool, str]:
         action = command.get("command")
+        if action in ("pause", "resume"):
+            self._carried_pause = None  # a pause or resume applied in this session supersedes the carried one
         if action == "pause":
             self.paused = True
             return True, "the search waits before its next trial (the budget clock keeps running)"
