@@ -255,3 +255,115 @@ def test_estimators_take_the_fairness_options():
     options = clf._options("binary").checked()
     assert options.sensitive == ("sex",) and options.fairness == "demographic_parity_difference<=0.1"
     assert clf.get_params()["sensitive"] == ("sex",)
+
+
+# -- groups too small to measure ------------------------------------------------------------------------------
+def test_min_measurable_rows_follows_the_margin_of_error():
+    from daedalus.oversight.fairness import min_measurable_rows
+
+    # 1/sqrt(n) <= limit  <=>  n >= 1/limit**2, never under MIN_GROUP_ROWS
+    assert [min_measurable_rows(x) for x in (0.05, 0.1, 0.02, 0.2, None)] == [400, 100, 2500, 30, 30]
+
+
+def _groups_with_a_tiny_one(gap_between_big, tiny_rows=6, big_rows=600, seed=0):
+    """Groups A and B (big_rows each) selected at 0.40 and 0.40 + gap_between_big; group T (tiny_rows), all
+    selected. Decisions are exact fractions, so the rates are known."""
+    rng = np.random.default_rng(seed)
+    a = np.zeros(big_rows, dtype=int)
+    a[: int(0.40 * big_rows)] = 1
+    b = np.zeros(big_rows, dtype=int)
+    b[: int(round((0.40 + gap_between_big) * big_rows))] = 1
+    labels = np.concatenate([rng.permutation(a), rng.permutation(b), np.ones(tiny_rows, dtype=int)])
+    groups = np.array(["A"] * big_rows + ["B"] * big_rows + ["T"] * tiny_rows, dtype=object)
+    y = rng.integers(0, 2, len(labels))
+    pred = np.column_stack([1.0 - labels, labels.astype(float)])
+    return y, pred, pd.DataFrame({"g": groups})
+
+
+def test_a_tiny_group_is_reported_too_small_and_does_not_make_a_fair_model_infeasible():
+    from fairlearn.metrics import demographic_parity_difference
+
+    from daedalus.oversight.fairness import FairnessConstraint
+
+    constraint = parse_constraint("demographic_parity_difference<=0.1")  # measurable from 100 rows
+    assert isinstance(constraint, FairnessConstraint)
+    y, pred, sens = _groups_with_a_tiny_one(0.0)
+    # Over all groups, Fairlearn's difference is 1.0 - 0.4: the 6 rows of T alone would break any limit.
+    assert demographic_parity_difference(y, pred.argmax(1), sensitive_features=sens["g"]) == pytest.approx(0.6)
+    rec = fairness_report(ReportInput(Task.BINARY, y, pred, sens, ("no", "yes"), "oracle"), constraint)
+    c = rec["constraint"]
+    assert c["met"] is True and c["value"] == 0.0 and c["min_group_rows"] == 100
+    assert c["measured_groups"] == [{"group": "A", "count": 600}, {"group": "B", "count": 600}]
+    assert c["too_small_to_measure"] == [{"group": "T", "count": 6}] and c["small_groups"] == ["T"]
+    assert c["verdict"].startswith("met over the 2 groups with at least 100 rows") and "T (6 rows)" in c["verdict"]
+    assert {r["group"]: r["small"] for r in rec["by_group"]} == {"A": False, "B": False, "T": True}
+    assert {r["group"]: r["selection_rate"] for r in rec["by_group"]}["T"] == 1.0  # reported, not dropped
+    assert rec["max_gap"] == 0.0
+
+    # A planted bias between the measurable groups still breaks it, tiny group or not.
+    y, pred, sens = _groups_with_a_tiny_one(0.15)
+    c = fairness_report(ReportInput(Task.BINARY, y, pred, sens, ("no", "yes"), "oracle"), constraint)["constraint"]
+    assert c["met"] is False and c["value"] == pytest.approx(0.15) and c["verdict"].startswith("NOT met")
+    assert c["too_small_to_measure"] == [{"group": "T", "count": 6}]
+
+    # The search's view of the same decisions: feasible without the bias, infeasible with it.
+    from daedalus.orchestration.fairness_search import FairnessSetup
+
+    for gap_between_big, feasible in ((0.0, True), (0.15, False)):
+        y, pred, sens = _groups_with_a_tiny_one(gap_between_big)
+        setup = FairnessSetup(constraint, constraint.metric, y, group_labels(sens))
+        assert setup.evaluate(pred)["feasible"] is feasible
+
+
+def test_a_constraint_that_no_two_groups_can_measure_is_not_met():
+    # Limit 0.05 needs 400 rows a group: A and B have 300, so nothing can be checked, and the verdict fails
+    # closed (the gate sees the gap over all groups, not a vacuous 0).
+    y, pred, sens = _groups_with_a_tiny_one(0.0, big_rows=300)
+    constraint = parse_constraint("demographic_parity_difference<=0.05")
+    rec = fairness_report(ReportInput(Task.BINARY, y, pred, sens, ("no", "yes"), "oracle"), constraint)
+    c = rec["constraint"]
+    assert c["met"] is False and c["met_without_margin"] is False and c["verdict"].startswith("cannot be checked")
+    assert [g["group"] for g in c["too_small_to_measure"]] == ["A", "B", "T"]
+    assert rec["max_gap"] >= 0.6  # the largest of the differences over all groups
+    from daedalus.orchestration.fairness_search import FairnessSetup
+
+    info = FairnessSetup(constraint, constraint.metric, y, group_labels(sens)).evaluate(pred)
+    assert info["feasible"] is False and info["constraint"] == [1.0]
+
+
+@pytest.mark.parametrize("family", ["fair_threshold", "fair_expgrad"])
+def test_mitigations_pool_tiny_groups_for_fitting(family):
+    from daedalus.data.schema import FeatureLayout
+    from daedalus.data.sensitive import POOLED_GROUP
+
+    df = planted(1500, 0)
+    # Two tiny groups of one label each: alone, each would make Fairlearn's ThresholdOptimizer raise
+    # ("Degenerate labels"), and rules fit on 8 and 5 rows would be noise. Pooled, they have both labels.
+    df.loc[:7, ["sex", "label"]] = ["X", "yes"]
+    df.loc[8:12, ["sex", "label"]] = ["Y", "no"]
+    layout = FeatureLayout(("proxy", "x2"), ("colour",), ())
+    X = with_sensitive_columns(df[["proxy", "x2", "colour"]], df[["sex"]].astype(object))
+    y = (df["label"] == "yes").to_numpy(dtype=int)
+    fam = get_family(family)
+    model = fam.build(fam.default_config(Task.BINARY, 1500), layout, Task.BINARY, 0, 1).fit(X, y)
+    assert model.pooled_ == ["X", "Y"]
+    if family == "fair_threshold":
+        assert sorted(model.groups_) == sorted(["F", "M", POOLED_GROUP])
+        # A group never seen in fitting gets the pooled groups' rule, like the pooled groups themselves.
+        unseen = X.iloc[:8].copy()
+        unseen["__sensitive__sex"] = "Z"
+        np.testing.assert_array_equal(model.predict_proba(unseen), model.predict_proba(X.iloc[:8]))
+        # Pooled rows of one label only: fit as part of the largest group, whose rule they then get.
+        one_label = X[df["sex"] != "Y"]
+        model = fam.build(fam.default_config(Task.BINARY, 1500), layout, Task.BINARY, 0, 1).fit(
+            one_label, y[(df["sex"] != "Y").to_numpy()])
+        largest = df.loc[df["sex"] != "Y", "sex"].value_counts().index[0]
+        assert model.pooled_ == ["X"] and model.fallback_ == largest and sorted(model.groups_) == ["F", "M"]
+        as_largest = X.iloc[:8].copy()
+        as_largest["__sensitive__sex"] = largest
+        np.testing.assert_array_equal(model.predict_proba(X.iloc[:8]), model.predict_proba(as_largest))
+    fresh = planted(4000, 1)
+    Xf = with_sensitive_columns(fresh[["proxy", "x2", "colour"]], fresh[["sex"]].astype(object))
+    yf = (fresh["label"] == "yes").to_numpy(dtype=int)
+    gap = fairness_gap("demographic_parity_difference", yf, model.predict(Xf), group_labels(fresh[["sex"]]))
+    assert gap.value < 0.08, gap

@@ -11,6 +11,11 @@ Their values travel beside the features in two forms:
 
 A row's *group* is the combination of its values in all sensitive columns (``Female & Black``), so a
 difference between groups is an intersectional one; a missing value is a group of its own.
+
+**Small groups.** A group with fewer than ``MIN_FIT_ROWS`` rows is too small for a mitigation to fit a rule of
+its own on (a per-group threshold learnt from 10 rows, or an ExponentiatedGradient constraint on them, fits
+their noise): :func:`pool_small_groups` merges such groups into one pooled group for fitting. Whether a group is
+large enough to *measure* a fairness gap on is a separate question, answered in ``oversight.fairness``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ SENSITIVE_PREFIX = "__sensitive__"
 SENSITIVE_REASON = "sensitive"  # the reason recorded in ``Schema.dropped``
 MISSING_GROUP = "(missing)"
 GROUP_JOIN = " & "
+MIN_FIT_ROWS = 30  # groups with fewer rows are pooled when a mitigation is fit (and too small to audit alone)
+POOLED_GROUP = "(small groups pooled)"
 
 
 def mark_sensitive(schema: Schema, columns: Sequence[str], use_as_features: bool) -> Schema:
@@ -69,6 +76,23 @@ def group_labels(frame: pd.DataFrame) -> np.ndarray:
     for name in values.columns[1:]:
         joined = joined + GROUP_JOIN + values[name]
     return joined.to_numpy(dtype=object)
+
+
+def pool_small_groups(groups: np.ndarray, min_rows: int = MIN_FIT_ROWS,
+                      y: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """``groups`` with every group of fewer than ``min_rows`` rows (or, given labels ``y``, whose rows all have
+    one label) relabelled ``POOLED_GROUP``, and the names of the groups pooled (sorted). Nothing is pooled when
+    no group is small."""
+    groups = np.asarray(groups, dtype=object)
+    text = groups.astype(str)
+    names, counts = np.unique(text, return_counts=True)
+    small = sorted(str(g) for g, c in zip(names, counts, strict=True)
+                   if c < min_rows or (y is not None and len(np.unique(np.asarray(y)[text == g])) < 2))
+    if not small:
+        return groups, []
+    pooled = groups.copy()
+    pooled[np.isin(text, small)] = POOLED_GROUP
+    return pooled, small
 
 
 def carried_names(columns: Sequence[str]) -> list[str]:

@@ -5,7 +5,9 @@ feasible trials only, and what a build with ``--sensitive`` leaves in its run di
   scored rows. With ``--fairness``, the trial stores ``constraint = [bound - limit]`` as a user attribute
   (feasible when <= 0); the TPE sampler reads it through ``constraints_func``, and the search ranks feasible
   trials first, the infeasible by how far they break the limit (Optuna's order), so that ``best/`` and the
-  models kept for the ensemble are feasible ones.
+  models kept for the ensemble are feasible ones. The gap is taken over the groups with enough scored rows to
+  measure it against the limit (``oversight.fairness.min_measurable_rows``: 400 for 0.05); with fewer than two
+  such groups no trial is feasible (the constraint cannot be checked).
 - **The ensemble.** Greedy selection runs on feasible trials only; a blend of fair models is not fair by
   construction, so the blend's own gap is checked, and an infeasible blend gives way to the best feasible
   single model. When no trial is feasible, the least infeasible one is kept and ``fairness.json`` says the
@@ -43,6 +45,7 @@ from daedalus.oversight.fairness import (
     decisions,
     fairness_gap,
     fairness_report,
+    min_measurable_rows,
     pareto_front,
     parse_constraint,
 )
@@ -85,12 +88,15 @@ class FairnessSetup:
 
     def evaluate(self, oof: np.ndarray) -> dict[str, Any]:
         """A trial's fairness, as user attributes (stored in the study, the audit log and the leaderboard)."""
-        gap = fairness_gap(self.gap_metric, self.y, decisions(oof), self.groups)
+        limit = self.constraint.limit if self.constraint is not None else None
+        gap = fairness_gap(self.gap_metric, self.y, decisions(oof), self.groups, min_measurable_rows(limit))
         info: dict[str, Any] = {"fairness_metric": self.gap_metric, "fairness_gap": round(gap.value, 6),
                                 "fairness_bound": round(gap.bound, 6)}
         if self.constraint is not None:
-            info[CONSTRAINT_ATTR] = [round(gap.bound - self.constraint.limit, 6)]
-            info["feasible"] = gap.bound <= self.constraint.limit
+            # Unmeasurable (fewer than two groups large enough): as infeasible as a gap can be.
+            over = gap.bound - self.constraint.limit if gap.measurable else 1.0
+            info[CONSTRAINT_ATTR] = [round(over, 6)]
+            info["feasible"] = gap.meets(self.constraint.limit)
         return info
 
 

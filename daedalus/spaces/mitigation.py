@@ -16,6 +16,16 @@ classifiers sees only the features). The groups travel in the feature frame as c
 (``data.sensitive.with_sensitive_columns``), which the base pipeline's preprocessing ignores. So a run whose
 model holds a ``fair_threshold`` member needs the sensitive columns in the rows given to ``daedalus predict``.
 
+**Small groups are pooled for fitting.** Groups with fewer than ``MIN_FIT_ROWS`` (30) rows in the rows a
+mitigation is fit on (Asian and Native American defendants in COMPAS: 32 and 18 rows in the whole file) are
+merged into one pooled group (``data.sensitive.pool_small_groups``): ThresholdOptimizer fits one threshold
+rule for them together, and ExponentiatedGradient constrains their pooled rate, instead of fitting the noise of
+a handful of rows. ThresholdOptimizer needs both labels in a group to draw its ROC curve (Fairlearn raises
+"Degenerate labels" otherwise, and the trial failed), so it also pools groups whose rows all have one label; a
+pooled group that still has one label is fit as part of the largest group. ThresholdOptimizer applies the rule
+the pooled groups were fit under (``fallback_``) to them at prediction, and to groups never seen in fitting;
+when nothing was pooled, an unseen group keeps the base model's probability.
+
 **Saved form.** After fitting, the wrappers keep only scikit-learn estimators and NumPy arrays (the base
 pipeline and the per-group threshold rules; the preprocessing, the classifiers of the mixture and their
 weights), so they are saved with skops under the usual allowlist, without pickling Fairlearn's pandas state.
@@ -44,7 +54,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from daedalus.data.schema import FeatureLayout, Task
-from daedalus.data.sensitive import SENSITIVE_PREFIX, carried_groups
+from daedalus.data.sensitive import POOLED_GROUP, SENSITIVE_PREFIX, carried_groups, pool_small_groups
 from daedalus.errors import ConfigError
 from daedalus.spaces.family import Config, ModelFamily
 
@@ -92,11 +102,19 @@ class ThresholdMitigated(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ThresholdMitigated:
         from fairlearn.postprocessing import ThresholdOptimizer
 
-        groups = _groups_or_fail(X, "ThresholdOptimizer")
+        y = np.asarray(y)
+        groups, self.pooled_ = pool_small_groups(_groups_or_fail(X, "ThresholdOptimizer"), y=y)
+        self.fallback_ = POOLED_GROUP if self.pooled_ else None
+        pooled = groups == POOLED_GROUP
+        if pooled.any() and len(np.unique(y[pooled])) < 2:  # still one label: fit with the largest group
+            names, counts = np.unique(groups[~pooled].astype(str), return_counts=True)
+            if len(names):
+                self.fallback_ = str(names[counts.argmax()])
+                groups = np.where(pooled, self.fallback_, groups)
         optimizer = ThresholdOptimizer(estimator=self.estimator, constraints=self.constraint,
                                        objective=self.objective, grid_size=self.grid_size,
                                        predict_method="predict_proba", prefit=False)
-        optimizer.fit(X, np.asarray(y), sensitive_features=groups)
+        optimizer.fit(X, y, sensitive_features=groups)
         self.estimator_ = optimizer.estimator_
         rules = optimizer.interpolated_thresholder_.interpolation_dict
         self.groups_ = [str(g) for g in rules]
@@ -109,7 +127,10 @@ class ThresholdMitigated(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "rules_")
         groups = _groups_or_fail(X, "this ThresholdOptimizer model")
         scores = np.asarray(self.estimator_.predict_proba(X), dtype=float)[:, 1]
-        positive = scores.copy()  # a group not seen in training keeps the base model's probability
+        fallback = getattr(self, "fallback_", None)
+        if fallback is not None:  # pooled small groups, and groups unseen in fitting, share one rule
+            groups = np.where(np.isin(groups.astype(str), self.groups_), groups, fallback)
+        positive = scores.copy()  # without a pooled rule, an unseen group keeps the base model's probability
         for group, rule in zip(self.groups_, self.rules_, strict=True):
             rows = groups == group
             p0, sign0, t0, p1, sign1, t1, p_ignore, constant = rule
@@ -151,7 +172,7 @@ class ExpGradMitigated(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ExpGradMitigated:
         from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
 
-        groups = _groups_or_fail(X, "ExponentiatedGradient")
+        groups, self.pooled_ = pool_small_groups(_groups_or_fail(X, "ExponentiatedGradient"))
         if not isinstance(self.estimator, Pipeline) or len(self.estimator.steps) < 2:
             raise ValueError("ExpGradMitigated wraps a Pipeline of preprocessing and a final model")
         self.prep_ = clone(Pipeline(self.estimator.steps[:-1])).fit(X, y)
