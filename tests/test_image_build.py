@@ -72,6 +72,32 @@ def test_predict_reads_raw_pixel_rows(image_run: Path, digits_csv: Path, tmp_pat
     np.testing.assert_allclose(pred.filter(like="proba_").sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_the_model_card_reports_the_network_and_its_held_out_classes(image_run: Path, digits_csv: Path,
+                                                                      tmp_path: Path) -> None:
+    card = json.loads((image_run / "model_card.json").read_text())
+    assert "image classifier" in (image_run / "model_card.md").read_text()
+    final = json.loads((image_run / "leaderboard.json").read_text())[0]
+    assert final["designer"] == "final" and final["architecture"] in card["model_details"]["model_type"]
+    quantitative = card["quantitative_analyses"]
+    per_class = quantitative["per_class"]
+    held_out = quantitative["held_out_accuracy"]
+    assert [row["class"] for row in per_class] == [str(d) for d in range(10)]
+    assert sum(row["images"] for row in per_class) == held_out["images"] == 360  # 20% of 1,797, stratified
+    lo, hi = held_out["ci95"]
+    assert lo <= held_out["accuracy"] <= hi < 1.0 or held_out["accuracy"] == 1.0
+    recall_weighted = sum(row["recall"] * row["images"] for row in per_class) / held_out["images"]
+    assert recall_weighted == pytest.approx(held_out["accuracy"])
+    # Oracle: the run's own predict on the held-out rows of the original file gives the same accuracy.
+    rows = np.load(image_run / "holdout_predictions.npz")["rows"]
+    frame = pd.read_csv(digits_csv).iloc[rows]
+    frame.to_csv(tmp_path / "held_out.csv", index=False)
+    assert main(["predict", str(image_run), str(tmp_path / "held_out.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = pd.read_csv(tmp_path / "p.csv")["prediction"].to_numpy()
+    assert (predicted == frame["digit"].to_numpy()).mean() == pytest.approx(held_out["accuracy"])
+    events = [json.loads(line)["event"] for line in (image_run / "audit.jsonl").read_text().splitlines()]
+    assert "holdout_predictions" in events and "model_card" in events
+
+
 def _load_exported(path: Path) -> tuple[torch.nn.Module, Any]:
     """The exported file imported as a module, and its Net with the exported weights."""
     spec = importlib.util.spec_from_file_location("exported_net", path)

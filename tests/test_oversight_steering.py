@@ -141,7 +141,7 @@ def test_a_paused_search_still_stops_at_its_budget(tmp_path):
     assert _events(store, "pause_expired")
 
 
-def test_exclusions_outlive_a_resume_but_an_old_pause_does_not(tmp_path):
+def test_exclusions_and_a_pause_outlive_a_resume(tmp_path):
     store = _store(tmp_path)
     steering, designer, _ = _steering(store)
     issue_command(store.root, "exclude", "linear")
@@ -150,7 +150,10 @@ def test_exclusions_outlive_a_resume_but_an_old_pause_does_not(tmp_path):
     store.audit.append("resumed")
     again = Steering(store, designer, BudgetClock(60.0), Reporter())
     assert again.excluded == {"linear"}
-    proposals = _run_trials(again, designer, 6)  # returns at once: the old pause is not replayed
+    again.apply_commands()
+    assert again.paused  # the resumed run stays paused until told to resume
+    issue_command(store.root, "resume", None)
+    proposals = _run_trials(again, designer, 6)  # returns at once: the pause was lifted
     assert "linear" not in {p.family for p in proposals}
 
 
@@ -241,7 +244,7 @@ def _start_build(csv: Path, run: Path, *args: str):
 @pytest.mark.slow
 def test_steering_a_real_build(small_binary_csv, tmp_path):
     run = tmp_path / "r"
-    proc = _start_build(small_binary_csv, run, "--trials", "4", "--families", "linear,hist_gb,knn")
+    proc = _start_build(small_binary_csv, run, "--trials", "4", "--families", "linear,hist_gb,knn", "--no-explain")
     audit = run / "audit.jsonl"
     _wait_for(audit, lambda rs: any(r["event"] == "trial_result" for r in rs))
     issue_command(run, "pause", None)  # what 'daedalus steer RUN pause' does, without its start-up time
@@ -273,20 +276,21 @@ def test_steering_a_real_build(small_binary_csv, tmp_path):
 @pytest.mark.slow
 def test_add_time_lets_a_build_search_past_its_original_budget(small_binary_csv, tmp_path):
     run = tmp_path / "r"
+    budget = 12  # seconds; the search is held past it, so every trial must run on the 15 s added
     started = time.time()  # before the build's clock starts
-    proc = _start_build(small_binary_csv, run, "--time", "30", "--families", "linear")
+    proc = _start_build(small_binary_csv, run, "--time", str(budget), "--families", "linear", "--no-explain")
     audit = run / "audit.jsonl"
     _wait_for(audit, lambda rs: bool(rs))  # the run exists; the commands apply before its first trial
     issue_command(run, "pause", None)  # in-process: a busy machine takes seconds to start the command
     issue_command(run, "add-time", "15")
-    time.sleep(max(0.0, started + 31 - time.time()))  # hold the search past its original budget
+    time.sleep(max(0.0, started + budget + 1 - time.time()))  # hold the search past its original budget
     issue_command(run, "resume", None)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     records = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [r["effect"] for r in records if r["event"] == "steer_applied"][1] == "the budget is now 45.0 s"
+    assert [r["effect"] for r in records if r["event"] == "steer_applied"][1] == f"the budget is now {budget + 15}.0 s"
     results = [r for r in records if r["event"] == "trial_result" and r["status"] == "ok"]
-    assert results and all(r["time"] - started > 30 for r in results)  # every trial ran on the added time
+    assert results and all(r["time"] - started > budget for r in results)  # every trial ran on the added time
     assert (run / "model" / "model.json").exists()
 
 

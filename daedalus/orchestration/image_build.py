@@ -37,6 +37,8 @@ from daedalus.evaluation.halving import successive_halving
 from daedalus.evaluation.nas_train import Trainer, count_params, measure_latency_ms
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.reporter import Progress, Reporter
+from daedalus.oversight.final_predictions import save_image_holdout
+from daedalus.oversight.model_card import write_model_card
 from daedalus.spaces.nas.base import Genotype
 from daedalus.spaces.nas.cnn import CNNSpace
 from daedalus.store.run import RunStore
@@ -257,6 +259,7 @@ class ImageTask:
         self.in_shape = table.shape
         self.n_classes = len(table.classes)
         train, val = _split(table, options.seed)
+        self.val_index = val  # rows of the data that no network trains on
         self.X, self.y = table.images[train], table.labels[train]
         self.X_val, self.y_val = table.images[val], table.labels[val]
 
@@ -542,6 +545,17 @@ def _leaderboard(trials: list[NetworkTrial], final: NetworkTrial | None, cost: s
     return rows
 
 
+def _keep_holdout_predictions(search: ImageSearch, model: NetworkModel, source: str) -> None:
+    """The handed-back network's probabilities on the held-out images, for the report's ROC and calibration
+    plots and the model card's per-class results (the same images scored every candidate)."""
+    task = search.task
+    proba = model.predict_images(task.X_val, n_threads=search.options.n_threads)
+    trial = model.spec.trial if model.spec.trial is not None else -1
+    save_image_holdout(search.store.root, proba, task.y_val, task.val_index, trial, source)
+    accuracy = float((proba.argmax(axis=1) == task.y_val).mean()) if len(proba) else None
+    search.store.audit.append("holdout_predictions", images=len(task.y_val), accuracy=accuracy, source=source)
+
+
 def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter: Reporter | None = None,
                  started: float | None = None) -> ImageBuildResult:
     """Search the CNN space on image data and train the winner; everything lands in ``run_dir``."""
@@ -559,9 +573,9 @@ def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter:
                                       "validation": f"holdout {VALIDATION_FRACTION:.0%}, stratified"})
     reporter.message(f"run directory: {store.root}")
     frame.to_parquet(store.data_path, index=False)  # so that resume does not need the original file
-    store.audit.append("image_data", rows=len(table.labels), shape=list(table.shape), classes=len(table.classes),
-                       scale=table.scale)
     search = ImageSearch(store, table, options, clock, reporter)
+    store.audit.append("image_data", rows=len(table.labels), shape=list(table.shape), classes=len(table.classes),
+                       scale=table.scale, shift=search.task.shift, flip=search.task.flip)
     return _search_and_finish(search, clock)
 
 
@@ -612,10 +626,14 @@ def _search_and_finish(search: ImageSearch, clock: BudgetClock) -> ImageBuildRes
                                epochs=final_trial.epochs, architecture=final_trial.architecture)
     if final_model is None and winner is not None:  # no time for a final training: the best trial is the model
         final_model = NetworkModel.load(store.root / "best")
+    if final_model is not None:
+        _keep_holdout_predictions(search, final_model, "model" if final_trial is not None else "best")
     board = _leaderboard(search.trials, final_trial, cost)
     store.write("leaderboard", board)
     store.write("pareto", {"objectives": ["accuracy", cost], "front": pareto_rows(search.trials, cost)})
     store.update_run(status="finished" if final_model else "no-model", elapsed_seconds=round(clock.elapsed, 3))
+    md, js = write_model_card(store.root)  # milliseconds: written whatever the time left
+    store.audit.append("model_card", files=[md.name, js.name])
     store.audit.append("build_finished", trials=len(search.trials), seconds=round(clock.elapsed, 3))
     search.reporter.close()
     return ImageBuildResult(store.root, board, final_model)

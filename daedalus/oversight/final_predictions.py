@@ -1,4 +1,5 @@
-"""The final model's out-of-fold predictions on the training rows, rebuilt from what a tabular run stores.
+"""The final model's out-of-fold predictions on the training rows, rebuilt from what a tabular run stores;
+for an image run, the final network's predictions on the held-out validation images.
 
 The ensemble was chosen on its members' out-of-fold predictions (``trials/N/oof.npy``), so its own
 out-of-fold prediction is their weighted sum with the weights in ``model/model.json`` (or ``best/`` while a
@@ -6,6 +7,11 @@ run has no final model yet). Each row's prediction comes from models that never 
 ROC, calibration and residual plots need to be honest. The rows scored are those of the run's validation plan:
 every row under k-fold, the holdout otherwise; the plan is rebuilt from the stored rows and the run's seed, as
 ``resume`` does.
+
+An image run holds out a stratified part of its images (``image_build.VALIDATION_FRACTION``) that no network
+trains on; at the end of the build the final network's class probabilities on it are saved
+(:func:`save_image_holdout`, ``holdout_predictions.npz``). Those images also chose the architecture, so scores
+on them are slightly optimistic, as out-of-fold scores of a chosen ensemble are.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from daedalus.ensembles.model import MODEL_FILE, ModelSpec
 from daedalus.evaluation.validation import make_plan
 
 TRIAL_DIR_DIGITS = 5  # trials/00003/oof.npy, as RunStore.trial_dir names them
+IMAGE_HOLDOUT_FILE = "holdout_predictions.npz"
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,36 @@ def _spec(run_dir: Path) -> tuple[ModelSpec, str] | None:
     return None
 
 
+def save_image_holdout(run_dir: Path, proba: np.ndarray, labels: np.ndarray, rows: np.ndarray, trial: int,
+                       source: str) -> None:
+    """Keep an image run's final network's probabilities on its held-out images (written atomically)."""
+    path = Path(run_dir) / IMAGE_HOLDOUT_FILE
+    tmp = path.with_name("holdout_predictions.tmp.npz")
+    np.savez(tmp, proba=np.asarray(proba, dtype=np.float64), labels=np.asarray(labels, dtype=np.int64),
+             rows=np.asarray(rows, dtype=np.int64), trial=np.int64(trial), source=np.str_(source))
+    tmp.replace(path)
+
+
+def _image_predictions(run_dir: Path, info: dict[str, Any]) -> FinalPredictions | None:
+    path = run_dir / IMAGE_HOLDOUT_FILE
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        proba, labels, rows = saved["proba"], saved["labels"], saved["rows"]
+        trial, source = int(saved["trial"]), str(saved["source"])
+    classes = tuple(info.get("classes") or range(proba.shape[1]))
+    return FinalPredictions(task=Task.BINARY if len(classes) == 2 else Task.MULTICLASS, y=labels, pred=proba,
+                            classes=classes, rows=rows, source=source, members=((trial, 1.0),))
+
+
 def final_predictions(run_dir: Path) -> FinalPredictions | None:
-    """The run's out-of-fold predictions, or None when the run has no tabular model with stored predictions
-    (an image run, a run without a finished trial, or fold predictions that were removed)."""
+    """The run's out-of-fold predictions (an image run's held-out predictions), or None when the run has none
+    stored (a run without a finished trial, or predictions that were removed)."""
     run_dir = Path(run_dir)
+    if (run_dir / "run.json").exists():
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        if info.get("kind") == "image":
+            return _image_predictions(run_dir, info)
     found = _spec(run_dir)
     if found is None or not (run_dir / "schema.json").exists() or not (run_dir / "train.parquet").exists():
         return None

@@ -1,8 +1,9 @@
 """Model cards (Mitchell et al., 2019, "Model Cards for Model Reporting"), generated from the run record.
 
 ``model_card.json`` holds the card as data, one key per section of the paper; ``model_card.md`` is the same
-card for people, rendered from the JSON so the two never disagree. Both are written at the end of a build and
-by ``daedalus card RUN [--out DIR]``. Nothing is invented: every statement comes from a file of the run
+card for people, rendered from the JSON so the two never disagree. Both are written at the end of a build (table
+or image) and by ``daedalus card RUN [--out DIR]``; an image run's sections come from ``image_card``. Nothing
+is invented: every statement comes from a file of the run
 (``run.json``, ``schema.json``, ``checks.json``, ``leaderboard.json``, ``model/model.json``,
 ``explanations.json``, ``fairness.json``, ``policy.toml``, ``audit.jsonl``), and what a run lacks is named as
 missing (an intended use not stated, fairness not measured) rather than left out.
@@ -21,6 +22,7 @@ from typing import Any
 from daedalus.data.schema import Schema
 from daedalus.errors import RunError
 from daedalus.oversight.approval import approval_state
+from daedalus.oversight.image_card import image_sections
 from daedalus.oversight.policy import attached_policy
 from daedalus.oversight.run_record import RunRecord, load_run
 from daedalus.store.run import RunStore, write_json_atomic
@@ -173,6 +175,27 @@ def _ethics(record: RunRecord, schema: dict[str, Any], fairness: dict[str, Any] 
 
 
 def _caveats(record: RunRecord, store: RunStore) -> list[str]:
+    items = _image_caveats(record) if record.is_image else _explanation_caveats(record)
+    if record.audit_check is not None:
+        items.append("Audit log: " + ("hash chain intact." if record.audit_check.ok else
+                                      f"BROKEN at record {record.audit_check.first_bad}; do not trust this run."))
+    try:
+        state = approval_state(store)
+        items.append(f"Approval: {'approved' if state.approved else 'NOT approved'} ({state.summary}).")
+    except RunError as exc:
+        items.append(f"Approval: not available ({exc}).")
+    items.append("Performance was estimated on the training data's validation rows; it may not hold under "
+                 "distribution shift. Monitor the model's inputs and outcomes after deployment.")
+    return items
+
+
+def _image_caveats(record: RunRecord) -> list[str]:
+    return ["The search ranked networks after 1 to 3 epochs of training; a network that learns slowly but "
+            "ends better may have been passed over.",
+            "No explanations of single predictions are computed for image runs (no saliency maps yet)."]
+
+
+def _explanation_caveats(record: RunRecord) -> list[str]:
     items = []
     why = (record.explanations or {}).get("why") or {}
     tied = [r["label"] for r in why.get("runners_up", []) if not r.get("significant")]
@@ -188,16 +211,6 @@ def _caveats(record: RunRecord, store: RunStore) -> list[str]:
             items.append(f"{part.split('_detail')[0].replace('_', ' ').capitalize()} was not computed: {skipped}.")
     if record.explanations is None:
         items.append("No explanations were computed for this run (explanations.json is missing).")
-    if record.audit_check is not None:
-        items.append("Audit log: " + ("hash chain intact." if record.audit_check.ok else
-                                      f"BROKEN at record {record.audit_check.first_bad}; do not trust this run."))
-    try:
-        state = approval_state(store)
-        items.append(f"Approval: {'approved' if state.approved else 'NOT approved'} ({state.summary}).")
-    except RunError as exc:
-        items.append(f"Approval: not available ({exc}).")
-    items.append("Performance was estimated on the training data's validation rows; it may not hold under "
-                 "distribution shift. Monitor the model's inputs and outcomes after deployment.")
     return items
 
 
@@ -206,21 +219,22 @@ def model_card(run_dir: Path) -> dict[str, Any]:
     record = load_run(Path(run_dir))
     store = RunStore.open(record.root)
     schema = store.read("schema", default={"columns": []})
-    if record.info.get("kind") == "image":
-        raise RunError(f"'{run_dir}' is an image run; model cards are written for table runs")
     fairness = record.fairness
     card: dict[str, Any] = {"schema_version": 1,
                             "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     spec = _spec(record.root)
-    card["model_details"] = _model_details(record, schema, spec)
-    card["intended_use"] = _intended_use(record)
-    card["factors"] = _factors(schema, record.info.get("options", {}), fairness)
-    card["metrics"] = _metrics(record, fairness)
-    card["evaluation_data"] = _evaluation_data(record)
-    card["training_data"] = _training_data(record, schema)
-    card["quantitative_analyses"] = _quantitative(record, fairness)
-    card["ethical_considerations"] = _ethics(record, schema, fairness)
-    card["caveats_and_recommendations"] = _caveats(record, store)
+    if record.is_image:
+        sections = image_sections(record, spec)
+    else:
+        sections = {"model_details": _model_details(record, schema, spec),
+                    "factors": _factors(schema, record.info.get("options", {}), fairness),
+                    "metrics": _metrics(record, fairness), "evaluation_data": _evaluation_data(record),
+                    "training_data": _training_data(record, schema),
+                    "quantitative_analyses": _quantitative(record, fairness),
+                    "ethical_considerations": _ethics(record, schema, fairness)}
+    sections["intended_use"] = _intended_use(record)
+    sections["caveats_and_recommendations"] = _caveats(record, store)
+    card.update((section, sections[section]) for section in SECTIONS)
     return card
 
 

@@ -169,11 +169,17 @@ def _search(record: RunRecord) -> list[str]:
             figure(plots.trial_share(record), "trial-share", "The leaderboard lists no trial yet.")]
 
 
+def _absent(record: RunRecord, name: str, missing: str) -> list[str]:
+    """A section's only note when the run lacks the file ``name``: the reason it could not be read (a damaged
+    file sets ``record.problems``), else ``missing``, what its absence means."""
+    problem = record.problems.get(name)
+    return [note(f"{name} {problem}", "bad")] if problem else [note(missing)]
+
+
 def _leaderboard(record: RunRecord) -> list[str]:
-    if "leaderboard.json" in record.problems:
-        return [note(f"leaderboard.json {record.problems['leaderboard.json']}", "bad")]
     if not record.leaderboard:
-        return [note("No leaderboard yet: the run has not finished its search (see 'daedalus resume').")]
+        return _absent(record, "leaderboard.json",
+                       "No leaderboard yet: the run has not finished its search (see 'daedalus resume').")
     present = {k for row in record.leaderboard for k, v in row.items() if v not in (None, "")}
     columns = [c for c in LEADERBOARD_COLUMNS + IMAGE_COLUMNS if c in present] + ["reason"]
     rows = [{**row, "members": None} for row in record.leaderboard]
@@ -187,13 +193,11 @@ def _skipped(detail: Any, default: str) -> str:
 
 
 def _explanations(record: RunRecord) -> list[str]:
-    if "explanations.json" in record.problems:
-        return [note(f"explanations.json {record.problems['explanations.json']}", "bad")]
     expl = record.explanations
     if expl is None:
         what = "an image run" if record.is_image else "this run"
-        return [note(f"Not computed: {what} has no explanations.json, so hyperparameter importance, feature "
-                     "importance and 'why this model' are not shown.")]
+        return _absent(record, "explanations.json", f"Not computed: {what} has no explanations.json, so "
+                       "hyperparameter importance, feature importance and 'why this model' are not shown.")
     hp, hp_detail = expl.get("hyperparameter_importance"), expl.get("hyperparameter_importance_detail")
     fi, fi_detail = expl.get("feature_importance"), expl.get("feature_importance_detail")
     out = ["<h3>Hyperparameter importance</h3>",
@@ -231,13 +235,10 @@ def _why(why: Any) -> list[str]:
 
 # -- performance -----------------------------------------------------------------------------------------------
 def _performance(record: RunRecord) -> list[str]:
-    if record.is_image:
-        return [note("Not available for image runs: an architecture search keeps no out-of-fold predictions. "
-                     "The leaderboard gives each network's holdout accuracy.")]
     fp = final_predictions(record.root)
     if fp is None:
-        return [note("No out-of-fold predictions of a final model are stored (no trial finished, or the run "
-                     "was cut before its model was saved), so there is nothing to plot.")]
+        return [note("No predictions of a final model on rows it did not train on are stored (no trial "
+                     "finished, or the run was cut before its model was saved), so there is nothing to plot.")]
     out = [paragraph(_oof_description(record, fp))]
     if fp.task.is_classification:
         out += [figure(plots.roc(fp), "roc", ""), figure(plots.calibration(fp), "calibration", "")]
@@ -255,6 +256,10 @@ def _oof_description(record: RunRecord, fp: FinalPredictions) -> str:
         score = f", out-of-fold {metric.name} {metric(fp.y, fp.pred):.5g}"
     except ConfigError:  # a metric this version does not know: the curves are shown without the number
         score = ""
+    if record.is_image:
+        network = f"trial {fp.members[0][0]}'s network" + ("" if fp.source == "model" else " (no final training)")
+        return (f"Predictions of the handed-back network ({network}) on the {len(fp.y)} held-out images{score}: "
+                "no network trained on them, though they chose the architecture.")
     return (f"Out-of-fold predictions of {what} ({members}) on {len(fp.y)} training rows{score}: each row is "
             "predicted by models that did not see it.")
 
@@ -279,12 +284,10 @@ def _constraint_note(constraint: Any) -> str:
 
 
 def _fairness(record: RunRecord) -> list[str]:
-    if "fairness.json" in record.problems:
-        return [note(f"fairness.json {record.problems['fairness.json']}", "bad")]
     fair = record.fairness
     if fair is None:
         hint = "" if record.is_image else " Build with --sensitive COLS to audit groups defined by those columns."
-        return [note("Not computed: this run has no fairness.json." + hint)]
+        return _absent(record, "fairness.json", "Not computed: this run has no fairness.json." + hint)
     details = [("sensitive columns", fair.get("sensitive"))]
     details += [(str(k), v) for k, v in fair.items() if k not in FAIRNESS_SHOWN and not isinstance(v, (dict, list))]
     out = [key_values(details), _constraint_note(fair.get("constraint"))]
@@ -319,12 +322,11 @@ def _rows(value: Any) -> list[dict[str, Any]]:
 
 
 def _pareto(record: RunRecord) -> list[str]:
-    if "pareto.json" in record.problems:
-        return [note(f"pareto.json {record.problems['pareto.json']}", "bad")]
     front_file = record.pareto
     if front_file is None:
         how = "--objective accuracy,params" if record.is_image else "--objectives metric,fairness"
-        return [note(f"Not computed: the run searched a single objective (build with {how} for a front).")]
+        return _absent(record, "pareto.json",
+                       f"Not computed: the run searched a single objective (build with {how} for a front).")
     objectives = [str(o) for o in front_file.get("objectives", [])]
     front = _rows(front_file.get("front"))
     others = [r for r in record.leaderboard if r.get("designer") != "final"]
