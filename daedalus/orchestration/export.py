@@ -1,5 +1,7 @@
 """``daedalus export-arch RUN [--trial N] --out model.py``: a run's network as one readable PyTorch file.
 
+(Image runs here; a table run's ``neural`` trials in ``export_tabular``.)
+
 The file defines ``class Net(torch.nn.Module)`` (from the space's ``to_source``) and the weights go beside
 it as ``model.pt``, a plain state dict: ``Net().load_state_dict(torch.load("model.pt"))`` rebuilds the
 network that made the run's predictions, with nothing of Daedalus installed. The input is the images as the
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from daedalus.ensembles.network import NetworkModel, is_network_dir
 from daedalus.errors import ConfigError, RunError
+from daedalus.orchestration.export_tabular import export_tabular_network
 from daedalus.store.run import RunStore
 
 
@@ -28,9 +31,6 @@ def network_dir(run_dir: Path, trial: int | None) -> Path:
         directory = store.model_dir(name)
         if is_network_dir(directory):
             return directory
-    if store.read("run").get("kind") != "image":
-        raise RunError(f"run '{run_dir}' is a table run whose model is an ensemble, not one network; "
-                       "export-arch takes runs built with --image-shape")
     raise RunError(f"run '{run_dir}' has no trained network yet; continue or rebuild it")
 
 
@@ -41,6 +41,8 @@ def export_architecture(run_dir: Path, out: Path, trial: int | None = None) -> t
     out = Path(out)
     if out.suffix != ".py":
         raise ConfigError(f"--out {str(out)!r} must name a .py file; e.g. --out model.py")
+    if RunStore.open(Path(run_dir)).read("run").get("kind") != "image":
+        return export_tabular_network(Path(run_dir), out, trial)
     model = NetworkModel.load(network_dir(Path(run_dir), trial))
     spec = model.spec
     header = (f"# Exported by `daedalus export-arch` from run {Path(run_dir).name}"
