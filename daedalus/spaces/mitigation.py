@@ -88,16 +88,49 @@ def _decisions(positive: np.ndarray, X: pd.DataFrame) -> np.ndarray:
     return np.column_stack([1.0 - decided, decided])
 
 
+class _GivenScores(BaseEstimator):
+    """An 'estimator' whose score for a row is the row's only column: lets Fairlearn's ThresholdOptimizer
+    (prefit) choose thresholds on scores computed elsewhere (cross-fitted ones)."""
+
+    def fit(self, X: Any, y: Any = None) -> _GivenScores:
+        self.fitted_ = True
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        s = np.asarray(X, dtype=float)[:, 0]
+        return np.column_stack([1.0 - s, s])
+
+
+def _cross_fitted_scores(estimator: Any, X: pd.DataFrame, y: np.ndarray, folds: int) -> np.ndarray | None:
+    """Each row's positive-class score from a copy of ``estimator`` fit without it (``folds``-fold), or None
+    when a class has too few rows for that many folds."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if folds < 2 or np.bincount(y, minlength=2).min() < folds:
+        return None
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    return np.asarray(cross_val_predict(clone(estimator), X, y, cv=cv, method="predict_proba"))[:, 1]
+
+
 class ThresholdMitigated(ClassifierMixin, BaseEstimator):
     """Fairlearn's ThresholdOptimizer: the base pipeline's scores thresholded per group so that the groups
-    meet ``constraint`` ("demographic_parity" or "equalized_odds") while maximising ``objective``."""
+    meet ``constraint`` ("demographic_parity" or "equalized_odds") while maximising ``objective``.
+
+    The thresholds are chosen on *cross-fitted* scores (``cv`` folds: each training row scored by a copy of
+    the base fit without it), and the base is then fit on all rows. Fairlearn's default, thresholds on the
+    base's scores for its own training rows, equalises the groups' rates on those rows only: a boosted base
+    scores its training rows far more confidently than new ones, and the groups' rates on new rows drift apart
+    (measured on COMPAS, race binarised: rates equal on the training rows, 0.05 to 0.10 apart on the test rows
+    for each of three fold models of a LightGBM base). ``cv=0`` keeps Fairlearn's default.
+    """
 
     def __init__(self, estimator: Any = None, constraint: str = "demographic_parity",
-                 objective: str = "accuracy_score", grid_size: int = 1000) -> None:
+                 objective: str = "accuracy_score", grid_size: int = 1000, cv: int = 3) -> None:
         self.estimator = estimator
         self.constraint = constraint
         self.objective = objective
         self.grid_size = grid_size
+        self.cv = cv
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ThresholdMitigated:
         from fairlearn.postprocessing import ThresholdOptimizer
@@ -111,11 +144,19 @@ class ThresholdMitigated(ClassifierMixin, BaseEstimator):
             if len(names):
                 self.fallback_ = str(names[counts.argmax()])
                 groups = np.where(pooled, self.fallback_, groups)
-        optimizer = ThresholdOptimizer(estimator=self.estimator, constraints=self.constraint,
-                                       objective=self.objective, grid_size=self.grid_size,
-                                       predict_method="predict_proba", prefit=False)
-        optimizer.fit(X, y, sensitive_features=groups)
-        self.estimator_ = optimizer.estimator_
+        scores = _cross_fitted_scores(self.estimator, X, y, int(self.cv))
+        if scores is None:  # thresholds on the base's scores for its own training rows (Fairlearn's default)
+            optimizer = ThresholdOptimizer(estimator=self.estimator, constraints=self.constraint,
+                                           objective=self.objective, grid_size=self.grid_size,
+                                           predict_method="predict_proba", prefit=False)
+            optimizer.fit(X, y, sensitive_features=groups)
+            self.estimator_ = optimizer.estimator_
+        else:
+            optimizer = ThresholdOptimizer(estimator=_GivenScores().fit(None), constraints=self.constraint,
+                                           objective=self.objective, grid_size=self.grid_size,
+                                           predict_method="predict_proba", prefit=True)
+            optimizer.fit(pd.DataFrame({"score": scores}), y, sensitive_features=groups)
+            self.estimator_ = clone(self.estimator).fit(X, y)
         rules = optimizer.interpolated_thresholder_.interpolation_dict
         self.groups_ = [str(g) for g in rules]
         # One row per group: p0, sign0, t0, p1, sign1, t1, p_ignore, constant (sign +1 is ">", -1 is "<").
