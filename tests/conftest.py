@@ -45,6 +45,36 @@ def small_binary_csv(tmp_path):
     return path
 
 
+def planted_frame(n: int = 400, task: str = "binary", seed: int = 0) -> pd.DataFrame:
+    """'signal' decides the target 'y'; 'noise', 'color' and the date 'day' carry nothing."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=n)
+    frame = pd.DataFrame({
+        "signal": signal, "noise": rng.normal(size=n), "color": rng.choice(["red", "green", "blue"], n),
+        "day": (pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D")).strftime("%Y-%m-%d"),
+    })
+    if task == "binary":
+        frame["y"] = np.where(signal + 0.3 * rng.normal(size=n) > 0, "yes", "no")
+    else:
+        frame["y"] = 3.0 * signal + 0.1 * rng.normal(size=n)
+    return frame
+
+
+@pytest.fixture(scope="session")
+def planted_run(tmp_path_factory):
+    """One real build, shared by the oversight modules: binary 'y' on ``planted_frame(300)``, 3 trials of linear
+    and LightGBM, explanations and model card, no policy, no sensitive column. Read it only: a test that
+    decides on it (approve, reject, steer) or edits it works on a copy (``shutil.copytree``)."""
+    from daedalus.interfaces.cli import main
+
+    root = tmp_path_factory.mktemp("planted")
+    planted_frame(300).to_csv(root / "plant.csv", index=False)
+    code = main(["build", str(root / "plant.csv"), "--target", "y", "--trials", "3", "--families",
+                 "linear,lightgbm", "--quiet", "--run", str(root / "run"), "--threads", "1"])
+    assert code == 0
+    return root / "run"
+
+
 @pytest.fixture(scope="module")
 def digits_csv(tmp_path_factory):
     """scikit-learn's bundled 8x8 digits (1,797 images) as a pixel CSV, the way MNIST is written: one column per

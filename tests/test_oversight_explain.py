@@ -19,23 +19,9 @@ from daedalus.evaluation.trial import EvalContext, fit_one
 from daedalus.evaluation.validation import make_plan
 from daedalus.oversight.heldout import FoldEnsemble, HeldOutEnsemble, raw_column_groups
 from daedalus.oversight.hyperparams import hyperparameter_importance
-from daedalus.oversight.shap_values import explain_rows
+from daedalus.oversight.shap_values import RowExplanations, explain_rows
 from daedalus.oversight.why import Candidate, compare
-
-
-def planted_frame(n: int = 400, task: str = "binary", seed: int = 0) -> pd.DataFrame:
-    """'signal' decides the target; 'noise', 'color' and the date 'day' carry nothing."""
-    rng = np.random.default_rng(seed)
-    signal = rng.normal(size=n)
-    frame = pd.DataFrame({
-        "signal": signal, "noise": rng.normal(size=n), "color": rng.choice(["red", "green", "blue"], n),
-        "day": (pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D")).strftime("%Y-%m-%d"),
-    })
-    if task == "binary":
-        frame["y"] = np.where(signal + 0.3 * rng.normal(size=n) > 0, "yes", "no")
-    else:
-        frame["y"] = 3.0 * signal + 0.1 * rng.normal(size=n)
-    return frame
+from tests.conftest import planted_frame
 
 
 def context(frame: pd.DataFrame, metric: str | None = None) -> EvalContext:
@@ -74,14 +60,20 @@ def _ensemble(ctx: EvalContext, families: list[str]) -> EnsembleModel:
     return EnsembleModel(spec, [[fit_one(ctx, f, {}, 0, 1)] for f in families])
 
 
-@pytest.mark.parametrize("task", ["binary", "regression"])
-def test_tree_shap_values_plus_base_value_sum_to_the_models_output(task):
+def _explained(families: list[str], task: str, rows: int) -> tuple[EnsembleModel, pd.DataFrame, RowExplanations]:
+    """An equal-weight ensemble of ``families`` fit on the planted frame, its first ``rows`` feature rows, and
+    their explanation against the whole frame as background."""
     frame = planted_frame(task=task)
     schema = infer_schema(frame, "y")
     ctx = context(frame)
-    model = _ensemble(ctx, ["lightgbm", "random_forest"])
-    X = ctx.X.iloc[:20]
-    result = explain_rows(model, schema, X, ctx.X)
+    model = _ensemble(ctx, families)
+    X = ctx.X.iloc[:rows]
+    return model, X, explain_rows(model, schema, X, ctx.X)
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_tree_shap_values_plus_base_value_sum_to_the_models_output(task):
+    model, X, result = _explained(["lightgbm", "random_forest"], task, rows=20)
     assert [m["method"] for m in result.methods] == ["tree", "tree"]
     expected = model.predict_matrix(X)
     expected = expected[:, 1] if task == "binary" else expected
@@ -93,12 +85,7 @@ def test_tree_shap_values_plus_base_value_sum_to_the_models_output(task):
 
 
 def test_a_non_tree_member_is_explained_by_permutation_and_the_sum_still_holds():
-    frame = planted_frame()
-    schema = infer_schema(frame, "y")
-    ctx = context(frame)
-    model = _ensemble(ctx, ["linear", "lightgbm"])
-    X = ctx.X.iloc[:5]
-    result = explain_rows(model, schema, X, ctx.X)
+    model, X, result = _explained(["linear", "lightgbm"], "binary", rows=5)
     assert [m["method"] for m in result.methods] == ["permutation", "tree"]
     assert result.background_rows == 100
     np.testing.assert_allclose(result.base_value + result.contributions.sum(axis=1),
@@ -170,25 +157,13 @@ def test_a_clearly_better_model_is_significant_whatever_the_metrics_direction(me
     assert "significantly worse" in reverse["statement"]
 
 
-# -- the CLI on a real build ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def planted_run(tmp_path_factory):
-    from daedalus.interfaces.cli import main
-
-    root = tmp_path_factory.mktemp("explain")
-    planted_frame(300).to_csv(root / "plant.csv", index=False)
-    code = main(["build", str(root / "plant.csv"), "--target", "y", "--trials", "3", "--families",
-                 "linear,lightgbm", "--quiet", "--run", str(root / "run"), "--threads", "1"])
-    assert code == 0
-    return root
-
-
+# -- the CLI on a real build (the session's shared planted_run, from conftest.py) ---------------------------------
 @pytest.mark.slow
-def test_build_writes_explanations_and_explain_cli_sums_to_the_prediction(planted_run, cli, capsys):
+def test_build_writes_explanations_and_explain_cli_sums_to_the_prediction(planted_run, cli, capsys, tmp_path):
     from daedalus.ensembles.predictor import Predictor
     from daedalus.interfaces.cli import main
 
-    run = planted_run / "run"
+    run = planted_run
     expl = json.loads((run / "explanations.json").read_text())
     assert expl["feature_importance"][0]["feature"] == "signal"
     assert expl["feature_importance_detail"]["rows"] > 0
@@ -198,8 +173,8 @@ def test_build_writes_explanations_and_explain_cli_sums_to_the_prediction(plante
     assert (run / "model_card.md").exists() and (run / "model_card.json").exists()
 
     rows = planted_frame(300).drop(columns="y").head(4)
-    rows.to_csv(planted_run / "rows.csv", index=False)
-    assert main(["explain", str(run), str(planted_run / "rows.csv"), "--json"]) == 0
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    assert main(["explain", str(run), str(tmp_path / "rows.csv"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["output"] == "the probability of class 'yes'"
     assert len(record["rows"]) == 4
@@ -208,8 +183,8 @@ def test_build_writes_explanations_and_explain_cli_sums_to_the_prediction(plante
         assert row["base_value"] + sum(row["contributions"].values()) == pytest.approx(p, abs=1e-6)
         assert set(row["contributions"]) == {"signal", "noise", "color", "day"}
 
-    out = planted_run / "contributions.csv"
-    text = cli("explain", run, planted_run / "rows.csv", "--out", out, "--top", "2")
+    out = tmp_path / "contributions.csv"
+    text = cli("explain", run, tmp_path / "rows.csv", "--out", out, "--top", "2")
     assert text.returncode == 0, text.stderr
     assert "row 3: prediction" in text.stdout and "signal" in text.stdout
     table = pd.read_csv(out)
@@ -218,13 +193,13 @@ def test_build_writes_explanations_and_explain_cli_sums_to_the_prediction(plante
 
 
 @pytest.mark.slow
-def test_explain_rows_missing_columns_exit_2_with_one_line(planted_run, cli):
-    planted_frame(20).drop(columns=["y", "color"]).to_csv(planted_run / "bad.csv", index=False)
-    result = cli("explain", planted_run / "run", planted_run / "bad.csv")
+def test_explain_rows_missing_columns_exit_2_with_one_line(planted_run, cli, tmp_path):
+    planted_frame(20).drop(columns=["y", "color"]).to_csv(tmp_path / "bad.csv", index=False)
+    result = cli("explain", planted_run, tmp_path / "bad.csv")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "'color'" in lines[0], result.stderr
-    too_many = cli("explain", planted_run / "run", planted_run / "bad.csv", "--max-rows", "5")
+    too_many = cli("explain", planted_run, tmp_path / "bad.csv", "--max-rows", "5")
     assert too_many.returncode == 2 and "--max-rows" in too_many.stderr.strip()
 
 
@@ -236,7 +211,7 @@ def test_explanations_respect_the_time_left_and_say_what_was_skipped(planted_run
     from daedalus.store.run import RunStore
 
     run = tmp_path / "run"
-    shutil.copytree(planted_run / "run", run)
+    shutil.copytree(planted_run, run)
     store = RunStore.open(run)
     study = optuna.load_study(study_name="daedalus", storage=f"sqlite:///{run / 'study.db'}")
     ctx = context(pd.read_parquet(run / "train.parquet"))
@@ -255,12 +230,7 @@ def test_every_member_is_checked_and_the_sum_holds_whatever_explains_it():
     """TreeExplainer ignores HistGradientBoosting's categorical splits (its values miss the prediction by ~0.1
     here), so each tree member's values are checked against its own output and fall back to the permutation
     explainer when they do not add up; the ensemble's values add up either way."""
-    frame = planted_frame(task="regression")
-    schema = infer_schema(frame, "y")
-    ctx = context(frame)
-    model = _ensemble(ctx, ["hist_gb", "xgboost", "catboost", "knn"])
-    X = ctx.X.iloc[:5]
-    result = explain_rows(model, schema, X, ctx.X)
+    model, X, result = _explained(["hist_gb", "xgboost", "catboost", "knn"], "regression", rows=5)
     methods = {m["family"]: m["method"] for m in result.methods}
     assert methods["knn"] == "permutation" and methods["xgboost"] == "tree" and methods["catboost"] == "tree"
     np.testing.assert_allclose(result.base_value + result.contributions.sum(axis=1), model.predict_matrix(X),

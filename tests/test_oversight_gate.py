@@ -74,19 +74,17 @@ def policy_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def policy_run(data_csv, policy_file, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "with-policy"
+    # --no-explain: no gate reads the explanations (the model card is written all the same)
     result = run_cli("build", data_csv, "--target", "label", "--trials", "2", "--families", "linear",
-                     "--run", run, "--quiet", "--policy", policy_file)
+                     "--run", run, "--quiet", "--policy", policy_file, "--no-explain")
     assert result.returncode == 0, result.stderr
     return run
 
 
-@pytest.fixture(scope="module")
-def plain_run(data_csv, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("runs") / "plain"
-    result = run_cli("build", data_csv, "--target", "label", "--trials", "1", "--families", "linear",
-                     "--run", run, "--quiet")
-    assert result.returncode == 0, result.stderr
-    return run
+@pytest.fixture
+def plain_run(planted_run: Path) -> Path:
+    """A finished build without a policy: the session's shared planted_run (conftest.py), copied by each test."""
+    return planted_run
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:
