@@ -16,7 +16,9 @@ pytestmark = pytest.mark.slow
 def test_classifier_fit_predict_and_reload(tmp_path):
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     y = y.map({0: "malignant", 1: "benign"})
-    model = AutoClassifier(n_trials=3, families=("linear", "lightgbm"), run_dir=str(tmp_path / "r"))
+    # explain=False: explanations are not what is tested here (test_regressor_on_numpy_arrays keeps them on)
+    model = AutoClassifier(n_trials=3, families=("linear", "lightgbm"), run_dir=str(tmp_path / "r"), explain=False,
+                           n_threads=1)
     assert model.fit(X, y) is model
     assert list(model.classes_) == ["benign", "malignant"]
     proba = model.predict_proba(X.head(20))
@@ -62,5 +64,6 @@ def test_dataframe_with_categories_is_accepted():
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"a": rng.normal(size=120), "c": rng.choice(["x", "y"], 120)})
     y = (X["a"] > 0).astype(int) ^ (X["c"] == "x")
-    model = AutoClassifier(n_trials=2, families=("lightgbm",), keep_leaks=True).fit(X, y)
+    model = AutoClassifier(n_trials=2, families=("lightgbm",), keep_leaks=True, explain=False,
+                           n_threads=1).fit(X, y)
     assert model.predict(X).shape == (120,)

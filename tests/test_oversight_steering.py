@@ -244,7 +244,8 @@ def _start_build(csv: Path, run: Path, *args: str):
 @pytest.mark.slow
 def test_steering_a_real_build(small_binary_csv, tmp_path):
     run = tmp_path / "r"
-    proc = _start_build(small_binary_csv, run, "--trials", "4", "--families", "linear,hist_gb,knn", "--no-explain")
+    proc = _start_build(small_binary_csv, run, "--trials", "4", "--families", "linear,hist_gb,knn", "--no-explain",
+                        "--threads", "1")
     audit = run / "audit.jsonl"
     _wait_for(audit, lambda rs: any(r["event"] == "trial_result" for r in rs))
     issue_command(run, "pause", None)  # what 'daedalus steer RUN pause' does, without its start-up time
