@@ -44,6 +44,7 @@ probability, so ensembles, metrics and ``predict`` (argmax) all see the decision
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -112,7 +113,27 @@ def _cross_fitted_scores(estimator: Any, X: pd.DataFrame, y: np.ndarray, folds: 
     return np.asarray(cross_val_predict(clone(estimator), X, y, cv=cv, method="predict_proba"))[:, 1]
 
 
-class ThresholdMitigated(ClassifierMixin, BaseEstimator):
+@dataclass(eq=False, repr=False)
+class _Mitigated(ClassifierMixin, BaseEstimator):
+    """What both mitigations share: the base ``estimator`` and Fairlearn's ``constraint``, and predict.
+
+    The parameters are dataclass fields, here and in the subclasses: the generated ``__init__`` takes each as a
+    keyword with its default and stores it as given, without logic, as scikit-learn's estimator contract asks
+    (``get_params``, ``clone`` and ``set_params`` read that signature). ``eq=False, repr=False`` keep
+    scikit-learn's identity hashing and repr."""
+
+    estimator: Any = None
+    constraint: str = "demographic_parity"
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(eq=False, repr=False)
+class ThresholdMitigated(_Mitigated):
     """Fairlearn's ThresholdOptimizer: the base pipeline's scores thresholded per group so that the groups
     meet ``constraint`` ("demographic_parity" or "equalized_odds") while maximising ``objective``.
 
@@ -124,13 +145,9 @@ class ThresholdMitigated(ClassifierMixin, BaseEstimator):
     for each of three fold models of a LightGBM base). ``cv=0`` keeps Fairlearn's default.
     """
 
-    def __init__(self, estimator: Any = None, constraint: str = "demographic_parity",
-                 objective: str = "accuracy_score", grid_size: int = 1000, cv: int = 3) -> None:
-        self.estimator = estimator
-        self.constraint = constraint
-        self.objective = objective
-        self.grid_size = grid_size
-        self.cv = cv
+    objective: str = "accuracy_score"
+    grid_size: int = 1000
+    cv: int = 3
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ThresholdMitigated:
         from fairlearn.postprocessing import ThresholdOptimizer
@@ -180,9 +197,6 @@ class ThresholdMitigated(ClassifierMixin, BaseEstimator):
             positive[rows] = p_ignore * constant + (1.0 - p_ignore) * mixed
         return _decisions(positive, X)
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
-
 
 def _rule_row(b: Any) -> list[float]:
     def sign(op: Any) -> float:
@@ -197,18 +211,15 @@ def _apply(sign: float, threshold: float, scores: np.ndarray) -> np.ndarray:
     return (scores > threshold if sign > 0 else scores < threshold).astype(float)
 
 
-class ExpGradMitigated(ClassifierMixin, BaseEstimator):
+@dataclass(eq=False, repr=False)
+class ExpGradMitigated(_Mitigated):
     """Fairlearn's ExponentiatedGradient (Agarwal et al. 2018): a weighted mixture of the base model refit on
     reweighted rows, meeting ``constraint`` within ``difference_bound``. The base pipeline's preprocessing is
     fit once; only its final model is refit by the reduction (``max_iter`` oracle calls at most)."""
 
-    def __init__(self, estimator: Any = None, constraint: str = "demographic_parity",
-                 difference_bound: float = 0.01, max_iter: int = 20, eps: float = 0.01) -> None:
-        self.estimator = estimator
-        self.constraint = constraint
-        self.difference_bound = difference_bound
-        self.max_iter = max_iter
-        self.eps = eps
+    difference_bound: float = 0.01
+    max_iter: int = 20
+    eps: float = 0.01
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ExpGradMitigated:
         from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
@@ -238,9 +249,6 @@ class ExpGradMitigated(ClassifierMixin, BaseEstimator):
         positive = sum(w * np.asarray(m.predict(Xt), dtype=float) for w, m in zip(self.weights_, self.members_,
                                                                                    strict=True))
         return _decisions(np.asarray(positive), X)
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
 
 
 class MitigationFamily(ModelFamily):
