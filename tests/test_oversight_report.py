@@ -84,7 +84,7 @@ def test_a_run_that_has_only_begun_is_reported_with_what_is_missing(tmp_path: Pa
     (tmp_path / "run.json").write_text(json.dumps({"options": {"target": "y"}, "status": "running"}))
     html = render(load_run(tmp_path))
     for missing in ("this run has no audit.jsonl", "No trial result is in the audit log yet", "No leaderboard yet",
-                    "this run has no explanations.json", "No out-of-fold predictions", "no fairness.json",
+                    "this run has no explanations.json", "No predictions of a final model", "no fairness.json",
                     "searched a single objective"):
         assert missing in html
 
