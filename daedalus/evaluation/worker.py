@@ -68,6 +68,21 @@ def _main_module_hidden() -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back while a worker is being started, and deliver it right after (as KeyboardInterrupt).
+
+    Starting a worker sends the pickled trial to the forkserver; a KeyboardInterrupt in the middle of that
+    write left the forkserver a truncated pickle (it printed "pickle data was truncated" on the user's
+    terminal) or a started worker that nothing stopped: it was not a daemon, so the interpreter waited for its
+    trial to end before exiting."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _die_with_parent() -> None:
     # If the forkserver (and so the run) is killed, the worker gets SIGKILL instead of running on as an orphan.
     try:
@@ -114,13 +129,13 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
     # outlive the run: it is killed below on every path, and by PR_SET_PDEATHSIG if the run itself is killed.
     proc = ctx.Process(target=_child, args=(send, fn, args), daemon=False)
     start = time.monotonic()
-    with _main_module_hidden():
-        proc.start()
-    send.close()
-    watched = psutil.Process(proc.pid)
     status, value, reason = "crash", None, ""
     answered = False  # the worker sent its outcome and is exiting by itself
     try:
+        with _main_module_hidden(), _sigint_deferred():
+            proc.start()
+        send.close()
+        watched = psutil.Process(proc.pid)
         while True:
             if recv.poll(_POLL_SECONDS):
                 try:
@@ -144,7 +159,9 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
                 status, reason = "cancelled", "cancelled by the run"
                 break
     finally:
-        _stop(proc, graceful=answered)
+        if proc.pid is not None:  # started: a Ctrl-C at any point after that still stops the worker
+            _stop(proc, graceful=answered)
+        send.close()
         recv.close()
     return WorkerResult(status, value, reason, time.monotonic() - start)
 
