@@ -250,3 +250,71 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "member_0.skops"
     path.write_bytes(b"")
     assert_refused(path, tmp_path / "ran", "is not a readable skops file")
+
+
+# -- the real surfaces: a poisoned fold model in a real run ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real build (read only: each test poisons a copy)."""
+    from tests.conftest import planted_frame, run_cli
+
+    root = tmp_path_factory.mktemp("trust")
+    planted_frame(200).to_csv(root / "train.csv", index=False)
+    planted_frame(200, seed=1).drop(columns="y").head(5).to_csv(root / "rows.csv", index=False)
+    result = run_cli("build", root / "train.csv", "--target", "y", "--trials", "2", "--families", "linear",
+                     "--threads", "1", "--no-explain", "--quiet", "--run", root / "run")
+    assert result.returncode == 0, result.stderr
+    return root / "run"
+
+
+def _poisoned_copy(built_run: Path, tmp_path: Path, marker: Path) -> tuple[Path, Path]:
+    """A copy of the run whose first model file in ``model/`` carries the NumPy exec payload."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(built_run, run)
+    target = sorted((run / "model").glob("*.skops"))[0]
+    target.write_bytes(poisoned(target.read_bytes(), PAYLOADS["numpy-runstring"][0](marker)))
+    return run, target
+
+
+def _assert_cli_refused(result: Any, target: Path, marker: Path) -> None:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("daedalus: error:")]
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and len(errors) == 1, result.stderr
+    assert target.name in errors[0] and "untrusted type numpy.testing._private.utils.runstring" in errors[0]
+    assert not _wait_for(marker, 0.5), "the payload ran"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "explain", "approve-latency"])
+def test_commands_refuse_a_poisoned_model(command: str, built_run: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    marker = tmp_path / "ran"
+    run, target = _poisoned_copy(built_run, tmp_path, marker)
+    rows = built_run.parent / "rows.csv"
+    if command == "predict":
+        result = run_cli("predict", run, rows, "--unapproved")
+        assert result.stdout == ""  # no prediction came out of the poisoned model
+    elif command == "explain":
+        result = run_cli("explain", run, rows)
+    else:  # the latency gate loads the model to time it
+        policy = tmp_path / "policy.toml"
+        policy.write_text("[gates]\nmax_latency_ms = 10000\n", encoding="utf-8")
+        result = run_cli("approve", run, "--by", "ann", "--reason", "looks fine", "--policy", policy)
+        assert '"event": "approval"' not in (run / "audit.jsonl").read_text(encoding="utf-8")
+    _assert_cli_refused(result, target, marker)
+
+
+@pytest.mark.slow
+def test_python_load_refuses_a_poisoned_model(built_run: Path, tmp_path: Path) -> None:
+    import daedalus
+
+    marker = tmp_path / "ran"
+    run, target = _poisoned_copy(built_run, tmp_path, marker)
+    with pytest.warns(UserWarning, match="unapproved"), pytest.raises(RunError, match=target.name):
+        daedalus.load(run, unapproved=True)
+    assert not marker.exists()
