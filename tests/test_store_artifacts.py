@@ -4,6 +4,7 @@ exact list (``DAEDALUS_TYPES``) and nothing else is; files with other types are 
 from __future__ import annotations
 
 import collections
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -18,7 +19,14 @@ from daedalus.errors import RunError
 from daedalus.spaces.mitigation import MITIGATIONS
 from daedalus.spaces.registry import FAMILIES
 from daedalus.spaces.testing import toy_problem, with_unseen
-from daedalus.store.artifacts import DAEDALUS_TYPES, is_trusted_type, load_model, save_model
+from daedalus.store.artifacts import (
+    DAEDALUS_TYPES,
+    REFUSED_LOADERS,
+    _loaders,
+    is_trusted_type,
+    load_model,
+    save_model,
+)
 from tests.fitted_models import family_models, mitigation_models, saved_types
 
 CAPS = {"n_estimators": 30, "iterations": 30, "max_iter": 30}
@@ -112,7 +120,8 @@ def test_every_saved_type_is_listed_and_every_listed_type_is_needed(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The derivation of DAEDALUS_TYPES, repeated: every family on every task and layout, every categorical
     hyperparameter choice, every mitigation around every base. Each saved file holds only listed names, and each
-    listed name turns up in some file (a name no model needs any more is taken off the list)."""
+    listed name turns up in some file (a name no model needs any more is taken off the list). No file uses a
+    loader that load_model refuses."""
     monkeypatch.setattr(FAMILIES["neural"], "max_epochs", 3)
     seen: set[str] = set()
     unlisted: dict[str, list[str]] = {}
@@ -120,6 +129,8 @@ def test_every_saved_type_is_listed_and_every_listed_type_is_needed(tmp_path: Pa
     models += [m for name in MITIGATIONS for m in mitigation_models(name)]
     for label, model in models:
         types = saved_types(model, tmp_path / "m.skops")
+        with zipfile.ZipFile(tmp_path / "m.skops") as zf:
+            assert not _loaders(json.loads(zf.read("schema.json"))) & REFUSED_LOADERS, label
         seen.update(types)
         for t in set(types) - DAEDALUS_TYPES:
             unlisted.setdefault(t, []).append(label)

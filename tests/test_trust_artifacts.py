@@ -207,6 +207,21 @@ def test_poisoned_real_model_is_refused(name: str, real_model: tuple[bytes, pd.D
     assert_refused(path, marker, untrusted)
 
 
+def test_a_listed_class_called_by_the_file_is_refused(tmp_path: Path) -> None:
+    """Every name in this file is trusted (LightGBM's Booster is on DAEDALUS_TYPES), but it asks skops to call
+    the constructor with arguments of its own: Booster(model_file=PATH) opens any path it is given. Daedalus's
+    files never use that loader, so it is refused as such."""
+    target = tmp_path / "somewhere" / "secret.txt"
+    root = _call("lightgbm.basic", "Booster", _empty_dict(), _json(None), _json(str(target)))
+    data = skops_file(root)
+    assert sio.get_untrusted_types(data=data) == ["lightgbm.basic.Booster"]
+    with pytest.raises(Exception, match="secret.txt"):  # the control: LightGBM tries to open the path
+        sio.loads(data, trusted=["lightgbm.basic.Booster"])
+    path = tmp_path / "member_0.skops"
+    path.write_bytes(data)
+    assert_refused(path, tmp_path / "ran", "ConstructorFromReduceNode", "refusing to load it")
+
+
 class _Payload:
     """What a pickle attack looks like: unpickling calls exec."""
 

@@ -6,7 +6,9 @@ named type or function and calls its constructor, ``__setstate__`` or the functi
 :func:`load_model` trusts a file only when every name in it is trusted by skops itself (its own reviewed
 defaults: builtins containers, NumPy arrays and ufuncs, scikit-learn's public estimators) or is one of
 :data:`DAEDALUS_TYPES`, the exact names Daedalus's own models hold. Names are compared whole: trusting a prefix
-such as ``numpy.`` would trust ``numpy.testing._private.utils.runstring``, an ``exec``.
+such as ``numpy.`` would trust ``numpy.testing._private.utils.runstring``, an ``exec``. A file that uses one of
+skops' loaders that call or look up whatever the file names (:data:`REFUSED_LOADERS`) is refused as well, even
+when every name in it is trusted: Daedalus's own files never use them.
 
 The file's bytes are read once, and the same bytes are checked and loaded, so the file cannot be swapped between
 the check and the load.
@@ -14,6 +16,8 @@ the check and the load.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import tempfile
 import zipfile
@@ -63,10 +67,33 @@ DAEDALUS_TYPES: frozenset[str] = frozenset({
 })
 
 
+# skops loaders that call what the file names with arguments the file gives (ConstructorFromReduceNode, for
+# zoneinfo keys) or fetch the attribute it names (MethodNode, for bound methods). Daedalus's models never use
+# them, so a file that does is refused even when every name in it is listed: a listed class's constructor can do
+# more than build an object (lightgbm.basic.Booster(model_file=PATH) reads any file it is given).
+REFUSED_LOADERS: frozenset[str] = frozenset({"ConstructorFromReduceNode", "MethodNode"})
+
+
 def is_trusted_type(name: str) -> bool:
     """Whether ``name`` (a dotted type or function name that skops does not trust by default) is on
     :data:`DAEDALUS_TYPES`: exact names only."""
     return name in DAEDALUS_TYPES
+
+
+def _loaders(schema: object) -> set[str]:
+    """The skops loaders named anywhere in a parsed ``schema.json`` (walked without recursion: a crafted file
+    can nest deeply)."""
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("__loader__"), str):
+                found.add(item["__loader__"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _one_line(text: object) -> str:
@@ -102,6 +129,8 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     try:
         data = path.read_bytes()
         untrusted = sio.get_untrusted_types(data=data)
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            loaders = _loaders(json.loads(zf.read("schema.json")))
     except Exception as exc:  # not a zip (a pickle, say), no schema, unreadable schema, an empty file...
         raise RunError(f"model file {path} is not a readable skops file ({type(exc).__name__}: "
                        f"{_one_line(exc)}); it is corrupt or was not written by Daedalus, so build the model "
@@ -114,6 +143,11 @@ def load_model(path: str | os.PathLike[str]) -> Any:
                        f"{'them' if len(refused) > 1 else 'it'}. Daedalus loads only the exact types its own "
                        f"models hold, so the file was not written by Daedalus or was altered: rebuild the model "
                        f"with Daedalus")
+    calling = sorted(loaders & REFUSED_LOADERS)
+    if calling:
+        raise RunError(f"model file {path} builds objects with skops' {', '.join(calling)}, which calls or looks "
+                       f"up whatever the file names; refusing to load it. Daedalus's models never do, so the file "
+                       f"was not written by Daedalus or was altered: rebuild the model with Daedalus")
     try:
         return sio.loads(data, trusted=untrusted)
     except Exception as exc:
