@@ -67,6 +67,36 @@ def test_every_family_round_trips(name: str, task: Task, tmp_path: Path, monkeyp
         np.testing.assert_array_equal(loaded.classes_, est.classes_)
 
 
+@pytest.mark.parametrize("task", [Task.BINARY, Task.REGRESSION], ids=lambda t: t.value)
+def test_neural_models_hold_no_torch_state(task: Task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network's weights are saved as NumPy arrays (``state_``), not torch objects: the file names no torch
+    module, and every array in it loads without pickle."""
+    import io
+
+    monkeypatch.setattr(FAMILIES["neural"], "max_epochs", 2)
+    X, y, layout = toy_problem(task, 60, seed=1)
+    est = FAMILIES["neural"].build(FAMILIES["neural"].default_config(task, 60), layout, task, 0, 1).fit(X, y)
+    save_model(est, tmp_path / "m.skops")
+    with zipfile.ZipFile(tmp_path / "m.skops") as zf:
+        names = zf.namelist()
+        modules = set(_modules(json.loads(zf.read("schema.json"))))
+        arrays = [np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in names if n.endswith(".npy")]
+    assert not {m for m in modules if m == "torch" or m.startswith("torch.")}, modules
+    assert set(names) == {"schema.json"} | {n for n in names if n.endswith(".npy")}
+    network = est.named_steps["model"]
+    assert len(arrays) >= len(network.state_)  # the weights travel as arrays, beside the preprocessing's
+    assert all(isinstance(v, np.ndarray) for v in network.state_.values())
+
+
+def _modules(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["__module__"]] if isinstance(node.get("__module__"), str) else []
+        return own + [m for v in node.values() for m in _modules(v)]
+    if isinstance(node, list):
+        return [m for v in node for m in _modules(v)]
+    return []
+
+
 @pytest.mark.parametrize("obj", [NotAllowed(), {"counts": collections.Counter("abc")}],
                          ids=["test-module-class", "collections.Counter"])
 def test_untrusted_types_are_refused(obj: Any, tmp_path: Path) -> None:
