@@ -133,3 +133,12 @@ def test_the_cli_refuses_a_tampered_model_in_one_line(run_copy: Path, cli) -> No
     assert "Traceback" not in result.stderr
     assert "does not match the SHA-256 recorded" in result.stderr
     assert not (run_copy.parent / "out.csv").exists()
+
+
+def test_load_model_checks_the_bytes_it_loads_against_the_recorded_hash(built_run: Path) -> None:
+    from daedalus.store.artifacts import load_model
+
+    path = next((built_run / "model").glob("*.skops"))
+    load_model(path, sha256_file(path))  # the recorded hash: loads
+    with pytest.raises(RunError, match="does not match the SHA-256 recorded"):
+        load_model(path, "0" * 64)

@@ -69,9 +69,11 @@ class EnsembleModel:
     def load(cls, directory: Path, store: RunStore) -> EnsembleModel:
         """Load a model directory of ``store``'s run, each of its files first checked against the hash recorded
         in the run's audit log when it was written."""
-        store.check(directory_files(directory), "load")
+        recorded = store.check(directory_files(directory), "load")
         spec = ModelSpec.from_dict(json.loads((directory / MODEL_FILE).read_text()))
-        estimators = [[load_model(directory / f) for f in m.files] for m in spec.members]
+        # Each file's recorded hash goes with it: the bytes loaded are the bytes checked.
+        estimators = [[load_model(directory / f, recorded.get(directory / f, "")) for f in m.files]
+                      for m in spec.members]
         return cls(spec, estimators)
 
 

@@ -9,6 +9,8 @@ network as a standalone Python file instead.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from daedalus.data.images import pixels_to_images
+from daedalus.errors import RunError
 from daedalus.spaces.nas.base import Genotype
 from daedalus.spaces.nas.registry import get_space
 from daedalus.store.integrity import directory_files
@@ -115,9 +118,14 @@ class NetworkModel:
         """Load a network directory of ``store``'s run, its files first checked against their recorded hashes."""
         import torch
 
-        store.check(directory_files(directory), "load")
-        spec = NetworkSpec.from_dict(json.loads((Path(directory) / MODEL_FILE).read_text()))
-        state = torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True)
+        directory = Path(directory)
+        recorded = store.check(directory_files(directory), "load")
+        spec = NetworkSpec.from_dict(json.loads((directory / MODEL_FILE).read_text()))
+        weights = (directory / WEIGHTS_FILE).read_bytes()  # checked and loaded as the same bytes
+        if hashlib.sha256(weights).hexdigest() != recorded.get(directory / WEIGHTS_FILE):
+            raise RunError(f"'{directory / WEIGHTS_FILE}' changed after its hash was checked; refusing to load it; "
+                           "restore the file, or rebuild the run")
+        state = torch.load(io.BytesIO(weights), weights_only=True)
         return cls(spec, state)
 
 

@@ -71,12 +71,12 @@ def load_heldout_ensemble(store: RunStore, spec: ModelSpec, plan: ValidationPlan
     paths = [[store.trial_dir(m.trial) / f"fold_{j}.skops" for m in spec.members] for j in range(len(plan.folds))]
     if not all(p.exists() for fold in paths for p in fold):
         return None
-    store.check([p for fold in paths for p in fold], "load")
+    recorded = store.check([p for fold in paths for p in fold], "load")
     folds = []
     for (_, val_rows), fold_paths in zip(plan.folds, paths, strict=True):
         members = []
         for member, path in zip(spec.members, fold_paths, strict=True):
-            members.append((member.weight, load_model(path)))
+            members.append((member.weight, load_model(path, recorded[path])))
         folds.append(FoldEnsemble(tuple(members), np.asarray(val_rows)))
     if spec.kind == "refit":
         how = ("the members' fold models (the same configurations before the refit on all rows), each scored "

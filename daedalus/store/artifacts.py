@@ -16,6 +16,7 @@ the check and the load.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -117,17 +118,22 @@ def save_model(obj: Any, path: str | os.PathLike[str]) -> None:
         raise
 
 
-def load_model(path: str | os.PathLike[str]) -> Any:
+def load_model(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
     """Read an estimator saved by :func:`save_model`, refusing a file that names any type or function that
-    neither skops nor :data:`DAEDALUS_TYPES` trusts, before anything in it is imported or built."""
+    neither skops nor :data:`DAEDALUS_TYPES` trusts, before anything in it is imported or built. With
+    ``sha256`` (the hash recorded when the file was written), the bytes read must have that hash: the check
+    and the load see the same bytes."""
     import skops.io as sio
 
     path = Path(path)
     if not path.is_file():
         raise RunError(f"model file {path} does not exist; the run directory is incomplete, so build the "
                        f"model again")
+    data = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise RunError(f"model file {path} does not match the SHA-256 recorded in the audit log when it was "
+                       "written (changed since); refusing to load it; restore the file, or rebuild the run")
     try:
-        data = path.read_bytes()
         untrusted = sio.get_untrusted_types(data=data)
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             loaders = _loaders(json.loads(zf.read("schema.json")))

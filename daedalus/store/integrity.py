@@ -70,9 +70,10 @@ def recorded_digests(records: Iterable[dict[str, Any]]) -> dict[str, str]:
     return latest
 
 
-def check_files(log: AuditLog, root: Path, files: Iterable[Path], purpose: str = "load") -> None:
+def check_files(log: AuditLog, root: Path, files: Iterable[Path], purpose: str = "load") -> dict[Path, str]:
     """Refuse (``RunError``, one line) unless the audit log verifies and every file matches the hash recorded
-    for it when it was written. ``purpose`` says what was about to happen (load, promote, approve...)."""
+    for it when it was written. ``purpose`` says what was about to happen (load, promote, approve...). Returns
+    each file's recorded hash, for a loader that checks the very bytes it loads (``load_model(sha256=...)``)."""
     files = list(files)
     result = verify(log.path)
     if not result.ok:
@@ -80,6 +81,7 @@ def check_files(log: AuditLog, root: Path, files: Iterable[Path], purpose: str =
                        f"so no file of the run can be trusted; refusing to {purpose}; see 'daedalus audit {root} "
                        "--verify'")
     known = recorded_digests(log.records())
+    checked: dict[Path, str] = {}
     for path in files:
         name = relative_name(root, path)
         if not path.is_file():
@@ -92,6 +94,8 @@ def check_files(log: AuditLog, root: Path, files: Iterable[Path], purpose: str =
         if sha256_file(path) != want:
             raise RunError(f"'{path}' does not match the SHA-256 recorded in the audit log when it was written "
                            f"(changed since); refusing to {purpose} it; restore the file, or rebuild the run")
+        checked[path] = want
+    return checked
 
 
 def directory_files(directory: Path) -> list[Path]:

@@ -120,9 +120,10 @@ class RunStore:
         """Record the SHA-256 of files this process has just written in the audit log."""
         record_files(self.audit, self.root, files, **fields)
 
-    def check(self, files: list[Path], purpose: str = "load") -> None:
-        """Refuse files that do not match the hash recorded when they were written (or the log is broken)."""
-        check_files(self.audit, self.root, files, purpose)
+    def check(self, files: list[Path], purpose: str = "load") -> dict[Path, str]:
+        """Refuse files that do not match the hash recorded when they were written (or the log is broken);
+        returns each file's recorded hash."""
+        return check_files(self.audit, self.root, files, purpose)
 
     # -- per-trial arrays ------------------------------------------------------------------------------------
     def save_oof(self, number: int, oof: np.ndarray) -> dict[str, str]:
