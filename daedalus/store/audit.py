@@ -117,6 +117,7 @@ class AuditLog:
 
 
 def _write_line(f: BinaryIO, record: dict[str, Any]) -> None:
+    f.seek(0, os.SEEK_END)  # verify's repair opens the file for update, not append
     f.write((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
     f.flush()
     os.fsync(f.fileno())
@@ -192,13 +193,32 @@ def _write_anchor(genesis: str, log: Path, record: dict[str, Any], heads: dict[s
 
 def _trusted_head(heads: dict[str, Any] | None, location: str, tail: _Tail) -> bool:
     """Whether the log's head is anchored: this location's own head, or, for a copy never appended to at
-    its new location, a head anchored for its chain elsewhere."""
+    its new location, a head anchored for its chain elsewhere or a record of a log that verifies there."""
     if not heads:
         return False
     own = heads.get(location)
     if own is not None:
         return bool(own["hash"] == tail.hash)
-    return any(h["hash"] == tail.hash for h in heads.values())
+    return _in_anchored_log(heads, tail.seq - 1, tail.hash)
+
+
+def _in_anchored_log(heads: dict[str, Any], seq: int, wanted: str) -> bool:
+    """Whether record ``seq`` with hash ``wanted`` is part of the chain as anchored: some anchored head, or a
+    record below the anchored head of a log whose chain up to that head is intact (the copy was made before
+    its original went on)."""
+    if any(h["hash"] == wanted for h in heads.values()):
+        return True
+    for location, head in heads.items():
+        try:
+            lines = Path(location).read_text(encoding="utf-8").splitlines()
+            records = [json.loads(line) for line in lines[: int(head["seq"]) + 1]]
+        except (OSError, ValueError):
+            continue
+        if (_broken(records) is None and len(records) == int(head["seq"]) + 1
+                and records[-1]["hash"] == head["hash"] and 0 <= seq < len(records)
+                and records[seq]["hash"] == wanted):
+            return True
+    return False
 
 
 def _restore(f: BinaryIO, log: Path, tail: _Tail) -> _Tail:
@@ -233,14 +253,25 @@ def verify(path: Path) -> VerifyResult:
     edited, removed or moved, or say how the head departs from the anchored one."""
     path = Path(path)
     _repair(path)
-    prev = GENESIS
-    n = 0
     records = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
-            record = json.loads(line)
+            records.append(json.loads(line))
         except json.JSONDecodeError:
             return VerifyResult(False, n, n, "not valid JSON")
+    broken = _broken(records)
+    if broken is not None:
+        return broken
+    if not records:
+        return VerifyResult(False, 0, None, "the log holds no record; a run's log starts with its first step, "
+                                            "so it was emptied: treat the run as tampered with")
+    return _check_anchor(path, records)
+
+
+def _broken(records: list[dict[str, Any]]) -> VerifyResult | None:
+    """The first record (1-based) that breaks the hash chain, or None when it is intact."""
+    prev = GENESIS
+    for n, record in enumerate(records, start=1):
         if record.get("seq") != n - 1:
             return VerifyResult(False, n, n, f"sequence number {record.get('seq')} where {n - 1} was expected "
                                              "(a record was removed or moved)")
@@ -249,11 +280,7 @@ def verify(path: Path) -> VerifyResult:
         if record_hash(record) != record.get("hash"):
             return VerifyResult(False, n, n, "its content does not match its hash (the record was edited)")
         prev = record["hash"]
-        records.append(record)
-    if not records:
-        return VerifyResult(False, 0, None, "the log holds no record; a run's log starts with its first step, "
-                                            "so it was emptied: treat the run as tampered with")
-    return _check_anchor(path, records)
+    return None
 
 
 def _check_anchor(path: Path, records: list[dict[str, Any]]) -> VerifyResult:
@@ -264,7 +291,7 @@ def _check_anchor(path: Path, records: list[dict[str, Any]]) -> VerifyResult:
         return VerifyResult(False, n, 1, _no_anchor_reason(genesis, location))
     own = heads.get(location)
     if own is None:
-        if any(h["hash"] == head["hash"] for h in heads.values()):
+        if _in_anchored_log(heads, int(head["seq"]), head["hash"]):
             return VerifyResult(True, n, None, "chain intact; its head is anchored (a copy of a run anchored "
                                                "elsewhere)", head["hash"])
         return VerifyResult(False, n, n, f"this copy's head (record {head['seq']}) is none of the heads anchored "
