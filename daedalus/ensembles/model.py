@@ -20,7 +20,8 @@ import numpy as np
 from daedalus.data.schema import Task
 from daedalus.evaluation.predict import predict_matrix
 from daedalus.store.artifacts import load_model
-from daedalus.store.run import replace_directory
+from daedalus.store.integrity import directory_files
+from daedalus.store.run import RunStore, replace_directory
 
 MODEL_FILE = "model.json"
 
@@ -65,7 +66,10 @@ class EnsembleModel:
         return total
 
     @classmethod
-    def load(cls, directory: Path) -> EnsembleModel:
+    def load(cls, directory: Path, store: RunStore) -> EnsembleModel:
+        """Load a model directory of ``store``'s run, each of its files first checked against the hash recorded
+        in the run's audit log when it was written."""
+        store.check(directory_files(directory), "load")
         spec = ModelSpec.from_dict(json.loads((directory / MODEL_FILE).read_text()))
         estimators = [[load_model(directory / f) for f in m.files] for m in spec.members]
         return cls(spec, estimators)
@@ -80,8 +84,12 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def write_model_dir(directory: Path, spec: ModelSpec, sources: dict[str, Path]) -> None:
-    """Atomically (re)place ``directory`` with the spec and the estimator files ``sources`` (name -> file)."""
+def write_model_dir(store: RunStore, directory: Path, spec: ModelSpec, sources: dict[str, Path]) -> None:
+    """Atomically (re)place ``directory`` with the spec and the estimator files ``sources`` (name -> file).
+
+    A source is promoted only if it matches the hash recorded when it was written (a fold model swapped in the
+    trial's directory must not become the run's model); the new directory's files are recorded in turn."""
+    store.check(list(sources.values()), "promote")
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -89,3 +97,4 @@ def write_model_dir(directory: Path, spec: ModelSpec, sources: dict[str, Path]) 
         _link_or_copy(src, tmp / name)
     (tmp / MODEL_FILE).write_text(json.dumps(spec.to_dict(), indent=1))
     replace_directory(tmp, directory)
+    store.record(directory_files(directory), model=directory.name)

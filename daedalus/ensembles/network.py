@@ -21,7 +21,8 @@ import pandas as pd
 from daedalus.data.images import pixels_to_images
 from daedalus.spaces.nas.base import Genotype
 from daedalus.spaces.nas.registry import get_space
-from daedalus.store.run import replace_directory
+from daedalus.store.integrity import directory_files
+from daedalus.store.run import RunStore, replace_directory
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
@@ -95,8 +96,9 @@ class NetworkModel:
                                   self.spec.mean, self.spec.std)
         return self.predict_images(images)
 
-    def save(self, directory: Path) -> None:
-        """Write atomically: into a temporary directory, then swapped in by rename."""
+    def save(self, directory: Path, store: RunStore) -> None:
+        """Write atomically: into a temporary directory, then swapped in by rename; the files' hashes go to the
+        run's audit log."""
         import torch
 
         directory = Path(directory)
@@ -106,11 +108,14 @@ class NetworkModel:
         torch.save(self.state, tmp / WEIGHTS_FILE)
         (tmp / MODEL_FILE).write_text(json.dumps(self.spec.to_dict(), indent=1, default=str))
         replace_directory(tmp, directory)
+        store.record(directory_files(directory), model=directory.name)
 
     @classmethod
-    def load(cls, directory: Path) -> NetworkModel:
+    def load(cls, directory: Path, store: RunStore) -> NetworkModel:
+        """Load a network directory of ``store``'s run, its files first checked against their recorded hashes."""
         import torch
 
+        store.check(directory_files(directory), "load")
         spec = NetworkSpec.from_dict(json.loads((Path(directory) / MODEL_FILE).read_text()))
         state = torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True)
         return cls(spec, state)

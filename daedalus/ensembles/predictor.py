@@ -20,6 +20,7 @@ from daedalus.ensembles.model import MODEL_FILE, EnsembleModel
 from daedalus.ensembles.network import NetworkModel, is_network_dir
 from daedalus.errors import RunError
 from daedalus.spaces.mitigation import needs_groups_to_predict
+from daedalus.store.run import RunStore
 
 
 def _model_dir(run_dir: Path, name: str) -> Path | None:
@@ -43,18 +44,20 @@ class Predictor:
         """The run's final model (or the best so far): a :class:`Predictor` for a table run, a
         :class:`NetworkPredictor` for an image run."""
         run_dir = Path(run_dir)
+        store = RunStore(run_dir)
         for name in ("model", "best"):
             directory = _model_dir(run_dir, name)
             if directory is not None and is_network_dir(directory):
-                return NetworkPredictor(NetworkModel.load(directory), name)
+                return NetworkPredictor(NetworkModel.load(directory, store), name)
         if not (run_dir / "schema.json").exists():
             raise RunError(f"'{run_dir}' is not a Daedalus run with a model (no schema.json); "
                            "pass the directory that 'daedalus build' created")
+        store.check([run_dir / "schema.json"], "load")  # the classes and columns every prediction depends on
         schema = Schema.from_dict(json.loads((run_dir / "schema.json").read_text()))
         for name in ("model", "best"):
             directory = _model_dir(run_dir, name)
             if directory is not None:
-                return cls(schema, EnsembleModel.load(directory), name)
+                return cls(schema, EnsembleModel.load(directory, store), name)
         raise RunError(f"run '{run_dir}' has no model yet (no trial has finished); "
                        f"continue it with 'daedalus resume {run_dir}'")
 

@@ -22,6 +22,7 @@ from daedalus.evaluation.predict import predict_matrix
 from daedalus.evaluation.validation import ValidationPlan, make_plan
 from daedalus.spaces.registry import get_family
 from daedalus.store.artifacts import save_model
+from daedalus.store.integrity import sha256_file
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class TrialOutcome:
     predict_seconds: float
     models_saved: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    # {file name in the trial's directory: SHA-256}, hashed by the worker that wrote them, for the audit log
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 def thread_limits(n_threads: int) -> threadpool_limits:
@@ -103,23 +106,30 @@ def run_trial(ctx: EvalContext, spec: TrialSpec) -> TrialOutcome:
     score = ctx.metric(ctx.y[scored], oof_scored)
     assert len(oof_scored) == n_scored
     keep = spec.keep_models_above is None or ctx.metric.utility(score) > spec.keep_models_above
+    artifacts: dict[str, str] = {}
     if keep:
         spec.out_dir.mkdir(parents=True, exist_ok=True)
         for i, model in enumerate(models):
             save_model(model, spec.out_dir / f"fold_{i}.skops")
         (spec.out_dir / "bag.json").write_text(json.dumps({"n_models": len(models), "family": spec.family}))
+        artifacts = _hashes(spec.out_dir, [f"fold_{i}.skops" for i in range(len(models))] + ["bag.json"])
     return TrialOutcome(score=score, fold_scores=tuple(fold_scores), oof=oof_scored, fit_seconds=fit_seconds,
-                        predict_seconds=predict_seconds, models_saved=keep)
+                        predict_seconds=predict_seconds, models_saved=keep, artifacts=artifacts)
+
+
+def _hashes(directory: Path, names: list[str]) -> dict[str, str]:
+    # Hashed here, by the process that wrote the files, before anyone else could have changed them.
+    return {name: sha256_file(directory / name) for name in names}
 
 
 def refit_full(ctx: EvalContext, members: list[tuple[str, dict[str, Any], int]], n_threads: int,
-               out_dir: Path) -> float:
-    """Fit each ensemble member (family, config, seed) on all rows and save it; returns the seconds spent."""
-    t0 = time.perf_counter()
+               out_dir: Path) -> dict[str, str]:
+    """Fit each ensemble member (family, config, seed) on all rows and save it as ``member_i.skops``; returns
+    {file name: SHA-256} of what it wrote."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, (family, config, seed) in enumerate(members):
         save_model(fit_one(ctx, family, config, seed, n_threads), out_dir / f"member_{i}.skops")
-    return time.perf_counter() - t0
+    return _hashes(out_dir, [f"member_{i}.skops" for i in range(len(members))])
 
 
 def bag_prediction_on_first_fold(ctx: EvalContext, members: list[tuple[str, dict[str, Any], int, float]],

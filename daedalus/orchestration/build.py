@@ -152,6 +152,7 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
                                       "families": families})
     reporter.message(f"run directory: {store.root}")
     got.frame.to_parquet(store.data_path, index=False)
+    store.record([store.data_path])
     store.write("schema", got.schema.to_dict())
     store.write("checks", got.checks)
     store.audit.append("data_checks", findings=got.checks.get("findings", []),
@@ -191,6 +192,7 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
     clock = BudgetClock(time_budget, started)
     reporter = reporter or Reporter()
     start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
+    store.check([store.data_path, store.root / "schema.json"], "resume from")  # the rows and schema as written
     schema = Schema.from_dict(store.read("schema"))
     frame = pd.read_parquet(store.data_path)
     ctx = _context(frame, schema, options)

@@ -43,7 +43,7 @@ def export_architecture(run_dir: Path, out: Path, trial: int | None = None) -> t
         raise ConfigError(f"--out {str(out)!r} must name a .py file; e.g. --out model.py")
     if RunStore.open(Path(run_dir)).read("run").get("kind") != "image":
         return export_tabular_network(Path(run_dir), out, trial)
-    model = NetworkModel.load(network_dir(Path(run_dir), trial))
+    model = NetworkModel.load(network_dir(Path(run_dir), trial), RunStore.open(Path(run_dir)))
     spec = model.spec
     header = (f"# Exported by `daedalus export-arch` from run {Path(run_dir).name}"
               f"{'' if trial is None else f', trial {trial}'}.\n"

@@ -126,6 +126,7 @@ def export_tabular_network(run_dir: Path, out: Path, trial: int | None = None) -
     store = RunStore.open(Path(run_dir))
     trial = pick_trial(store) if trial is None else trial
     path, which = _model_file(store, trial)
+    store.check([path], "load")
     pipeline = load_model(path)
     prep, estimator = pipeline.named_steps["prep"], pipeline.named_steps["model"]
     space = MLPSpace()

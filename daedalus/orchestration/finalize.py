@@ -28,7 +28,8 @@ from daedalus.evaluation.trial import EvalContext, bag_prediction_on_first_fold,
 from daedalus.evaluation.worker import run_in_worker
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.fairness_search import choose_ensemble
-from daedalus.orchestration.search import Search, TrialRecord
+from daedalus.orchestration.search import Search, TrialRecord, digests_in
+from daedalus.store.integrity import record_digests
 from daedalus.store.run import RunStore
 
 SAFETY_SECONDS = 0.5
@@ -73,7 +74,7 @@ def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClo
             reason += "; but the refit did not fit in the time left, so the fold models are kept"
     spec = ModelSpec(kind=kind, task=ctx.task, n_classes=ctx.n_classes, members=members,
                      validation_score=selection.score)
-    write_model_dir(store.root / "model", spec, sources)
+    write_model_dir(store, store.root / "model", spec, sources)
     shutil.rmtree(store.root / "refit.tmp", ignore_errors=True)
     store.audit.append("refit" if kind == "refit" else "final_model", kind=kind, reason=reason,
                        members=[m.trial for m in members])
@@ -141,6 +142,7 @@ def _try_refit(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetC
     if result.status != "ok":
         store.audit.append("refit_failed", status=result.status, reason=result.reason[:500])
         return None
+    record_digests(store.audit, digests_in(store, out_dir, result.value), stage="refit")  # hashed by the worker
     members = tuple(Member(r.number, r.family, w, (f"member_{i}.skops",)) for i, (r, w) in enumerate(chosen))
     return members, {f"member_{i}.skops": out_dir / f"member_{i}.skops" for i in range(len(chosen))}
 

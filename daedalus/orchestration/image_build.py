@@ -458,14 +458,14 @@ class ImageSearch:
         self.trials.append(trial)
         directory = self.store.trial_dir(trial.number)
         directory.mkdir(parents=True, exist_ok=True)
-        self.network_model(trial, trainer).save(directory / "network")
+        self.network_model(trial, trainer).save(directory / "network", self.store)
         (directory / "trial.json").write_text(_json(asdict(trial)))
         self.store.audit.append("trial_result", trial=trial.number, family="cnn", architecture=trial.architecture,
                                 score=trial.score, epochs=trial.epochs, params=trial.params, status=trial.status,
                                 designer=trial.designer, reason=trial.reason)
         if trial.score is not None and (self.best is None or _better(trial, self.best)):
             self.best = trial
-            self.network_model(trial, trainer).save(self.store.root / "best")
+            self.network_model(trial, trainer).save(self.store.root / "best", self.store)
             self.store.audit.append("best_model_saved", trial=trial.number, score=trial.score)
         self._progress(f"trial {trial.number}: {trial.architecture[:60]}")
 
@@ -573,6 +573,7 @@ def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter:
                                       "validation": f"holdout {VALIDATION_FRACTION:.0%}, stratified"})
     reporter.message(f"run directory: {store.root}")
     frame.to_parquet(store.data_path, index=False)  # so that resume does not need the original file
+    store.record([store.data_path])
     search = ImageSearch(store, table, options, clock, reporter)
     store.audit.append("image_data", rows=len(table.labels), shape=list(table.shape), classes=len(table.classes),
                        scale=table.scale, shift=search.task.shift, flip=search.task.flip)
@@ -621,11 +622,11 @@ def _search_and_finish(search: ImageSearch, clock: BudgetClock) -> ImageBuildRes
         final_trial, trainer = search.train_final(winner, clock.remaining - 2.0)
         if final_trial.score is not None:
             final_model = search.network_model(final_trial, trainer)
-            final_model.save(store.root / "model")
+            final_model.save(store.root / "model", store)
             store.audit.append("final_model_saved", trial=final_trial.number, score=final_trial.score,
                                epochs=final_trial.epochs, architecture=final_trial.architecture)
     if final_model is None and winner is not None:  # no time for a final training: the best trial is the model
-        final_model = NetworkModel.load(store.root / "best")
+        final_model = NetworkModel.load(store.root / "best", store)
     if final_model is not None:
         _keep_holdout_predictions(search, final_model, "model" if final_trial is not None else "best")
     board = _leaderboard(search.trials, final_trial, cost)

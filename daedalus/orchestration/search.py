@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 import psutil
@@ -25,6 +26,7 @@ from daedalus.orchestration.fairness_search import fairness_setup, violation
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Progress, Reporter
 from daedalus.oversight.steering import Steering
+from daedalus.store.integrity import ARTIFACTS_FIELD, relative_name
 from daedalus.store.run import RunStore
 
 KEEP_MODELS_TOP = 10  # fold models are kept for this many of the best trials (ensemble candidates)
@@ -121,7 +123,9 @@ class Search:
                                memory_mb=self.memory_mb)
         if result.status == "ok":
             outcome: TrialOutcome = result.value
-            self.store.save_oof(proposal.number, outcome.oof)
+            # The hashes of what this trial wrote (its worker hashed its fold models) go into its audit record.
+            artifacts = self.store.save_oof(proposal.number, outcome.oof)
+            artifacts.update(digests_in(self.store, self.store.trial_dir(proposal.number), outcome.artifacts))
             info = {"score": outcome.score, "fit_seconds": round(outcome.fit_seconds, 3),
                     "predict_seconds": round(outcome.predict_seconds, 3),
                     "fold_scores": list(outcome.fold_scores), "models_saved": outcome.models_saved,
@@ -131,7 +135,7 @@ class Search:
             self.designer.tell(proposal, outcome.score, status="ok", info=info)
             self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
                                     status="ok", score=outcome.score, metric=self.metric.name,
-                                    fit_seconds=info["fit_seconds"], **fair)
+                                    fit_seconds=info["fit_seconds"], **fair, **{ARTIFACTS_FIELD: artifacts})
             record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "",
                                  gap=fair.get("fairness_gap"), violation=violation(fair))
             self._after_success(record, outcome)
@@ -175,7 +179,7 @@ class Search:
         member = Member(trial=record.number, family=record.family, weight=1.0, files=tuple(f.name for f in files))
         spec = ModelSpec(kind="best-so-far", task=self.ctx.task, n_classes=self.ctx.n_classes,
                          members=(member,), validation_score=record.score)
-        write_model_dir(self.store.root / "best", spec, {f.name: f for f in files})
+        write_model_dir(self.store, self.store.root / "best", spec, {f.name: f for f in files})
         self.store.audit.append("best_model_saved", trial=record.number, family=record.family, score=record.score)
 
     def _report(self, running: str) -> None:
@@ -187,6 +191,11 @@ class Search:
             metric=self.metric.name,
             time_left=None if self.clock.seconds is None else max(0.0, self.clock.remaining),
             running=running))
+
+
+def digests_in(store: RunStore, directory: Path, hashes: dict[str, str]) -> dict[str, str]:
+    """A worker's {file name in ``directory``: SHA-256} as recorded names (paths inside the run)."""
+    return {relative_name(store.root, directory / name): digest for name, digest in hashes.items()}
 
 
 def load_records(study: optuna.Study) -> list[TrialRecord]:

@@ -28,6 +28,7 @@ from daedalus.data import prepare_target
 from daedalus.data.schema import Schema, Task
 from daedalus.ensembles.model import MODEL_FILE, ModelSpec
 from daedalus.evaluation.validation import make_plan
+from daedalus.store.run import RunStore
 
 TRIAL_DIR_DIGITS = 5  # trials/00003/oof.npy, as RunStore.trial_dir names them
 IMAGE_HOLDOUT_FILE = "holdout_predictions.npz"
@@ -61,6 +62,7 @@ def save_image_holdout(run_dir: Path, proba: np.ndarray, labels: np.ndarray, row
     np.savez(tmp, proba=np.asarray(proba, dtype=np.float64), labels=np.asarray(labels, dtype=np.int64),
              rows=np.asarray(rows, dtype=np.int64), trial=np.int64(trial), source=np.str_(source))
     tmp.replace(path)
+    RunStore(Path(run_dir)).record([path])  # evidence an approval gate may judge: trusted by its recorded hash
 
 
 def _image_predictions(run_dir: Path, info: dict[str, Any]) -> FinalPredictions | None:

@@ -71,6 +71,7 @@ def load_heldout_ensemble(store: RunStore, spec: ModelSpec, plan: ValidationPlan
     paths = [[store.trial_dir(m.trial) / f"fold_{j}.skops" for m in spec.members] for j in range(len(plan.folds))]
     if not all(p.exists() for fold in paths for p in fold):
         return None
+    store.check([p for fold in paths for p in fold], "load")
     folds = []
     for (_, val_rows), fold_paths in zip(plan.folds, paths, strict=True):
         members = []

@@ -27,6 +27,7 @@ import numpy as np
 
 from daedalus.errors import RunError
 from daedalus.store.audit import AuditLog
+from daedalus.store.integrity import check_files, digests, record_files
 
 RUN_FILE = "run.json"
 
@@ -76,7 +77,9 @@ class RunStore:
 
     # -- JSON records ----------------------------------------------------------------------------------------
     def write(self, name: str, obj: Any) -> None:
-        write_json_atomic(self.root / f"{name}.json", obj)
+        path = self.root / f"{name}.json"
+        write_json_atomic(path, obj)
+        self.record([path])
 
     def read(self, name: str, default: Any = None) -> Any:
         path = self.root / f"{name}.json"
@@ -112,13 +115,24 @@ class RunStore:
             return path.with_name(name + ".old")
         return path
 
+    # -- integrity (see store/integrity.py) -------------------------------------------------------------------
+    def record(self, files: list[Path], **fields: Any) -> None:
+        """Record the SHA-256 of files this process has just written in the audit log."""
+        record_files(self.audit, self.root, files, **fields)
+
+    def check(self, files: list[Path], purpose: str = "load") -> None:
+        """Refuse files that do not match the hash recorded when they were written (or the log is broken)."""
+        check_files(self.audit, self.root, files, purpose)
+
     # -- per-trial arrays ------------------------------------------------------------------------------------
-    def save_oof(self, number: int, oof: np.ndarray) -> None:
+    def save_oof(self, number: int, oof: np.ndarray) -> dict[str, str]:
+        """Save a trial's out-of-fold predictions; returns {recorded name: SHA-256} for the caller to record."""
         d = self.trial_dir(number)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / "oof.tmp.npy"
         np.save(tmp, oof, allow_pickle=False)
         os.replace(tmp, d / "oof.npy")
+        return digests(self.root, [d / "oof.npy"])
 
     def load_oof(self, number: int) -> np.ndarray | None:
         path = self.trial_dir(number) / "oof.npy"
