@@ -145,7 +145,7 @@ def test_an_approval_with_a_self_made_key_is_refused(run, rows, tmp_path):
     _one_line_refusal(run_cli("approve", run, "--by", "alice", "--reason", "ok", "--key", key), "not trusted for "
                       "reviewer 'alice'")
     # written with daedalus' own code, anchored and chained (the worst case): signed, but not by alice's key
-    AuditLog(run / "audit.jsonl").append(
+    AuditLog(run / "audit.jsonl").append_signed(
         "approval", lambda body: signing.sign(mallory, body), decision="approved", by="alice", reason="forged",
         model=_fingerprint(run), model_source="model", required_reviewers=1,
         public_key=signing.public_key_b64(mallory))

@@ -44,10 +44,11 @@ import pandas as pd
 
 from daedalus.errors import ConfigError, RunError
 from daedalus.evaluation.metrics import METRICS
-from daedalus.oversight.final_predictions import FinalPredictions, final_predictions
+from daedalus.oversight.final_predictions import IMAGE_HOLDOUT_FILE, FinalPredictions, final_predictions
 from daedalus.oversight.policy import DEFAULT_POLICY, POLICY_FILE, Policy, attached_policy, load_policy
 from daedalus.store import signing
 from daedalus.store.audit import signed_body, verify
+from daedalus.store.integrity import directory_files
 from daedalus.store.run import RunStore
 
 PREDICTION_FILES = ("schema.json",)  # run files a prediction reads besides the model directory
@@ -154,8 +155,19 @@ def _bound(gate: str, measured: float, limit: float, policy: Policy, what: str) 
 
 def _evidence(store: RunStore) -> FinalPredictions | None:
     """The final model's out-of-fold (image: held-out) predictions and their labels, rebuilt from the files the
-    build wrote for them, never from a score it wrote about itself."""
-    return final_predictions(store.root)
+    build wrote for them, never from a score it wrote about itself; each of those files must match the hash
+    recorded when it was written (``store/integrity.py``), or the gate is refused in one line naming it."""
+    evidence = final_predictions(store.root)  # plain arrays (no pickle): reading them runs nothing
+    if evidence is None:
+        return None
+    if store.read("run").get("kind") == "image":
+        files = [store.root / IMAGE_HOLDOUT_FILE, store.root / "run.json"]
+    else:
+        files = [store.data_path, store.root / "schema.json", store.root / "run.json",
+                 *(store.trial_dir(trial) / "oof.npy" for trial, _ in evidence.members),
+                 *directory_files(store.model_dir(evidence.source))]  # model.json: the members and weights
+    store.check(files, "judge the model for approval with")
+    return evidence
 
 
 def recomputed_score(store: RunStore) -> tuple[float | None, str]:
@@ -333,7 +345,7 @@ def approve(run_dir: Path, by: str, reason: str, extra: Policy | None = None, ke
             results.append(GateResult("reviewers", False, by, sorted(p.trusted_keys()), f"the key of {by} is not "
                                       "among the policy's [reviewers]", p.source))
     passed = all(r.passed for r in results)
-    store.audit.append("approval", signer, decision="approved" if passed else "refused", by=by, reason=reason,
+    store.audit.append_signed("approval", signer, decision="approved" if passed else "refused", by=by, reason=reason,
                        model=prediction_fingerprint(store, directory), model_source=source,
                        required_reviewers=max(p.reviewers for p in policies),
                        policies=[{"source": p.source, "sha256": p.sha256, "gates": p.gates()} for p in policies],
@@ -348,7 +360,7 @@ def reject(run_dir: Path, by: str, reason: str, key: str | Path | None = None) -
     store = RunStore.open(run_dir)
     public, signer = _signer(store, by, key)
     source, directory = usable_model_dir(store)
-    store.audit.append("rejection", signer, by=by, reason=reason, model=prediction_fingerprint(store, directory),
+    store.audit.append_signed("rejection", signer, by=by, reason=reason, model=prediction_fingerprint(store, directory),
                        model_source=source, os_user=_os_user(), public_key=public)
     return approval_state(store)
 

@@ -90,8 +90,16 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def append(self, event: str, signer: Callable[[bytes], str] | None = None, **fields: Any) -> dict[str, Any]:
-        """Append one record; ``signer`` (given the record's :func:`signed_body`) adds a ``signature``."""
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one record."""
+        return self._append(event, None, fields)
+
+    def append_signed(self, event: str, signer: Callable[[bytes], str], **fields: Any) -> dict[str, Any]:
+        """Append one record signed by ``signer`` (given the record's :func:`signed_body`, it returns the
+        ``signature``)."""
+        return self._append(event, signer, fields)
+
+    def _append(self, event: str, signer: Callable[[bytes], str] | None, fields: dict[str, Any]) -> dict[str, Any]:
         with open(self.path, "a+b") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file is closed, or the process dies
             tail = _restore(f, self.path, _tail(f))
