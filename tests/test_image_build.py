@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from daedalus.interfaces.cli import main
+from tests.conftest import reviewer_key
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,7 @@ def image_run(digits_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
                  "--final-epochs", "4", "--time", "300", "--max-params", "50000", "--designer", "evolution",
                  "--run", str(run), "--quiet", "--threads", "1"])
     assert code == 0
+    reviewer_key("tester")  # decisions are signed
     assert main(["approve", str(run), "--by", "tester", "--reason", "image test"]) == 0  # before predict
     return run
 
