@@ -87,6 +87,10 @@ def test_an_inflated_validation_score_does_not_pass_min_metric(run, tmp_path):
     policy = tmp_path / "deploy.toml"
     policy.write_text("[gates]\nmin_metric = 0.95\n")
     result = run_cli("approve", run, "--by", "alice", "--reason", "looks great", "--policy", policy)
+    _one_line_refusal(result, "model.json' does not match the SHA-256 recorded")  # store/integrity.py
+    # The worst case: the edited file's hash recorded as if the run had written it. The gate still recomputes.
+    RunStore.open(run).record([run / "model" / "model.json"])
+    result = run_cli("approve", run, "--by", "alice", "--reason", "looks great", "--policy", policy)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert f"NOT MET  min_metric: validation roc_auc {real:.5f}" in result.stdout
     assert "recomputed from" in result.stdout and "below the required 0.95" in result.stdout
