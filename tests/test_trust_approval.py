@@ -212,3 +212,51 @@ def _fingerprint(run: Path) -> str:
 
 def test_reviewer_key_helper_is_idempotent():
     assert reviewer_key("alice") == reviewer_key("alice")
+
+
+@pytest.fixture(scope="module")
+def pinned_run(trust_data, tmp_path_factory) -> Path:
+    """A run whose policy lists its one trusted reviewer's key: alice."""
+    root = tmp_path_factory.mktemp("pinned")
+    policy = root / "pinned.toml"
+    policy.write_text(f'[reviewers]\nalice = "{signing.public_key_b64(_private(reviewer_key("alice")))}"\n')
+    result = run_cli("build", trust_data, "--target", "label", "--trials", "2", "--families", "linear",
+                     "--threads", "1", "--no-explain", "--quiet", "--policy", policy, "--run", root / "run")
+    assert result.returncode == 0, result.stderr
+    return root / "run"
+
+
+def _private(path: Path) -> Ed25519PrivateKey:
+    return signing.load_private_key(path)
+
+
+def test_a_run_policy_that_lists_its_reviewers_trusts_no_other_key(pinned_run, tmp_path, rows, reviewers):
+    run = Path(shutil.copytree(pinned_run, tmp_path / "pinned"))
+    # bob's key is trusted on this machine, but not by the run's policy
+    _one_line_refusal(run_cli("approve", run, "--by", "bob", "--reason", "ok"),
+                      "not trusted for reviewer 'bob' in the run policy's [reviewers]")
+    bob = _private(reviewers["bob"])
+    AuditLog(run / "audit.jsonl").append_signed(
+        "approval", lambda body: signing.sign(bob, body), decision="approved", by="bob", reason="around the CLI",
+        model=_fingerprint(run), model_source="model", required_reviewers=1, public_key=signing.public_key_b64(bob))
+    _one_line_refusal(run_cli("predict", run, rows), "not approved")
+    assert run_cli("approve", run, "--by", "alice", "--reason", "ok").returncode == 0
+    assert run_cli("predict", run, rows).returncode == 0
+
+
+def test_a_rejection_signed_by_an_untrusted_key_is_recorded_and_counts(run, rows, tmp_path):
+    assert run_cli("approve", run, "--by", "alice", "--reason", "ok").returncode == 0
+    outsider = Ed25519PrivateKey.generate()
+    from cryptography.hazmat.primitives import serialization
+
+    key = tmp_path / "outsider.key"
+    key.write_bytes(outsider.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    assert run_cli("reject", run, "--by", "outsider", "--reason", "saw a leak", "--key", key).returncode == 0
+    _one_line_refusal(run_cli("predict", run, rows), "not approved", "rejected by outsider")
+    verified = run_cli("audit", run, "--verify")
+    assert verified.returncode == 1 and "not trusted for reviewer 'outsider'; it still counts" in verified.stdout
+
+
+def test_keys_new_refuses_a_name_that_cannot_name_a_file():
+    _one_line_refusal(run_cli("keys", "new", "../alice"), "cannot name a key")

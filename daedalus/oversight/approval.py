@@ -122,7 +122,8 @@ def attach_policy(store: RunStore, path: str | Path) -> Policy:
     policy = load_policy(path)
     (store.root / POLICY_FILE).write_text(Path(path).read_text(encoding="utf-8"), encoding="utf-8")
     store.audit.append("policy_attached", source=policy.source, sha256=policy.sha256, gates=policy.gates(),
-                       reviewers=policy.reviewers, intended_use=policy.intended_use)
+                       reviewers=policy.reviewers, reviewer_keys=policy.trusted_keys(),
+                       intended_use=policy.intended_use)
     return policy
 
 
@@ -295,9 +296,10 @@ def decision_problems(store: RunStore) -> list[str]:
     return out
 
 
-def _signer(store: RunStore, by: str, key: str | Path | None) -> tuple[str, Any]:
+def _signer(store: RunStore, by: str, key: str | Path | None, trusted_only: bool = True) -> tuple[str, Any]:
     """The reviewer's key (``--key``, else theirs in the data directory), checked as trusted for ``by`` on this
-    run before anything is recorded. Returns (public key, a signing function)."""
+    run before anything is recorded (unless not ``trusted_only``: a rejection counts whoever signed it).
+    Returns (public key, a signing function)."""
     if key is None:
         path = signing.key_path(signing.check_name(by))
         if not path.exists():
@@ -307,7 +309,7 @@ def _signer(store: RunStore, by: str, key: str | Path | None) -> tuple[str, Any]
         path = Path(key)
     private = signing.load_private_key(path)
     public = signing.public_key_b64(private)
-    if trusted_reviewer_keys(store).get(by) != public:
+    if trusted_only and trusted_reviewer_keys(store).get(by) != public:
         where = "the run policy's [reviewers]" if run_policy(store).trusted_keys() else "this machine's trusted keys"
         raise ConfigError(f"the key {path} is not trusted for reviewer '{by}' in {where}; use {by}'s own key, or "
                           f"have its public key ({public}) listed there")
@@ -354,11 +356,11 @@ def approve(run_dir: Path, by: str, reason: str, extra: Policy | None = None, ke
 
 
 def reject(run_dir: Path, by: str, reason: str, key: str | Path | None = None) -> ApprovalState:
-    """Record a signed rejection: it cancels the model's approvals so far (allowed even on a broken log: it
-    only makes things stricter)."""
+    """Record a signed rejection: it cancels the model's approvals so far (allowed even on a broken log, an
+    edited policy or an untrusted key: it only makes things stricter; ``audit --verify`` reports the latter)."""
     _who(by, reason)
     store = RunStore.open(run_dir)
-    public, signer = _signer(store, by, key)
+    public, signer = _signer(store, by, key, trusted_only=False)
     source, directory = usable_model_dir(store)
     store.audit.append_signed("rejection", signer, by=by, reason=reason, model=prediction_fingerprint(store, directory),
                        model_source=source, os_user=_os_user(), public_key=public)
