@@ -108,11 +108,12 @@ class AuditLog:
             if signer is not None:
                 record["signature"] = signer(signed_body(record))
             record["hash"] = record_hash(record)
-            genesis = tail.genesis or record["hash"]
-            with _anchor_lock(genesis):  # the anchor first: a kill before the log line is restored from it
-                heads = _read_anchor(genesis)
-                if tail.seq == 0 or _trusted_head(heads, _location(self.path), tail):
-                    _write_anchor(genesis, self.path, record, heads)
+            genesis = record["hash"] if tail.seq == 0 else tail.genesis
+            if genesis is not None:
+                with _anchor_lock(genesis):  # the anchor first: a kill before the log line is restored from it
+                    heads = _read_anchor(genesis)
+                    if tail.seq == 0 or _trusted_head(heads, _location(self.path), tail):
+                        _write_anchor(genesis, self.path, record, heads)
             _write_line(f, record)
         return record
 
@@ -144,8 +145,11 @@ def _tail(f: BinaryIO) -> _Tail:
     f.seek(start)
     last = json.loads(f.read(end - start))
     f.seek(0)
-    first = json.loads(f.readline())
-    return _Tail(int(last["seq"]) + 1, str(last["hash"]), str(first["hash"]))
+    try:
+        genesis: str | None = str(json.loads(f.readline())["hash"])
+    except (ValueError, KeyError, TypeError):  # a mangled first record: no anchor is ever moved for this log
+        genesis = None
+    return _Tail(int(last["seq"]) + 1, str(last["hash"]), genesis)
 
 
 def _last_newline_before(f: BinaryIO, pos: int) -> int:
