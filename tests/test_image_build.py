@@ -74,6 +74,19 @@ def test_predict_reads_raw_pixel_rows(image_run: Path, digits_csv: Path, tmp_pat
     np.testing.assert_allclose(pred.filter(like="proba_").sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_the_metric_gate_recomputes_an_image_runs_accuracy_from_its_held_out_images(
+        image_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    run = Path(shutil.copytree(image_run, tmp_path / "run"))
+    policy = tmp_path / "strict.toml"
+    policy.write_text("[gates]\nmin_metric = 0.9999\n")
+    capsys.readouterr()
+    assert main(["approve", str(run), "--by", "tester", "--reason", "strict", "--policy", str(policy)]) == 1
+    out = capsys.readouterr().out
+    assert "NOT MET  min_metric: validation accuracy" in out and "held-out images" in out
+
+
 def test_the_model_card_reports_the_network_and_its_held_out_classes(image_run: Path, digits_csv: Path,
                                                                       tmp_path: Path) -> None:
     card = json.loads((image_run / "model_card.json").read_text())
