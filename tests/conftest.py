@@ -21,6 +21,37 @@ def run_cli(*args, timeout=300, cwd=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def daedalus_home(tmp_path_factory):
+    """The whole session's data directory (anchors, keys, trusted keys): never the real home. Set in os.environ,
+    so that every subprocess (run_cli) inherits it."""
+    home = tmp_path_factory.mktemp("daedalus-home")
+    old = os.environ.get("DAEDALUS_HOME")
+    os.environ["DAEDALUS_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("DAEDALUS_HOME", None)
+    else:
+        os.environ["DAEDALUS_HOME"] = old
+
+
+def reviewer_key(name: str) -> Path:
+    """Reviewer ``name``'s signing key in the session's data directory, made on first use (as 'daedalus keys
+    new NAME' would), so that tests can approve and reject."""
+    from daedalus.store.signing import key_path, new_key
+
+    path = key_path(name)
+    if not path.exists():
+        new_key(name)
+    return path
+
+
+@pytest.fixture
+def reviewers():
+    """Keys for the reviewers the tests name."""
+    return {name: reviewer_key(name) for name in ("alice", "bob", "carol", "dave", "erin", "tester")}
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import DEMO, DEMO_TARGET, run_cli
+from tests.conftest import DEMO, DEMO_TARGET, reviewer_key, run_cli
 
 pytestmark = pytest.mark.slow
 FAST = "linear,lightgbm,random_forest,knn"
@@ -26,6 +26,7 @@ def demo_run(tmp_path_factory):
                      "--run", run, "--quiet", "--threads", "1")
     assert result.returncode == 0, result.stderr
     # A model is used only once a reviewer approved it (no policy: one approval, no other gate).
+    reviewer_key("tester")  # decisions are signed: the reviewer's key, as 'daedalus keys new tester' makes it
     approval = run_cli("approve", run, "--by", "tester", "--reason", "end-to-end test")
     assert approval.returncode == 0, approval.stdout + approval.stderr
     return run

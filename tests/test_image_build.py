@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from daedalus.interfaces.cli import main
+from tests.conftest import reviewer_key
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,7 @@ def image_run(digits_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
                  "--final-epochs", "4", "--time", "300", "--max-params", "50000", "--designer", "evolution",
                  "--run", str(run), "--quiet", "--threads", "1"])
     assert code == 0
+    reviewer_key("tester")  # decisions are signed
     assert main(["approve", str(run), "--by", "tester", "--reason", "image test"]) == 0  # before predict
     return run
 
@@ -70,6 +72,19 @@ def test_predict_reads_raw_pixel_rows(image_run: Path, digits_csv: Path, tmp_pat
     assert list(pred.columns[:2]) == ["prediction", "proba_0"]
     assert (pred["prediction"] == truth).mean() > 0.5  # chance is 0.1
     np.testing.assert_allclose(pred.filter(like="proba_").sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_metric_gate_recomputes_an_image_runs_accuracy_from_its_held_out_images(
+        image_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    run = Path(shutil.copytree(image_run, tmp_path / "run"))
+    policy = tmp_path / "strict.toml"
+    policy.write_text("[gates]\nmin_metric = 0.9999\n")
+    capsys.readouterr()
+    assert main(["approve", str(run), "--by", "tester", "--reason", "strict", "--policy", str(policy)]) == 1
+    out = capsys.readouterr().out
+    assert "NOT MET  min_metric: validation accuracy" in out and "held-out images" in out
 
 
 def test_the_model_card_reports_the_network_and_its_held_out_classes(image_run: Path, digits_csv: Path,

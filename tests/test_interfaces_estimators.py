@@ -9,6 +9,7 @@ from sklearn.utils.estimator_checks import check_estimator
 import daedalus
 from daedalus import AutoClassifier, AutoRegressor
 from daedalus.oversight.approval import approve
+from tests.conftest import reviewer_key
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +27,7 @@ def test_classifier_fit_predict_and_reload(tmp_path):
     assert set(model.predict(X)) <= {"benign", "malignant"}
     assert model.score(X, y) > 0.9
     assert {"trial", "family", "score", "status"} <= set(model.leaderboard_.columns)
+    reviewer_key("tester")  # decisions are signed
     approve(tmp_path / "r", "tester", "reloaded for use: the approval gate applies (tests/test_oversight_load_gate.py)")
     again = daedalus.load(tmp_path / "r")
     assert isinstance(again, AutoClassifier)

@@ -174,7 +174,12 @@ def test_build_writes_explanations_and_explain_cli_sums_to_the_prediction(plante
 
     rows = planted_frame(300).drop(columns="y").head(4)
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    assert main(["explain", str(run), str(tmp_path / "rows.csv"), "--json"]) == 0
+    # explain runs the model as predict does, behind the approval gate: a peek at an unapproved model is recorded
+    # in the audit log, so it goes to a copy of the shared run
+    import shutil
+
+    run = Path(shutil.copytree(planted_run, tmp_path / "run"))
+    assert main(["explain", str(run), str(tmp_path / "rows.csv"), "--json", "--unapproved"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["output"] == "the probability of class 'yes'"
     assert len(record["rows"]) == 4
@@ -184,7 +189,7 @@ def test_build_writes_explanations_and_explain_cli_sums_to_the_prediction(plante
         assert set(row["contributions"]) == {"signal", "noise", "color", "day"}
 
     out = tmp_path / "contributions.csv"
-    text = cli("explain", run, tmp_path / "rows.csv", "--out", out, "--top", "2")
+    text = cli("explain", run, tmp_path / "rows.csv", "--out", out, "--top", "2", "--unapproved")
     assert text.returncode == 0, text.stderr
     assert "row 3: prediction" in text.stdout and "signal" in text.stdout
     table = pd.read_csv(out)

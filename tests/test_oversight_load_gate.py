@@ -89,7 +89,7 @@ def test_unapproved_true_loads_and_is_recorded(killed_run, rows, tmp_path):
     assert run_cli("audit", run, "--verify").returncode == 0
 
 
-def test_an_approved_model_loads_without_a_trace_of_unapproved_use(killed_run, rows, tmp_path):
+def test_an_approved_model_loads_without_a_trace_of_unapproved_use(killed_run, rows, tmp_path, reviewers):
     run = _copy(killed_run, tmp_path)
     passed, _, state = approve(run, "alice", "reviewed the model card")
     assert passed and state.approved
@@ -98,7 +98,7 @@ def test_an_approved_model_loads_without_a_trace_of_unapproved_use(killed_run, r
     assert not [r for r in _records(run) if r["event"] == "unapproved_use"]
 
 
-def test_a_model_changed_by_resume_needs_approving_again(killed_run, tmp_path):
+def test_a_model_changed_by_resume_needs_approving_again(killed_run, tmp_path, reviewers):
     run = _copy(killed_run, tmp_path)
     approve(run, "alice", "the best model so far will do")
     daedalus.load(run)

@@ -208,7 +208,7 @@ def test_damaged_inputs_are_named_not_hidden(binary_run: Path, tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_approval_and_its_record_are_shown(binary_run: Path, tmp_path: Path) -> None:
+def test_approval_and_its_record_are_shown(binary_run: Path, tmp_path: Path, reviewers: dict) -> None:
     run = tmp_path / "run"
     shutil.copytree(binary_run, run)
     assert "the model is NOT approved for use" in render(load_run(run))

@@ -1,6 +1,12 @@
 import json
+import shutil
+import signal
+import subprocess
+import sys
 
-from daedalus.store.audit import AuditLog, verify
+import pytest
+
+from daedalus.store.audit import GENESIS, AuditLog, record_hash, verify
 
 
 def _log(tmp_path, n=5):
@@ -92,9 +98,120 @@ def test_a_log_opened_elsewhere_continues_after_appends_from_another_handle(tmp_
     assert verify(path).ok and [r["seq"] for r in first.records()] == [0, 1, 2, 3, 4]
 
 
-def test_verify_reports_the_last_hash_so_that_a_cut_tail_can_be_noticed(tmp_path):
+def test_verify_reports_the_last_hash(tmp_path):
     path = _log(tmp_path, 4)
-    head = verify(path).last_hash
-    assert head == json.loads(_lines(path)[-1])["hash"]
-    path.write_text("\n".join(_lines(path)[:-1]) + "\n")  # the last record removed: the chain itself is intact
-    assert verify(path).ok and verify(path).last_hash != head
+    assert verify(path).last_hash == json.loads(_lines(path)[-1])["hash"]
+
+
+# -- the anchor (DATA_HOME/anchors, out of an attacker's reach) -------------------------------------------------
+def _rechain(records):
+    """What an attacker who can write the run directory can do: recompute every prev and hash."""
+    prev = GENESIS
+    for seq, rec in enumerate(records):
+        rec["seq"], rec["prev"] = seq, prev
+        rec["hash"] = record_hash(rec)
+        prev = rec["hash"]
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
+
+def test_a_rehashed_edit_passes_the_chain_but_not_the_anchor(tmp_path):
+    path = _log(tmp_path)
+    records = [json.loads(line) for line in _lines(path)]
+    records[2]["score"] = 0.99
+    path.write_text(_rechain(records))
+    result = verify(path)
+    assert not result.ok and "rewritten" in result.reason and result.first_bad == 5
+
+
+def test_a_chain_rewritten_from_the_start_has_no_anchor(tmp_path):
+    path = _log(tmp_path)
+    records = [json.loads(line) for line in _lines(path)]
+    records[0]["time"] += 1  # a new first record: a new genesis hash
+    path.write_text(_rechain(records))
+    result = verify(path)
+    assert not result.ok and "rewritten from the start" in result.reason and result.first_bad == 1
+
+
+def test_a_run_from_another_machine_is_told_how_to_proceed(tmp_path, monkeypatch):
+    path = _log(tmp_path)
+    monkeypatch.setenv("DAEDALUS_HOME", str(tmp_path / "other-machine"))
+    result = verify(path)
+    assert not result.ok and "made on another machine" in result.reason and "copy that anchor file" in result.reason
+
+
+def test_a_forged_record_appended_by_hand_is_refused(tmp_path):
+    path = _log(tmp_path)
+    records = [json.loads(line) for line in _lines(path)]
+    forged = {"seq": 5, "time": records[-1]["time"] + 1, "event": "approval", "decision": "approved", "by": "mallory",
+              "prev": records[-1]["hash"]}
+    forged["hash"] = record_hash(forged)
+    with open(path, "a") as f:
+        f.write(json.dumps(forged, sort_keys=True) + "\n")
+    result = verify(path)
+    assert not result.ok and "appended without daedalus anchoring" in result.reason and result.first_bad == 6
+
+
+def test_a_cut_tail_is_refused_and_a_later_append_does_not_launder_it(tmp_path):
+    path = _log(tmp_path, 5)
+    path.write_text("\n".join(_lines(path)[:-2]) + "\n")  # two records removed: the chain itself is intact
+    result = verify(path)
+    assert not result.ok and "cut off the end" in result.reason
+    AuditLog(path).append("reject")  # a daedalus command run on the cut log: it must not move the anchor
+    assert not verify(path).ok
+
+
+def test_one_record_cut_is_restored_from_the_anchor(tmp_path):
+    path = _log(tmp_path, 5)
+    whole = path.read_text()
+    path.write_text("\n".join(_lines(path)[:-1]) + "\n")  # the anchor holds the last record in full
+    assert verify(path).ok and path.read_text() == whole
+
+
+def test_a_copy_verifies_and_each_copy_keeps_its_own_head(tmp_path):
+    (tmp_path / "a").mkdir()
+    path = _log(tmp_path / "a", 3)
+    (tmp_path / "b").mkdir()
+    copy = tmp_path / "b" / "audit.jsonl"
+    shutil.copy(path, copy)
+    assert verify(copy).ok
+    AuditLog(path).append("approval_a")
+    AuditLog(copy).append("approval_b")
+    assert verify(path).ok and verify(copy).ok
+    path.write_text(copy.read_text())  # the original swapped for the copy's diverged log
+    assert not verify(path).ok
+    (tmp_path / "c").mkdir()
+    late = tmp_path / "c" / "audit.jsonl"
+    late.write_text("".join(line + "\n" for line in _lines(copy)[:2]))  # a copy's copy, cut short
+    assert verify(late).ok  # its head is a record of an anchored log ...
+    records = [json.loads(line) for line in _lines(copy)]
+    records[3]["event"] = "approval_forged"
+    late.write_text(_rechain(records))
+    assert not verify(late).ok  # ... a rehashed record is in no anchored log
+
+
+_KILL_BEFORE_THE_LOG_LINE = """
+import os, signal, sys
+from daedalus.store import audit
+def dying(f, record):
+    if sys.argv[2] == "torn":
+        f.write(b'{"seq": ' + str(record["seq"]).encode() + b', "event": "half')
+        f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+audit._write_line = dying
+audit.AuditLog(sys.argv[1]).append("approval", decision="approved", by="alice")
+"""
+
+
+@pytest.mark.parametrize("torn", ["clean", "torn"])
+@pytest.mark.parametrize("repair", ["verify", "append"])
+def test_a_kill_between_anchor_and_log_is_restored_from_the_anchor(tmp_path, torn, repair):
+    path = _log(tmp_path, 3)
+    done = subprocess.run([sys.executable, "-c", _KILL_BEFORE_THE_LOG_LINE, str(path), torn], timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    assert len(_lines(path)) == 3 + (torn == "torn")  # the record is in the anchor, not (whole) in the log
+    if repair == "append":
+        AuditLog(path).append("resumed")
+    result = verify(path)
+    assert result.ok, result.reason
+    events = [r["event"] for r in AuditLog(path).records()]
+    assert events[3] == "approval" and len(events) == 4 + (repair == "append")

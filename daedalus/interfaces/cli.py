@@ -165,7 +165,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 # Commands kept in modules of their own (``cmd_*.py``): each has ``register(sub)``, which adds its parsers and
 # returns {command name: handler}. Their heavy imports stay inside the handlers, as here.
-EXTENSIONS = ("explain", "report", "gate", "steer", "fairness")
+EXTENSIONS = ("explain", "report", "gate", "steer", "fairness", "keys")
 
 
 def _extension_modules() -> list[Any]:
@@ -373,8 +373,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from daedalus.errors import RunError
     from daedalus.store.audit import verify
 
-    # Read the file directly: opening the run store would open the log for appending, which trims a torn last
-    # line, and a verification must not change what it verifies.
+    # Read the file directly; only verify() writes, under the log's lock: it cuts a torn last line and restores
+    # a record the anchor holds one step ahead (a writer killed between the two writes).
     path = args.run_dir / "audit.jsonl"
     if not (args.run_dir / "run.json").exists() or not path.exists():
         raise RunError(f"'{args.run_dir}' is not a Daedalus run with an audit log (no audit.jsonl); "
@@ -390,12 +390,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"{record.get('seq', '?'):>5}  {record.get('event', '?'):<18} {json.dumps(extra, default=str)[:160]}")
         return 0
     result = verify(path)
-    if result.ok:
-        print(f"audit log intact: {result.n_records} records, hash chain verified ({path})")
-        print(f"last hash {result.last_hash} (a copy kept elsewhere shows records cut off the end)")
-        return 0
-    print(f"audit log broken at record {result.first_bad} of {path}: {result.reason}")
-    return 1
+    if not result.ok:
+        print(f"audit log broken at record {result.first_bad} of {path}: {result.reason}")
+        return 1
+    from daedalus.oversight.approval import decision_problems
+    from daedalus.store.run import RunStore
+
+    print(f"audit log intact: {result.n_records} records, hash chain verified, {result.reason} ({path})")
+    print(f"last hash {result.last_hash}")
+    problems = decision_problems(RunStore.open(args.run_dir))
+    for problem in problems:
+        print(f"decision not signed by a trusted key: {problem}")
+    if not problems:
+        print("every approval and rejection is signed by a key trusted for its reviewer")
+    return 1 if problems else 0
 
 
 def cmd_nas_bench(args: argparse.Namespace) -> int:

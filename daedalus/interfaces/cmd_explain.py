@@ -1,6 +1,10 @@
 """``daedalus`` subcommands for explanations and model cards; see ``cli.EXTENSIONS``.
 
-    daedalus explain RUN rows.csv [--out FILE] [--json] [--top N] [--max-rows N]
+    daedalus explain RUN rows.csv [--out FILE] [--json] [--top N] [--max-rows N] [--unapproved]
+
+``explain`` runs the model as ``predict`` does, so it goes through the same approval gate: an unapproved model
+is refused unless ``--unapproved``, and that use is recorded in the audit log (``unapproved_use``, use
+``explain``).
     daedalus card RUN [--out DIR]
 """
 
@@ -27,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     p.add_argument("--top", type=int, default=10, metavar="N", help="contributions printed per row (default 10)")
     p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
                    help=f"refuse files with more rows than this (default {DEFAULT_MAX_ROWS}; cost grows per row)")
+    p.add_argument("--unapproved", action="store_true",
+                   help="explain with a model that is not approved ('daedalus approve'); recorded in the audit log")
     p = sub.add_parser("card", help="write the run's model card (model_card.md and model_card.json)")
     p.add_argument("run_dir", type=Path, metavar="RUN")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="directory to write to (default: RUN)")
@@ -51,6 +57,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from daedalus.data.schema import Schema
     from daedalus.ensembles.predictor import Predictor
     from daedalus.errors import DataError, RunError
+    from daedalus.oversight.approval import authorize_use
     from daedalus.oversight.shap_values import BACKGROUND_ROWS, explain_rows
     from daedalus.store.run import RunStore
 
@@ -64,6 +71,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ConfigError(f"'{args.data}' has {len(rows)} rows, more than --max-rows {args.max_rows}; explain "
                           "fewer rows at a time or raise --max-rows")
     prepare_features(rows, Schema.from_dict(store.read("schema")))  # a missing column: one line, before loading
+    warning = authorize_use(args.run_dir, args.unapproved, args.data, use="explain")  # the gate, as for predict
+    if warning:
+        print(warning, file=sys.stderr)
     predictor = Predictor.load(args.run_dir)
     if not isinstance(predictor, Predictor):
         raise RunError(f"'{args.run_dir}' holds a network; explain works on table runs (build from a table)")

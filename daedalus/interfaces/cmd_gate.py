@@ -1,7 +1,11 @@
 """``daedalus approve`` and ``daedalus reject``: the human approval gate (see ``oversight/approval.py``).
 
-    daedalus approve RUN --by NAME --reason TEXT [--policy FILE]
-    daedalus reject RUN --by NAME --reason TEXT
+    daedalus approve RUN --by NAME --reason TEXT [--policy FILE] [--key FILE]
+    daedalus reject RUN --by NAME --reason TEXT [--key FILE]
+
+Each decision is signed with the reviewer's Ed25519 key: ``--key FILE``, else the key ``daedalus keys new NAME``
+made for ``--by NAME`` in the data directory. The key must be trusted for that name (the run policy's
+``[reviewers]``, else this machine's trusted keys), or nothing is recorded.
 
 Exit status of ``approve``: 0 when the approval is recorded, 1 when a gate is not met (the refusal is recorded,
 and each unmet gate is named with its measured and required values), 2 for a user mistake (no such run, a bad
@@ -33,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
 def _add_decision_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", required=True, metavar="NAME", help="the reviewer's name")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why, in the reviewer's words")
+    p.add_argument("--key", default=None, metavar="FILE",
+                   help="the reviewer's private key that signs the decision (default: the data directory's "
+                        "key of --by NAME, made by 'daedalus keys new NAME')")
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -40,7 +47,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     from daedalus.oversight.policy import load_policy
 
     extra = load_policy(args.policy) if args.policy else None
-    passed, gates, state = approve(args.run_dir, args.by, args.reason, extra)
+    passed, gates, state = approve(args.run_dir, args.by, args.reason, extra, args.key)
     for gate in gates:
         print(f"{'met    ' if gate.passed else 'NOT MET'}  {gate.gate}: {gate.message}  [{gate.policy}]")
     if not gates:
@@ -59,6 +66,6 @@ def cmd_approve(args: argparse.Namespace) -> int:
 def cmd_reject(args: argparse.Namespace) -> int:
     from daedalus.oversight.approval import reject
 
-    state = reject(args.run_dir, args.by, args.reason)
+    state = reject(args.run_dir, args.by, args.reason, args.key)
     print(f"rejection by {args.by} recorded; the model is not approved for use ({state.summary})")
     return 0

@@ -11,9 +11,13 @@
     max_model_mb = 200         # size of the model directory on disk, in megabytes (10^6 bytes)
     reviewers = 2              # approvals by distinct reviewers needed before the model may be used
 
+    [reviewers]                # optional: the only keys whose signed approvals count for a run with this policy
+    alice = "base64 Ed25519 public key"   # as 'daedalus keys new alice' prints it
+
 Every gate is optional; ``reviewers`` defaults to 1 and must be at least 1, since a human approval stands before
 any model is used. A run without a policy is held to :data:`DEFAULT_POLICY`: one approval, no other gate.
-Unknown keys and wrong types are refused, so a typo cannot silently switch a gate off.
+Unknown keys and wrong types are refused, so a typo cannot silently switch a gate off. Without a ``[reviewers]``
+table, the keys trusted on the machine (``daedalus keys list``) count; with one, only the keys it lists.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ from typing import Any
 
 from daedalus.errors import ConfigError
 from daedalus.evaluation.metrics import METRICS
+from daedalus.store.signing import KEY_NAME, parse_public_key
 
 POLICY_FILE = "policy.toml"  # the copy attached to a run by 'build --policy'
 
 _NUMBER_GATES = ("min_metric", "max_metric", "max_fairness_gap", "max_latency_ms", "max_model_mb")
 _GATE_KEYS = (*_NUMBER_GATES, "metric", "reviewers")
-_TOP_KEYS = ("gates", "intended_use")
+_TOP_KEYS = ("gates", "intended_use", "reviewers")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,11 @@ class Policy:
     intended_use: str | None = None
     source: str = "default (no policy file)"  # where the policy came from, for messages and the audit log
     sha256: str | None = None  # of the file's bytes
+    reviewer_keys: tuple[tuple[str, str], ...] = ()  # [reviewers]: (name, base64 public key)
+
+    def trusted_keys(self) -> dict[str, str]:
+        """The reviewer keys the policy lists, by name (empty: the machine's trusted keys apply)."""
+        return dict(self.reviewer_keys)
 
     def gates(self) -> dict[str, Any]:
         """The gates that are set, by name."""
@@ -85,8 +95,27 @@ def parse_policy(text: str, source: str) -> Policy:
     intended_use = doc.get("intended_use")
     if intended_use is not None and not isinstance(intended_use, str):
         raise ConfigError(f"policy {source}: intended_use must be a string, got {intended_use!r}")
-    return Policy(**values, intended_use=intended_use, source=source,
+    return Policy(**values, intended_use=intended_use, source=source, reviewer_keys=_reviewer_keys(doc, source),
                   sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def _reviewer_keys(doc: dict[str, Any], source: str) -> tuple[tuple[str, str], ...]:
+    table = doc.get("reviewers", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"policy {source}: 'reviewers' must be a table ([reviewers], NAME = \"BASE64 KEY\"); "
+                          "fix the file")
+    keys = []
+    for name, value in table.items():
+        if not KEY_NAME.match(name):
+            raise ConfigError(f"policy {source}: [reviewers] name {name!r} is not a reviewer name (letters, digits, "
+                              "'.', '_', '-'); fix the file")
+        try:
+            parse_public_key(value if isinstance(value, str) else "")
+        except ValueError as exc:
+            raise ConfigError(f"policy {source}: [reviewers] {name} must be a base64 Ed25519 public key as "
+                              f"'daedalus keys list' prints it, got {value!r} ({exc})") from None
+        keys.append((name, value))
+    return tuple(sorted(keys))
 
 
 def load_policy(path: str | Path) -> Policy:

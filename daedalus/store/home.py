@@ -1,0 +1,24 @@
+"""The user's Daedalus data directory: what must live outside any run directory.
+
+It holds the audit logs' anchors (``anchors/``), the reviewers' private keys (``keys/``) and the locally
+trusted public keys (``trusted_keys.toml``). Under the threat model of ``store/audit.py`` someone who can write
+a run directory cannot write here, which is why the anchors and keys live here and not in the run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "DAEDALUS_HOME"
+
+
+def data_home() -> Path:
+    """``$DAEDALUS_HOME``, else ``$XDG_DATA_HOME/daedalus``, else ``~/.local/share/daedalus`` (not created here)."""
+    explicit = os.environ.get(HOME_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "daedalus"
+    return Path.home() / ".local" / "share" / "daedalus"
