@@ -174,19 +174,25 @@ def test_a_copy_verifies_and_each_copy_keeps_its_own_head(tmp_path):
     copy = tmp_path / "b" / "audit.jsonl"
     shutil.copy(path, copy)
     assert verify(copy).ok
+    AuditLog(copy).append("approval_b")  # the copy forks from the anchored head: its own head from now on
     AuditLog(path).append("approval_a")
-    AuditLog(copy).append("approval_b")
     assert verify(path).ok and verify(copy).ok
+    (tmp_path / "d").mkdir()
+    stale = tmp_path / "d" / "audit.jsonl"
+    stale.write_text("".join(line + "\n" for line in _lines(path)[:-1]))  # a copy from before approval_a
+    assert not verify(stale).ok  # a stale fork: its head is no longer anchored anywhere
     path.write_text(copy.read_text())  # the original swapped for the copy's diverged log
     assert not verify(path).ok
     (tmp_path / "c").mkdir()
     late = tmp_path / "c" / "audit.jsonl"
-    late.write_text("".join(line + "\n" for line in _lines(copy)[:2]))  # a copy's copy, cut short
-    assert verify(late).ok  # its head is a record of an anchored log ...
+    late.write_text(copy.read_text())  # a copy's copy, at an anchored head: verifies ...
+    assert verify(late).ok
+    late.write_text("".join(line + "\n" for line in _lines(copy)[:-1]))  # ... cut back by one (a rejection, say)
+    assert not verify(late).ok  # an earlier record is no anchored head: cutting must not make a valid copy
     records = [json.loads(line) for line in _lines(copy)]
     records[3]["event"] = "approval_forged"
     late.write_text(_rechain(records))
-    assert not verify(late).ok  # ... a rehashed record is in no anchored log
+    assert not verify(late).ok  # a rehashed record is in no anchored log
 
 
 _KILL_BEFORE_THE_LOG_LINE = """

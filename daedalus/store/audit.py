@@ -15,7 +15,8 @@ edited record, rewrite the whole chain or append a record of their own. Two defe
   :func:`verify` fails when no anchor exists for the chain's first record (the log was rewritten from the start,
   or the run was made on another machine), or when the log's head is not the anchored head (records appended,
   cut or rewritten behind the writer's back). A copy of a run (``cp -r``) verifies as long as its head is a head
-  anchored for its chain; its own appends are anchored under its own path from then on. An append never
+  anchored for its chain (not merely a record below one: a copy cut back to before a rejection must not
+  verify); its own appends are anchored under its own path from then on. An append never
   moves an anchor to a head it does not already trust, so a ``daedalus`` command run on a tampered log cannot
   launder it.
 - **Signatures** (``store/signing.py``): approvals and rejections are signed with the reviewer's Ed25519 key over
@@ -215,22 +216,14 @@ def _trusted_head(heads: dict[str, Any] | None, location: str, tail: _Tail) -> b
 
 
 def _in_anchored_log(heads: dict[str, Any], seq: int, wanted: str) -> bool:
-    """Whether record ``seq`` with hash ``wanted`` is part of the chain as anchored: some anchored head, or a
-    record below the anchored head of a log whose chain up to that head is intact (the copy was made before
-    its original went on)."""
-    if any(h["hash"] == wanted for h in heads.values()):
-        return True
-    for location, head in heads.items():
-        try:
-            lines = Path(location).read_text(encoding="utf-8").splitlines()
-            records = [json.loads(line) for line in lines[: int(head["seq"]) + 1]]
-        except (OSError, ValueError):
-            continue
-        if (_broken(records) is None and len(records) == int(head["seq"]) + 1
-                and records[-1]["hash"] == head["hash"] and 0 <= seq < len(records)
-                and records[seq]["hash"] == wanted):
-            return True
-    return False
+    """Whether record ``seq`` with hash ``wanted`` is an anchored head of its chain (at any location).
+
+    Only heads count, never a record below one: a copy cut back to an earlier record (to drop a rejection
+    after an approval, say) must not verify, and cutting is all it would take. So a copy verifies while its
+    head is the head its original (or another copy) has anchored; once the original moves on, an untouched
+    older copy is a stale fork and says so. ``seq`` is kept for the message's sake by the callers."""
+    del seq
+    return any(h["hash"] == wanted for h in heads.values())
 
 
 def _restore(f: BinaryIO, log: Path, tail: _Tail) -> _Tail:
