@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,8 +142,7 @@ def launch(step: Step, args: list[str], workdir: Path, rng: random.Random) -> in
     return proc.returncode
 
 
-@pytest.mark.parametrize("chain", sorted(CHAINS))
-def test_kill_at_any_point_resumes(chain, tmp_path):
+def run_chain(chain: str, tmp_path: Path) -> None:
     args, steps = CHAINS[chain]
     planted_frame(600).to_csv(tmp_path / "data.csv", index=False)
     run = tmp_path / "run"
@@ -150,7 +150,7 @@ def test_kill_at_any_point_resumes(chain, tmp_path):
     before: dict[int, float] = {}
     for i, step in enumerate(steps):
         rc = launch(step, args, tmp_path, rng)
-        where = f"step {i} ({step.command}, crash={step.crash}, kill_after={step.kill_after})"
+        where = f"{chain}: step {i} ({step.command}, crash={step.crash}, kill_after={step.kill_after})"
         if step.expect == "killed":
             assert rc == KILLED, f"{where}: expected to be killed, exited {rc}"
         elif step.expect == "done":
@@ -178,3 +178,14 @@ def test_kill_at_any_point_resumes(chain, tmp_path):
     assert pred.returncode == 0, pred.stderr
     assert len((tmp_path / "pred.csv").read_text().splitlines()) == 51
     assert '"status": "finished"' in (run / "run.json").read_text(encoding="utf-8")
+
+
+def test_kill_at_any_point_resumes(tmp_path):
+    """The chains run in pairs (each process mostly waits on its forkserver's imports or its one worker)."""
+    folders = {chain: tmp_path / chain for chain in CHAINS}
+    for folder in folders.values():
+        folder.mkdir()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {chain: pool.submit(run_chain, chain, folder) for chain, folder in folders.items()}
+    failures = [f"{chain}: {f.exception()}" for chain, f in futures.items() if f.exception() is not None]
+    assert not failures, "\n".join(failures)

@@ -81,6 +81,8 @@ def test_a_second_writer_is_refused_while_a_build_runs(tmp_path):
         assert build.poll() is None, "the build ended before the second writer could try"
         message = _one_line_error(_daedalus("resume", "run", cwd=tmp_path))
         assert f"process {build.pid} (daedalus build data.csv" in message
+        again = _daedalus("build", "data.csv", "--target", "y", "--run", "run", *FAST, cwd=tmp_path)
+        assert f"being written by process {build.pid}" in _one_line_error(again)
         assert build.poll() is None, "the refused resume must not disturb the build"
         # Readers do not take the lock.
         assert _daedalus("audit", "run", cwd=tmp_path).returncode == 0

@@ -72,18 +72,26 @@ def command_line() -> str:
     return " ".join(words)[:200]
 
 
+def _lock_holder(root: Path) -> str | None:
+    """Who holds ``root``'s writer lock ('process PID (command)'), or None when nobody does."""
+    path = root / LOCK_FILE
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+    return None
+
+
 def _partial_owner_alive(partial: Path) -> bool:
     """Whether the process creating ``partial`` still runs: it holds the partial's lock for its whole life."""
-    try:
-        with open(partial / LOCK_FILE, "a+") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            return False
-    except OSError:  # no lock file yet: killed in the instant between mkdir and lock, or still starting
-        pid = partial.name.rpartition(PARTIAL_MARK)[2]
-        return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
+    if (partial / LOCK_FILE).exists():
+        return _lock_holder(partial) is not None
+    # No lock file yet: killed in the instant between mkdir and lock, or still starting.
+    pid = partial.name.rpartition(PARTIAL_MARK)[2]
+    return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
 
 
 def remove_stale_partials(root: Path) -> list[Path]:
@@ -117,8 +125,9 @@ class RunStore:
     def check_new(root: Path) -> None:
         """Refuse a --run that holds a run already, or other things that a new run must not be mixed into."""
         if (root / RUN_FILE).exists():
-            raise RunError(f"run directory '{root}' already holds a run; use 'daedalus resume {root}' "
-                           "or choose another --run directory")
+            holder = _lock_holder(root)
+            busy = f"; it is being written by {holder} now" if holder else f"; use 'daedalus resume {root}'"
+            raise RunError(f"run directory '{root}' already holds a run{busy}, or choose another --run directory")
         if root.exists() and not root.is_dir():
             raise RunError(f"--run '{root}' is a file, not a directory; choose another --run directory")
         if root.is_dir() and any(p.name != LOCK_FILE for p in root.iterdir()):
@@ -179,9 +188,8 @@ class RunStore:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
             f.close()
+            holder = _lock_holder(self.root) or "another process"
             raise RunError(f"run '{self.root}' is being written by {holder}; wait for it to end or stop it, "
                            "then try again (commands that only read the run work meanwhile)") from None
         f.seek(0)
