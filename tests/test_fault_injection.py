@@ -111,6 +111,21 @@ def audit_events(run: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def _kill_when_a_worker_runs(proc: subprocess.Popen[str], wait_s: float = 10.0) -> None:
+    """SIGKILL ``proc`` as soon as one of its workers (a child of its forkserver) runs, or at once if none
+    starts within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    try:
+        main = psutil.Process(proc.pid)
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.ppid() != proc.pid for p in main.children(recursive=True)):
+                break
+            time.sleep(0.01)
+    except psutil.NoSuchProcess:
+        return
+    proc.kill()
+
+
 def launch(step: Step, args: list[str], workdir: Path, rng: random.Random) -> int:
     env = {k: v for k, v in os.environ.items() if k != "DAEDALUS_CRASH_AT"}
     if step.crash:
@@ -132,8 +147,7 @@ def launch(step: Step, args: list[str], workdir: Path, rng: random.Random) -> in
         while proc.poll() is None and time.monotonic() < deadline:
             new = audit_events(workdir / "run")[seen:]
             if any(f'"event": "{event}"' in line for line in new for event in step.kill_on_events):
-                time.sleep(0.3)
-                proc.kill()
+                _kill_when_a_worker_runs(proc)
                 break
             time.sleep(0.05)
     _, err = proc.communicate(timeout=300)

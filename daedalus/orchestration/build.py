@@ -135,7 +135,7 @@ def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
 
 
 def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], options: BuildOptions,
-                run_dir: Path, reporter: Reporter) -> RunStore:
+                run_dir: Path) -> RunStore:
     """Write everything ``resume`` needs (run.json with its storage, the rows, schema, checks, the study with the
     portfolio queued, the first audit records, the policy) under a hidden name, then rename it to ``run_dir``:
     a kill at any instant leaves a complete run or none (plus a hidden leftover the next build removes)."""
@@ -181,7 +181,7 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
     families = _families(options, got.schema.task)
     crash_point("intake_done")
 
-    store = _create_run(data, got, ctx, families, options, run_dir, reporter)
+    store = _create_run(data, got, ctx, families, options, run_dir)
     try:
         crash_point("run_created")
         reporter.message(f"run directory: {store.root}")
