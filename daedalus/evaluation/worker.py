@@ -9,7 +9,6 @@ worker's resident memory and kills it when it passes either limit. Every outcome
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing as mp
 import os
 import signal
@@ -26,9 +25,13 @@ from typing import Any
 
 import psutil
 
-# Modules the forkserver imports once, so that each forked worker starts warm.
-PRELOAD = ["daedalus.evaluation.trial", "lightgbm", "xgboost", "catboost", "daedalus.spaces.families.torch_mlp",
-           "skops.io"]  # every trial that keeps its models saves them with skops: import it once, not per trial
+from daedalus.evaluation.lifeline import PARENT_ENV, die_with_parent
+
+# Modules the forkserver imports once, so that each forked worker starts warm. The first ties the forkserver's
+# life to the run's (see lifeline.py): it must run before the slow imports. Every trial that keeps its models
+# saves them with skops: import it once, not per trial.
+PRELOAD = ["daedalus.evaluation.lifeline", "daedalus.evaluation.trial", "lightgbm", "xgboost", "catboost",
+           "daedalus.spaces.families.torch_mlp", "skops.io"]
 _POLL_SECONDS = 0.05
 _ctx: Any = None
 
@@ -38,6 +41,9 @@ def _context() -> Any:
     if _ctx is None:
         _ctx = mp.get_context("forkserver")
         _ctx.set_forkserver_preload(PRELOAD)
+    # Read by lifeline.py in a forkserver started from here (now or by a later Process.start): the process it
+    # must die with. Set on every call: a process forked from a run starts a forkserver of its own.
+    os.environ[PARENT_ENV] = str(os.getpid())
     return _ctx
 
 
@@ -83,17 +89,11 @@ def _sigint_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _die_with_parent() -> None:
-    # If the forkserver (and so the run) is killed, the worker gets SIGKILL instead of running on as an orphan.
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    _die_with_parent()
+    # If the forkserver (and so the run) is killed, the worker gets SIGKILL instead of running on as an orphan;
+    # so do processes the trial forks in turn (a kill -9 of the run gives nobody the chance to stop them).
+    die_with_parent()
+    os.register_at_fork(after_in_child=die_with_parent)
     # Ctrl-C reaches the whole process group. The run handles it (and kills this worker); a worker that
     # reported its own KeyboardInterrupt would have its trial recorded as failed instead of re-run on resume.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

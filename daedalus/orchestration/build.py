@@ -10,6 +10,7 @@ every step is on disk before the next starts (see ``search.py``).
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -53,7 +54,8 @@ from daedalus.oversight.policy import load_policy
 from daedalus.oversight.steering import steering_state
 from daedalus.spaces.mitigation import MITIGATIONS, PRELOAD_MODULES
 from daedalus.spaces.registry import resolve_families
-from daedalus.store.run import RunStore
+from daedalus.store.faults import crash_point
+from daedalus.store.run import LOCAL_STORAGE, RunStore
 
 STUDY_NAME = "daedalus"
 # The order in which the portfolio tries each family's default: the fastest first (a linear model fits in well
@@ -117,7 +119,7 @@ def _families(options: BuildOptions, task: Task) -> list[str]:
 
 
 def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
-                create: bool) -> tuple[optuna.Study, Any]:
+                create: bool, study_name: str = STUDY_NAME) -> tuple[optuna.Study, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         storage = optuna.storages.RDBStorage(url)
@@ -125,11 +127,45 @@ def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
         raise ConfigError(f"cannot open storage '{url}': {str(exc).splitlines()[0]}; "
                           "pass a valid SQLAlchemy URL to --storage") from exc
     if create:
-        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction=direction,
+        study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
                                     sampler=make_sampler(seed), load_if_exists=False)
     else:
-        study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=make_sampler(seed))
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(seed))
     return study, storage
+
+
+def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], options: BuildOptions,
+                run_dir: Path) -> RunStore:
+    """Write everything ``resume`` needs (run.json with its storage, the rows, schema, checks, the study with the
+    portfolio queued, the first audit records, the policy) under a hidden name, then rename it to ``run_dir``:
+    a kill at any instant leaves a complete run or none (plus a hidden leftover the next build removes)."""
+    # The run's own SQLite file is named relative to the run (LOCAL_STORAGE), as the directory moves. A study in
+    # an external --storage gets a name of its own: one left there by a build killed before its rename, or
+    # another run's, cannot collide with this one.
+    local = not options.storage
+    study_name = STUDY_NAME if local else f"{STUDY_NAME}-{uuid.uuid4().hex[:12]}"
+    info = {"options": options.to_dict(), "status": "running",
+            "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>",
+            "created": time.time(), "validation": ctx.plan.describe(), "metric": ctx.metric.name,
+            "task": got.schema.task.value, "families": families,
+            "storage": LOCAL_STORAGE if local else options.storage, "study_name": study_name}
+    with RunStore.creating(Path(run_dir), info) as store:
+        got.frame.to_parquet(store.data_path, index=False)
+        store.record([store.data_path])
+        store.write("schema", got.schema.to_dict())
+        store.write("checks", got.checks)
+        store.audit.append("data_checks", findings=got.checks.get("findings", []),
+                           dropped=got.schema.dropped, rows=len(got.frame),
+                           rows_without_target_dropped=got.n_missing_target)
+        store.audit.append("validation_plan", plan=ctx.plan.describe(), metric=ctx.metric.name)
+        if options.policy:
+            attach_policy(store, options.policy)
+        study, storage = _open_study(store.storage_url(info), ctx.metric.optuna_direction, options.seed,
+                                     create=True, study_name=study_name)
+        OptunaDesigner(study, families, got.schema.task, len(got.frame),
+                       mitigation_constraint(options)).enqueue_portfolio()
+        storage.engine.dispose()  # no connection may outlive the rename: it would reopen the old path
+    return store
 
 
 def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | None = None,
@@ -144,39 +180,37 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
     got = intake(data, options)
     ctx = _context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
     families = _families(options, got.schema.task)
+    crash_point("intake_done")
 
-    store = RunStore.create(run_dir, {"options": options.to_dict(), "status": "running",
-                                      "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>",
-                                      "created": time.time(), "validation": ctx.plan.describe(),
-                                      "metric": ctx.metric.name, "task": got.schema.task.value,
-                                      "families": families})
-    reporter.message(f"run directory: {store.root}")
-    got.frame.to_parquet(store.data_path, index=False)
-    store.record([store.data_path])
-    store.write("schema", got.schema.to_dict())
-    store.write("checks", got.checks)
-    store.audit.append("data_checks", findings=got.checks.get("findings", []),
-                       dropped=got.schema.dropped, rows=len(got.frame),
-                       rows_without_target_dropped=got.n_missing_target)
-    store.audit.append("validation_plan", plan=ctx.plan.describe(), metric=ctx.metric.name)
-    if options.policy:
-        attach_policy(store, options.policy)
-    for finding in got.checks.get("findings", []):
-        if finding.get("severity") in ("warning", "action"):
-            reporter.message(f"data check: {finding['message']}")
-
-    url = options.storage or store.default_storage_url
-    study, _ = _open_study(url, ctx.metric.optuna_direction, options.seed, create=True)
-    store.update_run(storage=url)
-    designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
-    designer.enqueue_portfolio()
-    return _search_and_finish(store, ctx, designer, clock, options, reporter, options.n_trials)
+    store = _create_run(data, got, ctx, families, options, run_dir)
+    try:
+        crash_point("run_created")
+        reporter.message(f"run directory: {store.root}")
+        for finding in got.checks.get("findings", []):
+            if finding.get("severity") in ("warning", "action"):
+                reporter.message(f"data check: {finding['message']}")
+        info = store.read("run")
+        study, _ = _open_study(store.storage_url(info), ctx.metric.optuna_direction, options.seed,
+                               create=False, study_name=info["study_name"])
+        designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
+        return _search_and_finish(store, ctx, designer, clock, options, reporter, options.n_trials)
+    finally:
+        store.unlock()
 
 
 def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None = None,
            reporter: Reporter | None = None, started: float | None = None) -> BuildResult:
     """Continue a run stopped by Ctrl-C or a kill. No finished trial is lost; the one in flight runs again."""
     store = RunStore.open(run_dir)
+    store.lock()  # one writer per run: a second build/resume of it is refused while this one runs
+    try:
+        return _resume(store, time_budget, n_trials, reporter, started)
+    finally:
+        store.unlock()
+
+
+def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, reporter: Reporter | None,
+            started: float | None) -> BuildResult:
     info = store.read("run")
     options = BuildOptions.from_dict(info["options"])
     steering = steering_state(store.audit.records())  # pause, exclusions, added time, commands not yet applied
@@ -196,7 +230,8 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
     schema = Schema.from_dict(store.read("schema"))
     frame = pd.read_parquet(store.data_path)
     ctx = _context(frame, schema, options)
-    study, storage = _open_study(info["storage"], ctx.metric.optuna_direction, options.seed, create=False)
+    study, storage = _open_study(store.storage_url(info), ctx.metric.optuna_direction, options.seed,
+                                 create=False, study_name=info.get("study_name", STUDY_NAME))
     requeued = requeue_interrupted(study, storage)
     store.update_run(status="running")
     store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued,
@@ -213,6 +248,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
     warm_up()
     search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials)
     search.run()
+    crash_point("search_done")
     reporter.message("ensembling" + (" and refit" if ctx.plan.kind == "holdout" else ""))
     t0 = time.monotonic()
     final = finalize(search, store, ctx, clock)
@@ -227,11 +263,14 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
     schema = Schema.from_dict(store.read("schema"))
     write_fairness(store, ctx, options, schema.classes, board, search.records)  # with --sensitive only
     store.write("leaderboard", board)
+    crash_point("leaderboard_written")
     store.update_run(status="finished" if final is not None else "no-model",
                      elapsed_seconds=round(clock.elapsed, 3))
+    crash_point("explanations_started")
     if final is not None:  # explanations.json within the time left, then model_card.md/.json
         explain_and_card(store, ctx, designer.study, None if clock.seconds is None else clock.remaining,
                          options.seed, search.memory_mb, explain=options.explain)
+    crash_point("explanations_done")
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),
                        final=final.kind if final else None)
     reporter.close()

@@ -29,6 +29,7 @@ from daedalus.evaluation.worker import run_in_worker
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.fairness_search import choose_ensemble
 from daedalus.orchestration.search import Search, TrialRecord, digests_in
+from daedalus.store.faults import crash_point
 from daedalus.store.integrity import record_digests
 from daedalus.store.run import RunStore
 
@@ -59,6 +60,7 @@ def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClo
     store.audit.append("ensemble_selected", metric=ctx.metric.name, score=selection.score,
                        members=[{"trial": r.number, "family": r.family, "weight": w} for r, w in chosen],
                        best_single=pairs[0][0].score, candidates=[r.number for r, _ in pairs])
+    crash_point("ensemble_selected")
 
     members, sources = _bagged_members(store, chosen)
     kind = "bagged"
@@ -70,11 +72,13 @@ def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClo
         refit = _try_refit(search, store, ctx, clock, chosen)
         if refit is not None:
             kind, members, sources = "refit", refit[0], refit[1]
+            crash_point("refit_done")
         else:
             reason += "; but the refit did not fit in the time left, so the fold models are kept"
     spec = ModelSpec(kind=kind, task=ctx.task, n_classes=ctx.n_classes, members=members,
                      validation_score=selection.score)
     write_model_dir(store, store.root / "model", spec, sources)
+    crash_point("model_written")
     shutil.rmtree(store.root / "refit.tmp", ignore_errors=True)
     store.audit.append("refit" if kind == "refit" else "final_model", kind=kind, reason=reason,
                        members=[m.trial for m in members])

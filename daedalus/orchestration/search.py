@@ -26,6 +26,7 @@ from daedalus.orchestration.fairness_search import fairness_setup, violation
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Progress, Reporter
 from daedalus.oversight.steering import Steering
+from daedalus.store.faults import crash_point
 from daedalus.store.integrity import ARTIFACTS_FIELD, relative_name
 from daedalus.store.run import RunStore
 
@@ -119,6 +120,7 @@ class Search:
         spec = TrialSpec(number=proposal.number, family=proposal.family, config=proposal.config,
                          seed=self.options.seed, n_threads=self.options.n_threads,
                          out_dir=self.store.trial_dir(proposal.number), keep_models_above=threshold)
+        crash_point("trial_started")
         result = run_in_worker(run_trial, (self.ctx, spec), timeout=self._trial_timeout(),
                                memory_mb=self.memory_mb)
         if result.status == "ok":
@@ -133,6 +135,7 @@ class Search:
             fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
             info.update(fair)
             self.designer.tell(proposal, outcome.score, status="ok", info=info)
+            crash_point("trial_recorded")
             self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
                                     status="ok", score=outcome.score, metric=self.metric.name,
                                     fit_seconds=info["fit_seconds"], **fair, **{ARTIFACTS_FIELD: artifacts})
@@ -180,6 +183,7 @@ class Search:
         spec = ModelSpec(kind="best-so-far", task=self.ctx.task, n_classes=self.ctx.n_classes,
                          members=(member,), validation_score=record.score)
         write_model_dir(self.store, self.store.root / "best", spec, {f.name: f for f in files})
+        crash_point("best_saved")
         self.store.audit.append("best_model_saved", trial=record.number, family=record.family, score=record.score)
 
     def _report(self, running: str) -> None:
