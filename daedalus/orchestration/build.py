@@ -34,7 +34,7 @@ from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.metrics import get_metric
 from daedalus.evaluation.trial import EvalContext
 from daedalus.evaluation.validation import make_plan
-from daedalus.evaluation.worker import start_early, warm_up
+from daedalus.evaluation.worker import start_early
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.fairness_search import (
     check_fairness_task,
@@ -208,7 +208,6 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
 
 def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
                        options: BuildOptions, reporter: Reporter, n_trials: int | None) -> BuildResult:
-    warm_up()
     search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials)
     search.run()
     reporter.message("ensembling" + (" and refit" if ctx.plan.kind == "holdout" else ""))
