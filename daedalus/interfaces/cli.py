@@ -25,6 +25,7 @@ import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 from datetime import datetime  # noqa: E402
@@ -460,25 +461,26 @@ class _Interrupts:
     seconds) the exception is "ignored" and the build ran on to its end; a library's ``except BaseException``
     can eat it too. So: a KeyboardInterrupt that Python reports as unraisable is raised again (the signal is
     sent anew from another thread, so that it lands outside the callback), and a watchdog thread ends the
-    process if it is still running when the grace period is over. Exiting that way is no worse than a kill
-    -9, which a run survives (``daedalus resume``); the forkserver is ended first, taking its workers."""
+    process if it is still running when the grace period is over. The watchdog hears the signal through
+    Python's wakeup fd, written the moment it arrives, even while the main thread is inside a long C call.
+    Exiting that way is no worse than a kill -9, which a run survives (``daedalus resume``); the forkserver is
+    ended first, taking its workers."""
 
     def __init__(self) -> None:
         self.first: float | None = None
         self.told = False  # the message is printed (by main's handler)
-        self.signalled = threading.Event()
         self.swallowed = threading.Event()
         self._previous_hook = sys.unraisablehook
+        self._wake_r, self._wake_w = socket.socketpair()
 
     def install(self) -> None:
+        self._wake_w.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGINT, self._on_sigint)
         sys.unraisablehook = self._on_unraisable
         threading.Thread(target=self._watch, name="daedalus-interrupts", daemon=True).start()
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self.first is None:
-            self.first = time.monotonic()
-            self.signalled.set()  # (no thread is started in a signal handler: it may run inside threading)
         raise KeyboardInterrupt
 
     def _on_unraisable(self, unraisable: Any) -> None:
@@ -488,8 +490,9 @@ class _Interrupts:
         self._previous_hook(unraisable)
 
     def _watch(self) -> None:
-        self.signalled.wait()
-        deadline = (self.first or time.monotonic()) + INTERRUPT_GRACE_SECONDS
+        while signal.SIGINT not in self._wake_r.recv(64):
+            pass
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
         while (left := deadline - time.monotonic()) > 0:
             if self.swallowed.wait(min(left, 0.05)):
                 self.swallowed.clear()
