@@ -119,7 +119,22 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _import_skops_without_torch() -> None:
+    """Import skops (a trial saves its models with it) without torch. skops.io lists scikit-learn's estimators
+    by importing every package of scikit-learn, and so torch (sklearn.externals.array_api_compat.torch): 1.4
+    of its 2.1 CPU seconds. A cold worker, which runs while the forkserver imports torch anyway, has no use for
+    it; the walk ignores an ImportError, which a ``None`` in ``sys.modules`` gives."""
+    if "torch" in sys.modules or "skops.io" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        import skops.io  # noqa: F401
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+
+
+def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], cold: bool = False) -> None:
     _die_with_parent()
     # Ctrl-C reaches the whole process group. The run handles it (and kills this worker); a worker that
     # reported its own KeyboardInterrupt would have its trial recorded as failed instead of re-run on resume.
@@ -128,6 +143,8 @@ def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> N
     # a trial that fails reports its reason instead.
     warnings.filterwarnings("ignore")
     try:
+        if cold:
+            _import_skops_without_torch()
         value = fn(*args)
         conn.send(("ok", value, ""))
     except MemoryError:
@@ -156,7 +173,8 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
     importing, the worker is forked from this process instead (it has what a linear model needs), so that a run
     on a busy machine has a model before the model libraries are loaded."""
     start = time.monotonic()
-    if cold and not pool_ready():
+    forked = cold and not pool_ready()
+    if forked:
         ctx = mp.get_context("fork")
     else:
         ctx = _context()
@@ -166,7 +184,7 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
     recv, send = ctx.Pipe(duplex=False)
     # Not a daemon: joblib refuses to run parallel loops inside daemonic processes. The worker still cannot
     # outlive the run: it is killed below on every path, and by PR_SET_PDEATHSIG if the run itself is killed.
-    proc = ctx.Process(target=_child, args=(send, fn, args), daemon=False)
+    proc = ctx.Process(target=_child, args=(send, fn, args, forked), daemon=False)
     status, value, reason = "crash", None, ""
     answered = False  # the worker sent its outcome and is exiting by itself
     try:
