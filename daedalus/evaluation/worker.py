@@ -298,6 +298,9 @@ def stop_pool() -> None:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+    if _ready_path is not None:  # the marker of a forkserver that got ready after the last look at it
+        with suppress(OSError):
+            os.unlink(_ready_path)
 
 
 def pool_ready() -> bool:
