@@ -123,12 +123,18 @@ def _import_skops_without_torch() -> None:
     """Import skops (a trial saves its models with it) without torch. skops.io lists scikit-learn's estimators
     by importing every package of scikit-learn, and so torch (sklearn.externals.array_api_compat.torch): 1.4
     of its 2.1 CPU seconds. A cold worker, which runs while the forkserver imports torch anyway, has no use for
-    it; the walk ignores an ImportError, which a ``None`` in ``sys.modules`` gives."""
-    if "torch" in sys.modules or "skops.io" in sys.modules:
+    it; the walk ignores an ImportError, which a ``None`` in ``sys.modules`` gives. Only with scikit-learn
+    already imported (its own import looks torch up), and on any failure the modules are left for a plain
+    import."""
+    if "torch" in sys.modules or "skops.io" in sys.modules or "sklearn" not in sys.modules:
         return
+    before = set(sys.modules)
     sys.modules["torch"] = None  # type: ignore[assignment]
     try:
         import skops.io  # noqa: F401
+    except Exception:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
     finally:
         if "torch" in sys.modules and sys.modules["torch"] is None:
             del sys.modules["torch"]
