@@ -131,8 +131,8 @@ def test_a_ctrl_c_swallowed_inside_a_callback_is_raised_again():
     # weakref callbacks) the KeyboardInterrupt is "ignored", and the command ran on as if no Ctrl-C came.
     result, took = _python("""
         import os, signal, sys, time
-        from daedalus.interfaces import cli
-        cli._install_interrupts()
+        from daedalus.interfaces import interrupts
+        interrupts.install()
         sent = []
         class Finalised:
             def __del__(self):
@@ -157,8 +157,8 @@ def test_a_ctrl_c_eaten_by_a_library_still_ends_the_command():
     # A library's `except BaseException: pass` eats the KeyboardInterrupt: the watchdog ends the command.
     result, took = _python("""
         import os, signal, threading, time
-        from daedalus.interfaces import cli
-        cli._install_interrupts()
+        from daedalus.interfaces import interrupts
+        interrupts.install()
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
         end = time.monotonic() + 20
         while time.monotonic() < end:
