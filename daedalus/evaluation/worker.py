@@ -9,17 +9,20 @@ worker's resident memory and kills it when it passes either limit. Every outcome
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import signal
 import sys
+import tempfile
+import threading
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -32,15 +35,22 @@ from daedalus.evaluation.lifeline import PARENT_ENV, die_with_parent
 # saves them with skops: import it once, not per trial.
 PRELOAD = ["daedalus.evaluation.lifeline", "daedalus.evaluation.trial", "lightgbm", "xgboost", "catboost",
            "daedalus.spaces.families.torch_mlp", "skops.io"]
+_READY_MODULE = "daedalus.evaluation.pool_ready"  # imported last: the forkserver has loaded everything
+_READY_ENV = "DAEDALUS_POOL_READY"  # (pool_ready.READY_ENV; not imported here, so that the CLI stays light)
 _POLL_SECONDS = 0.05
+_MEMORY_POLL_SECONDS = 0.25
 _ctx: Any = None
+_preload: list[str] = list(PRELOAD)
+_ready_path: str | None = None  # the marker file the running forkserver creates when its imports are done
+_ready_seen = False
 
 
-def _context() -> Any:
+def _context(extra_preload: Sequence[str] = ()) -> Any:
     global _ctx
     if _ctx is None:
         _ctx = mp.get_context("forkserver")
-        _ctx.set_forkserver_preload(PRELOAD)
+    _preload.extend(m for m in extra_preload if m not in _preload)
+    _ctx.set_forkserver_preload([*_preload, _READY_MODULE])
     # Read by lifeline.py in a forkserver started from here (now or by a later Process.start): the process it
     # must die with. Set on every call: a process forked from a run starts a forkserver of its own.
     os.environ[PARENT_ENV] = str(os.getpid())
@@ -76,20 +86,58 @@ def _main_module_hidden() -> Iterator[None]:
 
 @contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C back while a worker is being started, and deliver it right after (as KeyboardInterrupt).
+    """Hold a Ctrl-C back for the few milliseconds a worker (or the forkserver) is being started, and deliver
+    it right after, to the handler that was in place (a KeyboardInterrupt by default).
 
     Starting a worker sends the pickled trial to the forkserver; a KeyboardInterrupt in the middle of that
     write left the forkserver a truncated pickle (it printed "pickle data was truncated" on the user's
-    terminal) or a started worker that nothing stopped: it was not a daemon, so the interpreter waited for its
-    trial to end before exiting."""
+    terminal) or a started worker that nothing stopped. Two things are needed: the signal is blocked in this
+    thread, so that what is started here inherits it blocked (a process forked or spawned now never sees a
+    Ctrl-C meant for the run: no traceback from it), and Python's handler is swapped for one that only takes
+    note, because the kernel hands a process's SIGINT to any thread that does not block it (OpenBLAS's,
+    rich's), and Python would then raise it here in the main thread all the same.
+
+    Never around a wait: the forkserver's imports are waited for before (``wait_ready``), by polling."""
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a Ctrl-C pending here now reaches ``previous``
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
 
 
-def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _import_skops_without_torch() -> None:
+    """Import skops (a trial saves its models with it) without torch. skops.io lists scikit-learn's estimators
+    by importing every package of scikit-learn, and so torch (sklearn.externals.array_api_compat.torch): 1.4
+    of its 2.1 CPU seconds. A cold worker, which runs while the forkserver imports torch anyway, has no use for
+    it; the walk ignores an ImportError, which a ``None`` in ``sys.modules`` gives. Only with scikit-learn
+    already imported (its own import looks torch up), and on any failure the modules are left for a plain
+    import."""
+    if "torch" in sys.modules or "skops.io" in sys.modules or "sklearn" not in sys.modules:
+        return
+    before = set(sys.modules)
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        import skops.io  # noqa: F401
+    except Exception:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+
+
+def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], cold: bool = False) -> None:
     # If the forkserver (and so the run) is killed, the worker gets SIGKILL instead of running on as an orphan;
     # so do processes the trial forks in turn (a kill -9 of the run gives nobody the chance to stop them).
     die_with_parent()
@@ -101,6 +149,8 @@ def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> N
     # a trial that fails reports its reason instead.
     warnings.filterwarnings("ignore")
     try:
+        if cold:
+            _import_skops_without_torch()
         value = fn(*args)
         conn.send(("ok", value, ""))
     except MemoryError:
@@ -121,14 +171,26 @@ def _tree_rss_mb(proc: psutil.Process) -> float:
 
 
 def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: float, memory_mb: float,
-                  should_cancel: Callable[[], bool] | None = None) -> WorkerResult:
-    """Call ``fn(*args)`` in a fresh worker process and wait for it, within the limits."""
-    ctx = _context()
+                  should_cancel: Callable[[], bool] | None = None, cold: bool = False) -> WorkerResult:
+    """Call ``fn(*args)`` in a fresh worker process and wait for it, within the limits.
+
+    ``timeout`` counts from the call, so it covers a wait for the forkserver's imports too (see
+    ``wait_ready``). ``cold=True``: a cheap call that need not wait for them: while the forkserver is still
+    importing, the worker is forked from this process instead (it has what a linear model needs), so that a run
+    on a busy machine has a model before the model libraries are loaded."""
+    start = time.monotonic()
+    forked = cold and not pool_ready()
+    if forked:
+        ctx = mp.get_context("fork")
+    else:
+        ctx = _context()
+        problem = wait_ready(timeout)
+        if problem is not None:
+            return WorkerResult(problem[0], None, problem[1], time.monotonic() - start)
     recv, send = ctx.Pipe(duplex=False)
     # Not a daemon: joblib refuses to run parallel loops inside daemonic processes. The worker still cannot
     # outlive the run: it is killed below on every path, and by PR_SET_PDEATHSIG if the run itself is killed.
-    proc = ctx.Process(target=_child, args=(send, fn, args), daemon=False)
-    start = time.monotonic()
+    proc = ctx.Process(target=_child, args=(send, fn, args, forked), daemon=False)
     status, value, reason = "crash", None, ""
     answered = False  # the worker sent its outcome and is exiting by itself
     try:
@@ -136,6 +198,7 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
             proc.start()
         send.close()
         watched = psutil.Process(proc.pid)
+        next_memory_check = 0.0
         while True:
             if recv.poll(_POLL_SECONDS):
                 try:
@@ -151,7 +214,11 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
             if elapsed > timeout:
                 status, reason = "timeout", f"timed out after {timeout:.1f} s"
                 break
-            rss = _tree_rss_mb(watched)
+            # The worker's tree is found by reading every process of the machine: at each 50-ms poll that was a
+            # third of a core on a busy machine, taken from the trial it watches.
+            rss = _tree_rss_mb(watched) if time.monotonic() >= next_memory_check else 0.0
+            if rss:
+                next_memory_check = time.monotonic() + _MEMORY_POLL_SECONDS
             if rss > memory_mb:
                 status, reason = "memory", f"out of memory ({rss:.0f} MB > limit {memory_mb:.0f} MB)"
                 break
@@ -189,16 +256,93 @@ def _stop(proc: Any, graceful: bool) -> None:
     proc.join(5.0)
 
 
+def _pool_pid() -> int | None:
+    pid: int | None = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _ensure_started() -> None:
+    """Start the forkserver unless it runs. It is spawned with SIGINT blocked (inherited across exec, and by
+    the workers it forks): a Ctrl-C reaches the whole process group, and the forkserver, busy importing its
+    libraries, printed a 25-line KeyboardInterrupt traceback. The run handles Ctrl-C; the forkserver exits when
+    the run does (it reads the end of the run's pipe)."""
+    global _ready_path, _ready_seen
+    pid = _pool_pid()
+    if pid is not None and _alive(pid):
+        return
+    if pid is None:
+        atexit.register(stop_pool)
+    _ready_seen = False
+    _ready_path = os.path.join(tempfile.gettempdir(), f"daedalus-pool-{os.getpid()}-{time.monotonic_ns()}")
+    os.environ[_READY_ENV] = _ready_path
+    # The resource tracker first: starting it unblocks SIGINT in this thread (it blocks it for its own start),
+    # which inside the block below would let the forkserver start with SIGINT open.
+    resource_tracker.ensure_running()
+    try:
+        with _sigint_deferred():
+            forkserver.ensure_running()
+    finally:
+        os.environ.pop(_READY_ENV, None)
+
+
+def stop_pool() -> None:
+    """At the run's exit, end the forkserver. It would notice the run's end by itself, but only once its
+    imports are done: started late on a busy machine, or by a run stopped with Ctrl-C, it ran on for seconds
+    at full CPU, holding the terminal's pipes (a caller reading them waited that long). No worker is running
+    at exit (each is stopped where it was started)."""
+    pid = _pool_pid()
+    if pid is not None and _alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    if _ready_path is not None:  # the marker of a forkserver that got ready after the last look at it
+        with suppress(OSError):
+            os.unlink(_ready_path)
+
+
+def pool_ready() -> bool:
+    """Whether the forkserver has imported its libraries (a worker then starts in milliseconds)."""
+    global _ready_seen
+    if not _ready_seen and _ready_path is not None and os.path.exists(_ready_path):
+        _ready_seen = True
+        with suppress(OSError):
+            os.unlink(_ready_path)
+    pid = _pool_pid()
+    return _ready_seen and pid is not None and _alive(pid)
+
+
+def wait_ready(timeout: float) -> tuple[str, str] | None:
+    """Wait up to ``timeout`` seconds for the forkserver's imports; None when it is ready, else the
+    (status, reason) of a worker that could not start.
+
+    A poll, so that a Ctrl-C ends it at once: ``Process.start()`` would wait inside a blocking read, with
+    SIGINT held back (``_sigint_deferred``) for all of the imports (up to a minute on a busy machine)."""
+    _context()
+    _ensure_started()
+    end = time.monotonic() + timeout
+    while not pool_ready():
+        pid = _pool_pid()
+        if pid is None or not _alive(pid):
+            return "crash", "the worker pool (forkserver) died while importing the model libraries"
+        if time.monotonic() >= end:
+            return "timeout", (f"not started: the worker pool was still importing the model libraries after "
+                               f"{max(timeout, 0.0):.1f} s (a busy machine)")
+        time.sleep(_POLL_SECONDS)
+    return None
+
+
 def start_early(extra_preload: Sequence[str] = ()) -> None:
     """Start the forkserver without waiting: it imports the model libraries in its own process while the run
     reads and checks the data. ``extra_preload``: modules this run's trials need besides (e.g. Fairlearn);
     they count only if the forkserver is not running yet."""
-    ctx = _context()
-    if extra_preload:
-        ctx.set_forkserver_preload(PRELOAD + [m for m in extra_preload if m not in PRELOAD])
-    forkserver.ensure_running()
-
-
-def warm_up() -> None:
-    """Wait until the forkserver is ready, so that its start-up is not charged to the first trial's time."""
-    run_in_worker(os.getpid, (), timeout=300, memory_mb=1e9)
+    _context(extra_preload)
+    _ensure_started()

@@ -35,8 +35,8 @@ from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.metrics import get_metric
 from daedalus.evaluation.trial import EvalContext
 from daedalus.evaluation.validation import make_plan
-from daedalus.evaluation.worker import start_early, warm_up
-from daedalus.orchestration.budget import BudgetClock
+from daedalus.evaluation.worker import start_early
+from daedalus.orchestration.budget import BudgetClock, final_stage_clocks
 from daedalus.orchestration.fairness_search import (
     check_fairness_task,
     mitigation_constraint,
@@ -245,13 +245,14 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
 
 def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
                        options: BuildOptions, reporter: Reporter, n_trials: int | None) -> BuildResult:
-    warm_up()
     search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials)
+    t0 = time.monotonic()
     search.run()
     crash_point("search_done")
+    ensemble_clock, stage_clock = final_stage_clocks(clock, time.monotonic() - t0)  # bounded with --trials too
     reporter.message("ensembling" + (" and refit" if ctx.plan.kind == "holdout" else ""))
     t0 = time.monotonic()
-    final = finalize(search, store, ctx, clock)
+    final = finalize(search, store, ctx, ensemble_clock)
     ensemble_row = None
     if final is not None:
         ensemble_row = {"score": final.score, "fit_seconds": round(time.monotonic() - t0, 3),
@@ -268,7 +269,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
                      elapsed_seconds=round(clock.elapsed, 3))
     crash_point("explanations_started")
     if final is not None:  # explanations.json within the time left, then model_card.md/.json
-        explain_and_card(store, ctx, designer.study, None if clock.seconds is None else clock.remaining,
+        explain_and_card(store, ctx, designer.study, stage_clock.remaining,
                          options.seed, search.memory_mb, explain=options.explain)
     crash_point("explanations_done")
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),

@@ -34,6 +34,10 @@ KEEP_MODELS_TOP = 10  # fold models are kept for this many of the best trials (e
 MIN_TRIAL_SECONDS = 1.0  # below this much search time left, no new trial is started
 DEFAULT_TRIAL_TIMEOUT = 600.0  # per-trial cap when only --trials bounds the run
 EXPLANATION_SHARE, EXPLANATION_CAP_SECONDS = 0.08, 30.0  # of the budget, kept for the end-of-build explanations
+# Families cheap enough to run in a worker forked from the run itself while the forkserver is still importing
+# the model libraries (tens of seconds on a busy machine): the portfolio's first trial, so a run always has a
+# model early. Others wait for the forkserver, within their trial's time limit (which the budget bounds).
+COLD_START_FAMILIES = frozenset({"linear"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class Search:
             return 0.0
         # The explanations (permutation importance of the final model, by default) get their share too.
         explanations = min(EXPLANATION_SHARE * self.clock.seconds, EXPLANATION_CAP_SECONDS)
-        base = 1.0 + 0.02 * self.clock.seconds + explanations
+        base = self._writing_reserve() + explanations
         if self.ctx.plan.kind == "kfold":
             return base
         best = sorted((r for r in self.records if r.status == "ok"),
@@ -85,7 +89,17 @@ class Search:
         return min(base + refit, 0.3 * self.clock.seconds)
 
     def search_time_left(self) -> float:
-        return self.clock.remaining - self.final_stage_reserve()
+        """Until a trial has succeeded, the search may use the explanations' and refit's share of the reserve
+        too (not the last second or two that writing the model takes): on a machine so busy that the start-up
+        ate most of the budget, a run with a model and no explanations beats a run with neither."""
+        reserve = self.final_stage_reserve()
+        if self.clock.seconds is not None and not any(r.status == "ok" for r in self.records):
+            reserve = min(reserve, self._writing_reserve())
+        return self.clock.remaining - reserve
+
+    def _writing_reserve(self) -> float:
+        """Seconds to select the ensemble among saved models, write it and the leaderboard, and exit."""
+        return 1.0 + 0.02 * (self.clock.seconds or 0.0)
 
     def _done(self, ran: int) -> bool:
         if self.trials_to_run is not None and ran >= self.trials_to_run:
@@ -122,7 +136,7 @@ class Search:
                          out_dir=self.store.trial_dir(proposal.number), keep_models_above=threshold)
         crash_point("trial_started")
         result = run_in_worker(run_trial, (self.ctx, spec), timeout=self._trial_timeout(),
-                               memory_mb=self.memory_mb)
+                               memory_mb=self.memory_mb, cold=proposal.family in COLD_START_FAMILIES)
         if result.status == "ok":
             outcome: TrialOutcome = result.value
             # The hashes of what this trial wrote (its worker hashed its fold models) go into its audit record.
