@@ -221,3 +221,23 @@ def test_a_kill_between_anchor_and_log_is_restored_from_the_anchor(tmp_path, tor
     assert result.ok, result.reason
     events = [r["event"] for r in AuditLog(path).records()]
     assert events[3] == "approval" and len(events) == 4 + (repair == "append")
+
+
+def test_a_renamed_logs_old_head_is_dropped_and_a_copy_cut_back_to_it_does_not_verify(tmp_path):
+    """A run is built under a partial name and renamed into place: the head anchored at the old name must not
+    stay trusted, or a copy cut back to the run's first records would verify."""
+    (tmp_path / "partial").mkdir()
+    _log(tmp_path / "partial", 2)
+    (tmp_path / "partial").rename(tmp_path / "run")
+    path = tmp_path / "run" / "audit.jsonl"
+    assert verify(path).ok  # at the head anchored under the old name
+    AuditLog(path).append("trial_result")
+    genesis = json.loads(_lines(path)[0])["hash"]
+    from daedalus.store.audit import anchor_path
+
+    heads = json.loads(anchor_path(genesis).read_text())["heads"]
+    assert list(heads) == [str(path.resolve())]
+    (tmp_path / "cut").mkdir()
+    cut = tmp_path / "cut" / "audit.jsonl"
+    cut.write_text("".join(line + "\n" for line in _lines(path)[:2]))
+    assert not verify(cut).ok

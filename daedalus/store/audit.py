@@ -193,7 +193,9 @@ def _read_anchor(genesis: str) -> dict[str, dict[str, Any]] | None:
 
 
 def _write_anchor(genesis: str, log: Path, record: dict[str, Any], heads: dict[str, Any] | None) -> None:
-    heads = dict(heads or {})
+    # Heads of logs that are gone are dropped: a run renamed into place (built under a partial name) or moved
+    # leaves its old location's head behind, and a copy cut back to that head must not verify.
+    heads = {loc: head for loc, head in (heads or {}).items() if Path(loc).exists()}
     heads[_location(log)] = {"seq": record["seq"], "hash": record["hash"], "record": record}
     path = anchor_path(genesis)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
