@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import (
     is_bool_dtype,
+    is_complex_dtype,
     is_datetime64_any_dtype,
     is_numeric_dtype,
     is_object_dtype,
@@ -20,6 +21,12 @@ from pandas.api.types import (
 )
 
 from daedalus.data.schema import ColumnKind
+from daedalus.errors import DataError
+
+_NESTED = (list, tuple, dict, set, frozenset, np.ndarray)
+_FLAT = frozenset({"string", "empty", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "bytes",
+                   "datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period", "complex",
+                   "categorical", "interval"})
 
 # Words read as booleans (compared lower-cased, stripped). Two-valued columns made only of these words are
 # BOOLEAN; "0"/"1" here covers numbers stored as text.
@@ -34,6 +41,21 @@ PARSE_SHARE = 0.95
 _YEAR = re.compile(r"(?<!\d)(?:1[0-9]{3}|2[0-9]{3})(?!\d)")
 # "007" or "02134" are codes, not numbers: converting them would merge "007" with "7".
 _LEADING_ZERO = re.compile(r"^\s*[-+]?0\d")
+
+
+def nested(s: pd.Series) -> bool:
+    """The column holds nested values (lists, dicts, arrays, sets: Parquet list/struct/map columns)."""
+    if not is_object_dtype(s.dtype) or pd.api.types.infer_dtype(s, skipna=True) in _FLAT:
+        return False  # inferring the dtype runs in C: the per-cell look below is for mixed columns only
+    return bool(s.map(lambda v: isinstance(v, _NESTED)).any())
+
+
+def check_not_nested(s: pd.Series, name: str, fix: str) -> None:
+    """Refuse a nested column in one line: nothing downstream (hashing, parsing, models) can use it."""
+    if nested(s):
+        sample = next(v for v in s if isinstance(v, _NESTED))
+        raise DataError(f"column '{name}' holds nested values (lists or structs, such as {str(sample)[:40]!r}) "
+                        f"where a number, category or text belongs; {fix}")
 
 
 def canonical_str(value: Any) -> str:
@@ -103,16 +125,31 @@ def looks_boolean(nonmissing: pd.Series) -> bool:
 
 
 def numeric_values(s: pd.Series) -> pd.Series:
-    """``s`` as float64; text that is not a number becomes NaN (e.g. telco's ' ' in TotalCharges)."""
+    """``s`` as float64; text that is not a number becomes NaN (e.g. telco's ' ' in TotalCharges), and so do
+    infinities (a division by zero upstream): no model family accepts them, all of them impute NaN."""
     if is_bool_dtype(s.dtype):
         return s.astype("float64")
     if is_timedelta64_dtype(s.dtype):
         return s.dt.total_seconds().astype("float64")
     if is_datetime64_any_dtype(s.dtype):
         return epoch_days(s)
-    if is_numeric_dtype(s.dtype):
-        return s.astype("float64")
-    return pd.to_numeric(s, errors="coerce").astype("float64")
+    parsed = s if is_numeric_dtype(s.dtype) else pd.to_numeric(s, errors="coerce")
+    if is_complex_dtype(parsed.dtype):  # complex numbers are not amounts a model can take: not numbers
+        parsed = pd.Series(np.nan, index=s.index)
+    values = parsed.astype("float64")
+    return values.where(np.isfinite(values))
+
+
+def non_numbers(s: pd.Series, values: pd.Series, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """The distinct cells of ``s`` that are present but not numbers (``values`` is ``numeric_values(s)``),
+    other than infinities and the ``allowed`` spellings (stripped), as canonical strings."""
+    present = s.notna() & values.isna()
+    if not present.any():
+        return []
+    words = canonical_strings(s[present]).str.strip()
+    infinite = pd.to_numeric(words, errors="coerce").abs() == np.inf
+    bad = words[~infinite & ~words.isin(allowed)]
+    return [str(w) for w in bad.unique()]
 
 
 def missing_share(s: pd.Series, kind: ColumnKind) -> float:

@@ -37,6 +37,8 @@ class Predictor:
         self.source = source  # "model" (final) or "best" (best so far)
         # A fairness mitigation with per-group thresholds reads each row's group when it predicts.
         self.needs_groups = any(needs_groups_to_predict(m.family) for m in model.spec.members)
+        # New rows with text in a numeric column are refused (see prepare_features); False reads it as missing.
+        self.strict_numbers = True
 
     @classmethod
     def load(cls, run_dir: Path) -> Predictor | NetworkPredictor:
@@ -64,7 +66,7 @@ class Predictor:
 
     def features(self, data: pd.DataFrame) -> pd.DataFrame:
         """Raw rows as the model takes them (what ``predict_matrix`` feeds it; explanations need it too)."""
-        features = prepare_features(data, self.schema)
+        features = prepare_features(data, self.schema, strict_numbers=self.strict_numbers)
         if self.schema.sensitive:
             features = carry_for_prediction(features, data, self.schema.sensitive, self.needs_groups)
         return features

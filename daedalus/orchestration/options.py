@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from daedalus.errors import ConfigError
+from daedalus.errors import ConfigError, RunError
 
 VALIDATIONS = ("kfold", "holdout")
 OBJECTIVES = ("metric", "fairness")
@@ -80,6 +80,10 @@ class BuildOptions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BuildOptions:
+        """The options saved in a run's ``run.json``; damaged ones (not a mapping, no target) are a RunError."""
+        if not isinstance(d, dict) or not isinstance(d.get("target"), str):
+            raise RunError("the run's run.json is damaged (its 'options' lack the target); restore it from a "
+                           "backup or build the run again")
         names = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return cls(**kwargs)
