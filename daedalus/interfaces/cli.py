@@ -283,11 +283,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _finish(result)
 
 
-def _leaderboard(run_dir: Path) -> list[dict[str, Any]]:
+def _leaderboard(run_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The run's leaderboard, and None; or, while it has no ``leaderboard.json`` (running, or stopped before its
+    end), its trials so far from the study, and the note that says so."""
     from daedalus.store.run import RunStore
 
-    board: list[dict[str, Any]] = RunStore.open(run_dir).read("leaderboard")
-    return board
+    store = RunStore.open(run_dir)
+    if (store.root / "leaderboard.json").exists():
+        board: list[dict[str, Any]] = store.read("leaderboard")
+        return board, None
+    from daedalus.orchestration.leaderboard import partial_leaderboard
+
+    partial = partial_leaderboard(run_dir)
+    return partial.rows, partial.note
 
 
 def _print_table(board: list[dict[str, Any]], limit: int | None = None) -> None:
@@ -310,11 +318,13 @@ def _print_summary(run_dir: Path, board: list[dict[str, Any]]) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    board = _leaderboard(args.run_dir)
-    if args.json:
-        print(json.dumps(board, indent=1, default=str))
+    board, note = _leaderboard(args.run_dir)
+    if args.json:  # a partial board is marked in each row, so that a list stays a list for its readers
+        print(json.dumps([{**row, "partial": True} for row in board] if note else board, indent=1, default=str))
     else:
         _print_table(board)
+    if note:
+        print(note, file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

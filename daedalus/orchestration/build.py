@@ -43,7 +43,7 @@ from daedalus.orchestration.fairness_search import (
     write_fairness,
 )
 from daedalus.orchestration.finalize import FinalModel, finalize
-from daedalus.orchestration.leaderboard import make_leaderboard
+from daedalus.orchestration.leaderboard import STUDY_NAME, make_leaderboard, writer_record
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.search import Search, requeue_interrupted
@@ -55,7 +55,7 @@ from daedalus.spaces.mitigation import MITIGATIONS, PRELOAD_MODULES
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.run import RunStore
 
-STUDY_NAME = "daedalus"
+OWNER_ATTR = "run_dir"  # the study's user attribute naming the run directory that created it
 # The order in which the portfolio tries each family's default: the fastest first (a linear model fits in well
 # under a second, so even a tiny budget ends with a model), then the strongest for their cost.
 # With fairness in the search, a fair model comes early too: ThresholdOptimizer on the linear model is as cheap.
@@ -116,14 +116,44 @@ def _families(options: BuildOptions, task: Task) -> list[str]:
     return sorted(chosen, key=lambda f: PORTFOLIO_ORDER.index(f) if f in PORTFOLIO_ORDER else len(PORTFOLIO_ORDER))
 
 
-def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
-                create: bool) -> tuple[optuna.Study, Any]:
+def _storage(url: str) -> optuna.storages.RDBStorage:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(url)
     except Exception as exc:  # a bad URL or an unreachable database is the user's to fix
-        raise ConfigError(f"cannot open storage '{url}': {str(exc).splitlines()[0]}; "
+        raise ConfigError(f"cannot open storage '{_shown(url)}': {str(exc).splitlines()[0]}; "
                           "pass a valid SQLAlchemy URL to --storage") from exc
+
+
+def _shown(url: str) -> str:
+    """The storage URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return str(make_url(url).render_as_string(hide_password=True))
+    except Exception:  # not a URL at all: the message names it as given
+        return url
+
+
+def check_storage_free(url: str) -> None:
+    """A build's ``--storage`` must not hold another run's study already: Optuna would raise
+    DuplicatedStudyError after the run directory was made, leaving a half-made run marked 'running'. Checked
+    before the run directory exists."""
+    storage = _storage(url)
+    try:
+        study_id = storage.get_study_id_from_name(STUDY_NAME)
+    except KeyError:
+        return
+    owner = storage.get_study_user_attrs(study_id).get(OWNER_ATTR)
+    which = f"of run '{owner}'" if owner else "of another run"
+    resume = f"'daedalus resume {owner}'" if owner else "'daedalus resume RUN' on the run that uses it"
+    raise ConfigError(f"storage '{_shown(url)}' already holds the study {which}; pass --storage a database of its "
+                      f"own for this build, or continue that run with {resume}")
+
+
+def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
+                create: bool) -> tuple[optuna.Study, Any]:
+    storage = _storage(url)
     if create:
         study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction=direction,
                                     sampler=make_sampler(seed), load_if_exists=False)
@@ -144,6 +174,8 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
     got = intake(data, options)
     ctx = _context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
     families = _families(options, got.schema.task)
+    if options.storage:
+        check_storage_free(options.storage)
 
     store = RunStore.create(run_dir, {"options": options.to_dict(), "status": "running",
                                       "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>",
@@ -166,7 +198,8 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
 
     url = options.storage or store.default_storage_url
     study, _ = _open_study(url, ctx.metric.optuna_direction, options.seed, create=True)
-    store.update_run(storage=url)
+    study.set_user_attr(OWNER_ATTR, str(store.root.resolve()))
+    store.update_run(storage=url, writer=writer_record())  # the writer tells 'leaderboard' the run is live
     designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
     designer.enqueue_portfolio()
     return _search_and_finish(store, ctx, designer, clock, options, reporter, options.n_trials)
@@ -196,7 +229,7 @@ def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None
     ctx = _context(frame, schema, options)
     study, storage = _open_study(info["storage"], ctx.metric.optuna_direction, options.seed, create=False)
     requeued = requeue_interrupted(study, storage)
-    store.update_run(status="running")
+    store.update_run(status="running", writer=writer_record())
     store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued,
                        steering=steering.to_record())
     note = steering.describe(budget_note)
