@@ -205,10 +205,12 @@ def parse_datetimes(s: pd.Series) -> pd.Series:
     # ISO 8601 is vectorised and fast; the "mixed" parser (per element, via dateutil) is the fallback for
     # other layouts, applied only to the values ISO parsing missed. Each value is parsed on its own, so the
     # result does not depend on which other rows are in the frame (a training file or a one-row request).
-    parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True)
+    # Both in microseconds (years far outside 1677-2262 fit): pandas picks each result's unit from its values, and a
+    # nanosecond result put into a second-unit one raised TypeError (found by tests/test_fuzz_inputs.py).
+    parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True).dt.as_unit("us")
     retry = parsed.isna() & strings.notna()
     if retry.any():
-        parsed[retry] = pd.to_datetime(strings[retry], format="mixed", errors="coerce", utc=True)
+        parsed[retry] = pd.to_datetime(strings[retry], format="mixed", errors="coerce", utc=True).dt.as_unit("us")
     return parsed.dt.tz_localize(None)
 
 
