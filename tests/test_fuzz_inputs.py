@@ -28,7 +28,8 @@ _FLOATS = st.floats(allow_nan=True, allow_infinity=True)
 _TEXT = st.one_of(st.sampled_from(["", " ", "?", "NA", "n/a", "1", "0.5", "yes", "no", "2020-01-05", "1e400"]),
                   st.text(max_size=12))
 _DATES = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2100, 1, 1))
-_MIXED = st.one_of(st.none(), _INTS, _FLOATS, _TEXT, st.booleans(), _DATES)
+_MIXED = st.one_of(st.none(), _INTS, _FLOATS, _TEXT, st.booleans(), _DATES, st.binary(max_size=3),
+                   st.lists(st.integers(0, 3), max_size=2), st.complex_numbers(max_magnitude=10))
 KINDS: dict[str, st.SearchStrategy[Any]] = {
     "int": _INTS, "float": _FLOATS, "text": _TEXT, "bool": st.booleans(), "date": _DATES, "mixed": _MIXED,
 }

@@ -103,7 +103,8 @@ def object_as_numbers(s: pd.Series) -> pd.Series | None:
         return None
     kind = pd.api.types.infer_dtype(s, skipna=True)
     if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
-        return pd.to_numeric(s, errors="coerce")
+        numbers = pd.to_numeric(s, errors="coerce")
+        return None if is_complex_dtype(numbers.dtype) else numbers  # complex numbers are no amounts
     return None
 
 

@@ -72,7 +72,9 @@ class Predictor:
         return features
 
     def predict_matrix(self, data: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_matrix(self.features(data))
+        features = self.features(data)
+        with np.errstate(over="ignore"):  # a value near 1e308 scales to inf: its prediction saturates, quietly
+            return self.model.predict_matrix(features)
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         pred = self.predict_matrix(data)
