@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from daedalus.errors import DaedalusError
 from tests.conftest import planted_frame
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 _INTS = st.one_of(st.integers(-1000, 1000), st.integers())  # mostly small; sometimes beyond int64
 _FLOATS = st.floats(allow_nan=True, allow_infinity=True)
@@ -159,5 +159,6 @@ def test_predict_of_random_csv_files(tmp_path_factory: pytest.TempPathFactory, f
     path = tmp_path_factory.mktemp("fuzz") / "rows.csv"
     frame.to_csv(path, index=False, encoding=encoding, errors="replace")
     rows = _clean_or_user_error(read_rows, run, str(path))
-    if rows is not None:
-        assert len(_clean_or_user_error(predictor.predict, rows)) == len(rows)
+    if rows is not None:  # the rows fit the schema; a number too large for the model is still a one-line error
+        prediction = _clean_or_user_error(predictor.predict, rows)
+        assert prediction is None or len(prediction) == len(rows)

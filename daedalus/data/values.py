@@ -6,6 +6,7 @@ here once: canonical strings for labels and categories, boolean words, numbers s
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -203,6 +204,9 @@ def parse_datetimes(s: pd.Series) -> pd.Series:
         # Only reached when the user marks a numeric column as a date: read it as Unix seconds.
         return pd.to_datetime(s, unit="s", errors="coerce")
     strings = s.astype(object).where(s.notna(), None)
+    if pd.api.types.infer_dtype(strings, skipna=True) not in ("string", "empty", "datetime"):
+        # Numbers mixed into a date column are read as text ("2020" a year), as pandas 4 will stop doing.
+        strings = strings.map(lambda v: v if v is None or isinstance(v, (str, dt.datetime)) else str(v))
     # ISO 8601 is vectorised and fast; the "mixed" parser (per element, via dateutil) is the fallback for
     # other layouts, applied only to the values ISO parsing missed. Each value is parsed on its own, so the
     # result does not depend on which other rows are in the frame (a training file or a one-row request).

@@ -18,7 +18,7 @@ from daedalus.data.schema import Schema
 from daedalus.data.sensitive import carry_for_prediction
 from daedalus.ensembles.model import MODEL_FILE, EnsembleModel
 from daedalus.ensembles.network import NetworkModel, is_network_dir
-from daedalus.errors import RunError
+from daedalus.errors import DataError, RunError
 from daedalus.spaces.mitigation import needs_groups_to_predict
 
 
@@ -73,8 +73,16 @@ class Predictor:
 
     def predict_matrix(self, data: pd.DataFrame) -> np.ndarray:
         features = self.features(data)
-        with np.errstate(over="ignore"):  # a value near 1e308 scales to inf: its prediction saturates, quietly
-            return self.model.predict_matrix(features)
+        try:
+            with np.errstate(over="ignore"):  # a value near 1e308 may scale to inf; the models say so below
+                return self.model.predict_matrix(features)
+        except ValueError as exc:  # scikit-learn refuses inputs that scaled to inf (found by the fuzz test)
+            if "infinity" not in str(exc):
+                raise
+            numeric = features.select_dtypes("number").abs()
+            column = str(numeric.max().idxmax())
+            raise DataError(f"column '{column}' holds a number too large for the model ({numeric[column].max():.3g}); "
+                            "check that value, or leave the cell empty to predict it as missing") from None
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         pred = self.predict_matrix(data)
