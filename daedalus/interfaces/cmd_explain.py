@@ -47,9 +47,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ConfigError("--top and --max-rows must be at least 1")
     import pandas as pd
 
+    from daedalus.data import read_table
     from daedalus.ensembles.predictor import Predictor
     from daedalus.errors import DataError, RunError
-    from daedalus.interfaces.paths import read_rows
+    from daedalus.interfaces.paths import check_rows
     from daedalus.oversight.shap_values import BACKGROUND_ROWS, explain_rows
     from daedalus.store.run import RunStore
 
@@ -58,12 +59,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise RunError(f"'{args.run_dir}' is an image run; explain works on table runs (build from a table)")
     # The rows are read and checked against the schema (a missing column, text in a numeric column: one line)
     # before the model is touched or any use of it recorded.
-    rows = read_rows(args.run_dir, args.data)
+    rows = read_table(args.data)
     if len(rows) == 0:
         raise DataError(f"'{args.data}' has no rows to explain; pass a file with at least one row")
     if len(rows) > args.max_rows:
         raise ConfigError(f"'{args.data}' has {len(rows)} rows, more than --max-rows {args.max_rows}; explain "
                           "fewer rows at a time or raise --max-rows")
+    check_rows(args.run_dir, rows)
     predictor = Predictor.load(args.run_dir)
     if not isinstance(predictor, Predictor):
         raise RunError(f"'{args.run_dir}' holds a network; explain works on table runs (build from a table)")

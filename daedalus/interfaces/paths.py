@@ -79,12 +79,21 @@ def check_run_files(run_dir: Path) -> None:
 def read_rows(run_dir: Path, data: str, strict_numbers: bool = True) -> pd.DataFrame:
     """The rows of ``data``, checked against the run's schema (columns, numbers) before anything is recorded or
     loaded: a missing file or a bad column must not leave an ``unapproved_use`` record behind."""
-    from daedalus.data import prepare_features, read_table
+    from daedalus.data import read_table
+    from daedalus.store.run import RunStore
+
+    RunStore.open(run_dir)
+    rows = read_table(data)
+    check_rows(run_dir, rows, strict_numbers)
+    return rows
+
+
+def check_rows(run_dir: Path, rows: pd.DataFrame, strict_numbers: bool = True) -> None:
+    """``rows`` fit the schema of a table run (an image run's network checks its pixels itself)."""
+    from daedalus.data import prepare_features
     from daedalus.data.schema import Schema
     from daedalus.store.run import RunStore
 
     store = RunStore.open(run_dir)
-    rows = read_table(data)
-    if (store.root / "schema.json").exists():  # a table run (an image run's network checks its pixels itself)
+    if (store.root / "schema.json").exists():
         prepare_features(rows, Schema.from_dict(store.read("schema")), strict_numbers=strict_numbers)
-    return rows
