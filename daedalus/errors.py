@@ -11,7 +11,14 @@ from __future__ import annotations
 
 
 class DaedalusError(Exception):
-    """Base class for every error caused by user input."""
+    """Base class for every error caused by user input. Its message is one line by construction: a line break
+    inside a value it quotes (a column named "a\nb", a path) is shown escaped, as Python writes it."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message)
+        if any(c in text for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+            text = "".join(c if c.isprintable() or c in " \t" else repr(c)[1:-1] for c in text)
+        super().__init__(text, *args)
 
 
 class DataError(DaedalusError):

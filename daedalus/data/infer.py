@@ -26,16 +26,26 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype, is_timedelta64_dtype
+from pandas.api.types import (
+    is_bool_dtype,
+    is_complex_dtype,
+    is_datetime64_any_dtype,
+    is_numeric_dtype,
+    is_timedelta64_dtype,
+)
 
 from daedalus.data.schema import ColumnInfo, ColumnKind, Schema, Task
 from daedalus.data.values import (
     canonical_str,
     canonical_strings,
+    check_not_nested,
     is_text_dtype,
     looks_boolean,
     looks_datetime,
     missing_share,
+    nested,
+    non_numbers,
+    numeric_values,
     object_as_numbers,
     python_scalar,
     text_as_numbers,
@@ -47,6 +57,7 @@ from daedalus.errors import ConfigError, DataError
 # are regression targets. The user can always pass the task explicitly.
 MAX_CODED_CLASSES = 50
 
+MAX_MISSING_WORDS = 100  # non-number spellings of missing kept per numeric column (see ColumnInfo)
 ID_MIN_ROWS = 50
 ID_UNIQUE_SHARE = 0.99
 ID_NAME_TOKENS = frozenset({"id", "ids", "pid", "uid", "uuid", "guid", "key", "index", "idx", "no", "nr",
@@ -85,6 +96,20 @@ def infer_task(y: pd.Series) -> Task:
     is_label_code = (len(distinct) <= MAX_CODED_CLASSES and lowest in (0, 1)
                      and distinct[-1] - lowest == len(distinct) - 1)
     return Task.MULTICLASS if is_label_code else Task.REGRESSION
+
+
+def check_finite_target(y: pd.Series, target: str) -> None:
+    """Refuse a numeric target with infinite values (inf, -inf, "inf" text): every model and metric fails on
+    them (before this check: 45 warnings, a run directory, and every trial failing)."""
+    numbers = pd.to_numeric(y, errors="coerce") if not is_bool_dtype(y.dtype) else None
+    if numbers is None or is_complex_dtype(numbers.dtype):
+        return
+    infinite = np.isinf(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    if infinite.any():
+        rows = ", ".join(str(r) for r in np.flatnonzero(infinite)[:5] + 1)
+        raise DataError(f"target column '{target}' holds {int(infinite.sum())} infinite value(s) (data row(s) "
+                        f"{rows}{', ...' if infinite.sum() > 5 else ''}); a target must be finite: fix those rows "
+                        "or remove them")
 
 
 def _count_labels(y: pd.Series) -> int:
@@ -170,6 +195,8 @@ def infer_schema(
         raise DataError(f"column(s) {_names(both)} are given to both --drop and --keep; pick one")
 
     y = df[target]
+    check_not_nested(y, target, "choose a target column of plain values (numbers or labels)")
+    check_finite_target(y, target)
     chosen_task = infer_task(y) if task is None else _checked_task(y, task)
     columns: list[ColumnInfo] = []
     dropped: dict[str, str] = {}
@@ -177,9 +204,16 @@ def infer_schema(
         if name == target:
             continue  # the target is described by task/classes, never a feature
         s = df[name]
+        if name in drop and nested(s):  # a Parquet list/struct column the user leaves out: nothing to infer
+            columns.append(ColumnInfo(name, ColumnKind.CATEGORICAL, 0, float(s.isna().mean())))
+            dropped[name] = DROP_REASONS["user"]
+            continue
+        # Lists and structs are refused rather than silently dropped: the user sees which column is left out
+        # of the model and why, and decides (flatten it, or --drop it), as with every other dropped column.
+        check_not_nested(s, str(name), f"flatten it into plain columns, or leave it out with --drop {name}")
         kind = kinds[name] if name in kinds else infer_kind(s, str(name), allow_drop=name not in keep)
         columns.append(ColumnInfo(name=name, kind=kind, n_unique=int(s.nunique(dropna=True)),
-                                  missing_share=missing_share(s, kind)))
+                                  missing_share=missing_share(s, kind), missing_words=_missing_words(s, kind)))
         if name in drop:
             dropped[name] = DROP_REASONS["user"]
         elif kind is ColumnKind.ID:
@@ -228,6 +262,13 @@ def infer_kind(s: pd.Series, name: str = "", *, allow_drop: bool = True) -> Colu
     if allow_drop and _is_text_id(nonmissing):
         return ColumnKind.ID
     return ColumnKind.CATEGORICAL
+
+
+def _missing_words(s: pd.Series, kind: ColumnKind) -> tuple[str, ...]:
+    """A numeric column's text that is not a number (read as missing in training), for the predict-time check."""
+    if kind is not ColumnKind.NUMERIC or not is_text_dtype(s):
+        return ()
+    return tuple(non_numbers(s, numeric_values(s))[:MAX_MISSING_WORDS])
 
 
 def _is_numeric_id(values: pd.Series, name: str) -> bool:
@@ -323,6 +364,7 @@ def prepare_target(y: pd.Series, schema: Schema) -> np.ndarray:
             bad = y[values.isna()].iloc[0]
             raise DataError(f"target column '{schema.target}' holds non-numeric values such as {bad!r}; a regression "
                             f"target must be numbers: fix those values or choose a classification task")
+        check_finite_target(values, schema.target)
         return values.to_numpy(dtype="float64")
     assert schema.classes is not None
     codes_of = {canonical_str(c): i for i, c in enumerate(schema.classes)}

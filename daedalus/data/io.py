@@ -10,6 +10,7 @@ import csv
 from pathlib import Path
 
 import pandas as pd
+from pandas.api.types import is_object_dtype
 
 from daedalus.errors import DataError
 
@@ -21,6 +22,9 @@ CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", "
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 
 DEMO_TARGET = "class-label"
+# What pandas infers for object columns that cannot hold bytes: the common case, checked in C, not per cell.
+_NO_BYTES = frozenset({"string", "empty", "integer", "floating", "mixed-integer-float", "decimal", "boolean",
+                       "datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period", "complex"})
 _DEMO_FILE = Path(__file__).resolve().parent / "demo" / "credit_g.csv.gz"
 
 
@@ -120,4 +124,19 @@ def _validated(df: pd.DataFrame, label: str) -> pd.DataFrame:
     if duplicated:
         names = ", ".join(repr(c) for c in duplicated[:5])
         raise DataError(f"{label} has duplicate column names ({names}); rename them so each is unique")
+    for i in range(df.shape[1]):
+        column = df.iloc[:, i]
+        if is_object_dtype(column.dtype) and pd.api.types.infer_dtype(column, skipna=True) not in _NO_BYTES:
+            df.isetitem(i, column.map(_decoded, na_action="ignore"))
     return df
+
+
+def _decoded(value: object) -> object:
+    """Bytes (a Parquet binary column, a frame built from raw records) as text, decoded as a CSV file is: UTF-8,
+    else latin-1. Left as bytes, they broke inference on text (UnicodeDecodeError, found by the fuzz test)."""
+    if not isinstance(value, (bytes, bytearray)):
+        return value
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        return bytes(value).decode("latin-1")

@@ -38,6 +38,10 @@ TREE_LEAVES = 64  # multiclass trees: at least this many leaves, and two per cla
 
 class LeakScorer:
     def __init__(self, task: Task, y: np.ndarray, folds: np.ndarray, seed: int) -> None:
+        if not task.is_classification:
+            # Every score here (R², Spearman) ignores the target's scale: dividing by its largest magnitude keeps
+            # the sums and squares of huge targets (1e300) from overflowing (found by tests/test_fuzz_inputs.py).
+            y = y / (float(np.max(np.abs(y))) or 1.0)
         self.task, self.y, self.seed = task, y, seed
         self.splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(FOLDS)]
         self.y_int = y.astype(np.int64) if task.is_classification else y

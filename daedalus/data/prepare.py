@@ -12,7 +12,15 @@ from collections import Counter
 import pandas as pd
 
 from daedalus.data.schema import ColumnKind, FeatureLayout, Schema
-from daedalus.data.values import boolean_values, canonical_strings, epoch_days, numeric_values, parse_datetimes
+from daedalus.data.values import (
+    boolean_values,
+    canonical_strings,
+    check_not_nested,
+    epoch_days,
+    non_numbers,
+    numeric_values,
+    parse_datetimes,
+)
 from daedalus.errors import DataError
 
 # Numeric parts a datetime column expands into: "<col>__<part>".
@@ -42,11 +50,15 @@ def feature_layout(schema: Schema) -> FeatureLayout:
     return FeatureLayout(numeric=tuple(numeric), categorical=tuple(categorical), text=tuple(text))
 
 
-def prepare_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+def prepare_features(df: pd.DataFrame, schema: Schema, *, strict_numbers: bool = False) -> pd.DataFrame:
     """The prepared feature frame (columns ``feature_layout(schema).columns``, index of ``df``).
 
     Columns of ``df`` that the schema does not use (extra columns, dropped columns, the target) are ignored;
-    a needed column that is absent raises DataError.
+    a needed column that is absent, or holds nested values (lists, dicts), raises DataError.
+    ``strict_numbers`` (new rows at predict time): a numeric column's cell that is not a number, and not one of
+    the spellings of missing seen in training (``ColumnInfo.missing_words``), raises DataError naming the
+    column and values, instead of being read as missing: "12,5" or "n.a." would otherwise change predictions
+    unseen.
     """
     needed = schema.feature_columns
     # Frames built from arrays may carry non-string column names (0, 1, ...); the schema stores strings.
@@ -58,14 +70,17 @@ def prepare_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         raise DataError(f"the data lacks column(s) {shown} that the model needs; add them (values may be empty)")
 
     parts: dict[str, pd.Series] = {}
-    kinds = {c.name: c.kind for c in schema.columns}
+    infos = {c.name: c for c in schema.columns}
     for name in needed:
         s = df[source[name]]
         if isinstance(s, pd.DataFrame):  # a repeated column name selects several columns
             raise DataError(f"the data has more than one column named '{name}'; keep one of them")
-        kind = kinds[name]
+        check_not_nested(s, name, "the model needs it as a plain column: flatten it")
+        kind = infos[name].kind
         if kind is ColumnKind.NUMERIC:
             parts[name] = numeric_values(s)
+            if strict_numbers:
+                _check_numbers(name, s, parts[name], infos[name].missing_words)
         elif kind is ColumnKind.BOOLEAN:
             parts[name] = boolean_values(s)
         elif kind is ColumnKind.DATETIME:
@@ -78,6 +93,15 @@ def prepare_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     layout = feature_layout(schema)
     out = pd.DataFrame(parts, index=df.index)
     return out[list(layout.columns)]
+
+
+def _check_numbers(name: str, s: pd.Series, values: pd.Series, allowed: tuple[str, ...]) -> None:
+    bad = non_numbers(s, values, frozenset(allowed))
+    if bad:
+        n = int(canonical_strings(s).str.strip().isin(bad).sum())
+        shown = ", ".join(repr(b[:40]) for b in bad[:5])
+        raise DataError(f"numeric column '{name}' holds {n} value(s) that are not numbers ({shown}); fix them or "
+                        "leave those cells empty, or pass --non-numeric-as-missing to predict them as missing")
 
 
 def _datetime_parts(name: str, s: pd.Series) -> dict[str, pd.Series]:

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from daedalus.errors import RunError
+
 
 class Task(StrEnum):
     BINARY = "binary"
@@ -42,6 +44,9 @@ class ColumnInfo:
     kind: ColumnKind
     n_unique: int
     missing_share: float
+    # A numeric column's cells that were not numbers in the training data (e.g. "n/a"), read as missing there;
+    # at predict time only these may stand in a numeric column (any other text is refused, see prepare.py).
+    missing_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,8 @@ class Schema:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["task"] = self.task.value
-        d["columns"] = [{**asdict(c), "kind": c.kind.value} for c in self.columns]
+        d["columns"] = [{**asdict(c), "kind": c.kind.value, "missing_words": list(c.missing_words)}
+                        for c in self.columns]
         d["classes"] = list(self.classes) if self.classes is not None else None
         d["kept"] = list(self.kept)
         d["sensitive"] = list(self.sensitive)
@@ -97,10 +103,22 @@ class Schema:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Schema:
+        """The schema saved in a run's ``schema.json``; a damaged one (missing keys, unknown kinds, wrong
+        types) is a RunError naming the problem, not a KeyError from deep inside a command."""
+        try:
+            return cls._from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise RunError(f"the run's schema.json is damaged ({problem}); restore it from a backup or build the "
+                           "run again") from None
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Schema:
         return cls(
             target=d["target"],
             task=Task(d["task"]),
-            columns=tuple(ColumnInfo(c["name"], ColumnKind(c["kind"]), c["n_unique"], c["missing_share"])
+            columns=tuple(ColumnInfo(c["name"], ColumnKind(c["kind"]), c["n_unique"], c["missing_share"],
+                                     tuple(c.get("missing_words", ())))
                           for c in d["columns"]),
             classes=tuple(d["classes"]) if d["classes"] is not None else None,
             dropped=dict(d.get("dropped", {})),

@@ -6,6 +6,7 @@ here once: canonical strings for labels and categories, boolean words, numbers s
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import (
     is_bool_dtype,
+    is_complex_dtype,
     is_datetime64_any_dtype,
     is_numeric_dtype,
     is_object_dtype,
@@ -20,6 +22,12 @@ from pandas.api.types import (
 )
 
 from daedalus.data.schema import ColumnKind
+from daedalus.errors import DataError
+
+_NESTED = (list, tuple, dict, set, frozenset, np.ndarray)
+_FLAT = frozenset({"string", "empty", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "bytes",
+                   "datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period", "complex",
+                   "categorical", "interval"})
 
 # Words read as booleans (compared lower-cased, stripped). Two-valued columns made only of these words are
 # BOOLEAN; "0"/"1" here covers numbers stored as text.
@@ -34,6 +42,21 @@ PARSE_SHARE = 0.95
 _YEAR = re.compile(r"(?<!\d)(?:1[0-9]{3}|2[0-9]{3})(?!\d)")
 # "007" or "02134" are codes, not numbers: converting them would merge "007" with "7".
 _LEADING_ZERO = re.compile(r"^\s*[-+]?0\d")
+
+
+def nested(s: pd.Series) -> bool:
+    """The column holds nested values (lists, dicts, arrays, sets: Parquet list/struct/map columns)."""
+    if not is_object_dtype(s.dtype) or pd.api.types.infer_dtype(s, skipna=True) in _FLAT:
+        return False  # inferring the dtype runs in C: the per-cell look below is for mixed columns only
+    return bool(s.map(lambda v: isinstance(v, _NESTED)).any())
+
+
+def check_not_nested(s: pd.Series, name: str, fix: str) -> None:
+    """Refuse a nested column in one line: nothing downstream (hashing, parsing, models) can use it."""
+    if nested(s):
+        sample = next(v for v in s if isinstance(v, _NESTED))
+        raise DataError(f"column '{name}' holds nested values (lists or structs, such as {str(sample)[:40]!r}) "
+                        f"where a number, category or text belongs; {fix}")
 
 
 def canonical_str(value: Any) -> str:
@@ -81,7 +104,8 @@ def object_as_numbers(s: pd.Series) -> pd.Series | None:
         return None
     kind = pd.api.types.infer_dtype(s, skipna=True)
     if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
-        return pd.to_numeric(s, errors="coerce")
+        numbers = pd.to_numeric(s, errors="coerce")
+        return None if is_complex_dtype(numbers.dtype) else numbers  # complex numbers are no amounts
     return None
 
 
@@ -103,16 +127,31 @@ def looks_boolean(nonmissing: pd.Series) -> bool:
 
 
 def numeric_values(s: pd.Series) -> pd.Series:
-    """``s`` as float64; text that is not a number becomes NaN (e.g. telco's ' ' in TotalCharges)."""
+    """``s`` as float64; text that is not a number becomes NaN (e.g. telco's ' ' in TotalCharges), and so do
+    infinities (a division by zero upstream): no model family accepts them, all of them impute NaN."""
     if is_bool_dtype(s.dtype):
         return s.astype("float64")
     if is_timedelta64_dtype(s.dtype):
         return s.dt.total_seconds().astype("float64")
     if is_datetime64_any_dtype(s.dtype):
         return epoch_days(s)
-    if is_numeric_dtype(s.dtype):
-        return s.astype("float64")
-    return pd.to_numeric(s, errors="coerce").astype("float64")
+    parsed = s if is_numeric_dtype(s.dtype) else pd.to_numeric(s, errors="coerce")
+    if is_complex_dtype(parsed.dtype):  # complex numbers are not amounts a model can take: not numbers
+        parsed = pd.Series(np.nan, index=s.index)
+    values = parsed.astype("float64")
+    return values.where(np.isfinite(values))
+
+
+def non_numbers(s: pd.Series, values: pd.Series, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """The distinct cells of ``s`` that are present but not numbers (``values`` is ``numeric_values(s)``),
+    other than infinities and the ``allowed`` spellings (stripped), as canonical strings."""
+    present = s.notna() & values.isna()
+    if not present.any():
+        return []
+    words = canonical_strings(s[present]).str.strip()
+    infinite = pd.to_numeric(words, errors="coerce").abs() == np.inf
+    bad = words[~infinite & ~words.isin(allowed)]
+    return [str(w) for w in bad.unique()]
 
 
 def missing_share(s: pd.Series, kind: ColumnKind) -> float:
@@ -165,13 +204,18 @@ def parse_datetimes(s: pd.Series) -> pd.Series:
         # Only reached when the user marks a numeric column as a date: read it as Unix seconds.
         return pd.to_datetime(s, unit="s", errors="coerce")
     strings = s.astype(object).where(s.notna(), None)
+    if pd.api.types.infer_dtype(strings, skipna=True) not in ("string", "empty", "datetime"):
+        # Numbers mixed into a date column are read as text ("2020" a year), as pandas 4 will stop doing.
+        strings = strings.map(lambda v: v if v is None or isinstance(v, (str, dt.datetime)) else str(v))
     # ISO 8601 is vectorised and fast; the "mixed" parser (per element, via dateutil) is the fallback for
     # other layouts, applied only to the values ISO parsing missed. Each value is parsed on its own, so the
     # result does not depend on which other rows are in the frame (a training file or a one-row request).
-    parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True)
+    # Both in microseconds (years far outside 1677-2262 fit): pandas picks each result's unit from its values, and a
+    # nanosecond result put into a second-unit one raised TypeError (found by tests/test_fuzz_inputs.py).
+    parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True).dt.as_unit("us")
     retry = parsed.isna() & strings.notna()
     if retry.any():
-        parsed[retry] = pd.to_datetime(strings[retry], format="mixed", errors="coerce", utc=True)
+        parsed[retry] = pd.to_datetime(strings[retry], format="mixed", errors="coerce", utc=True).dt.as_unit("us")
     return parsed.dt.tz_localize(None)
 
 

@@ -18,7 +18,7 @@ from daedalus.data.schema import Schema
 from daedalus.data.sensitive import carry_for_prediction
 from daedalus.ensembles.model import MODEL_FILE, EnsembleModel
 from daedalus.ensembles.network import NetworkModel, is_network_dir
-from daedalus.errors import RunError
+from daedalus.errors import DataError, RunError
 from daedalus.spaces.mitigation import needs_groups_to_predict
 from daedalus.store.run import RunStore
 
@@ -38,6 +38,8 @@ class Predictor:
         self.source = source  # "model" (final) or "best" (best so far)
         # A fairness mitigation with per-group thresholds reads each row's group when it predicts.
         self.needs_groups = any(needs_groups_to_predict(m.family) for m in model.spec.members)
+        # New rows with text in a numeric column are refused (see prepare_features); False reads it as missing.
+        self.strict_numbers = True
 
     @classmethod
     def load(cls, run_dir: Path) -> Predictor | NetworkPredictor:
@@ -67,13 +69,23 @@ class Predictor:
 
     def features(self, data: pd.DataFrame) -> pd.DataFrame:
         """Raw rows as the model takes them (what ``predict_matrix`` feeds it; explanations need it too)."""
-        features = prepare_features(data, self.schema)
+        features = prepare_features(data, self.schema, strict_numbers=self.strict_numbers)
         if self.schema.sensitive:
             features = carry_for_prediction(features, data, self.schema.sensitive, self.needs_groups)
         return features
 
     def predict_matrix(self, data: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_matrix(self.features(data))
+        features = self.features(data)
+        try:
+            with np.errstate(over="ignore"):  # a value near 1e308 may scale to inf; the models say so below
+                return self.model.predict_matrix(features)
+        except ValueError as exc:  # scikit-learn refuses inputs that scaled to inf (found by the fuzz test)
+            if "infinity" not in str(exc):
+                raise
+            numeric = features.select_dtypes("number").abs()
+            column = str(numeric.max().idxmax())
+            raise DataError(f"column '{column}' holds a number too large for the model ({numeric[column].max():.3g}); "
+                            "check that value, or leave the cell empty to predict it as missing") from None
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         pred = self.predict_matrix(data)

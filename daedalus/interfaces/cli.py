@@ -135,6 +135,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--proba", action="store_true", help="add one proba_<class> column per class")
     p.add_argument("--unapproved", action="store_true",
                    help="use a model that is not approved ('daedalus approve'); the use is recorded in the audit log")
+    p.add_argument("--non-numeric-as-missing", action="store_true",
+                   help="read text in a numeric column as a missing value (default: refuse it, naming the values)")
 
     p = sub.add_parser("info", help="what a run holds: data, checks, validation, model")
     p.add_argument("run_dir", type=Path, metavar="RUN")
@@ -284,11 +286,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _finish(result)
 
 
-def _leaderboard(run_dir: Path) -> list[dict[str, Any]]:
+def _leaderboard(run_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The run's leaderboard, and None; or, while it has no ``leaderboard.json`` (running, or stopped before its
+    end), its trials so far from the study, and the note that says so."""
     from daedalus.store.run import RunStore
 
-    board: list[dict[str, Any]] = RunStore.open(run_dir).read("leaderboard")
-    return board
+    store = RunStore.open(run_dir)
+    if (store.root / "leaderboard.json").exists():
+        board: list[dict[str, Any]] = store.read("leaderboard")
+        return board, None
+    from daedalus.orchestration.leaderboard import partial_leaderboard
+
+    partial = partial_leaderboard(run_dir)
+    return partial.rows, partial.note
 
 
 def _print_table(board: list[dict[str, Any]], limit: int | None = None) -> None:
@@ -311,26 +321,31 @@ def _print_summary(run_dir: Path, board: list[dict[str, Any]]) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    board = _leaderboard(args.run_dir)
-    if args.json:
-        print(json.dumps(board, indent=1, default=str))
+    board, note = _leaderboard(args.run_dir)
+    if args.json:  # a partial board is marked in each row, so that a list stays a list for its readers
+        print(json.dumps([{**row, "partial": True} for row in board] if note else board, indent=1, default=str))
     else:
         _print_table(board)
+    if note:
+        print(note, file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from daedalus.data import read_table
     from daedalus.ensembles.predictor import Predictor
+    from daedalus.interfaces.paths import read_rows
     from daedalus.oversight.approval import authorize_use
 
+    strict = not args.non_numeric_as_missing
+    rows = read_rows(args.run_dir, args.data, strict)
     warning = authorize_use(args.run_dir, args.unapproved, args.data)  # the approval gate; refuses with exit 2
     if warning:
         print(f"daedalus: {warning}", file=sys.stderr)
     predictor = Predictor.load(args.run_dir)
-    rows = read_table(args.data)
+    if isinstance(predictor, Predictor):
+        predictor.strict_numbers = strict
     out = pd.DataFrame({"prediction": predictor.predict(rows)})
     if args.proba and predictor.classes is not None:  # a regression has no classes: prediction only
         proba = predictor.predict_proba(rows)
@@ -431,6 +446,28 @@ COMMANDS: dict[str, Any] = {
 }
 
 
+# Commands that only read the audit log: a damaged run.json or leaderboard.json must not stop its inspection.
+_SKIP_RUN_CHECK = frozenset({"audit"})
+# Commands whose --out is a folder (the others write one file).
+_OUT_DIRS = frozenset({"card"})
+_OUT_MAKES_FOLDER = frozenset({"export-arch"})  # it writes several files and makes their folder
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Paths and run records checked before a command does anything (see ``interfaces/paths.py``)."""
+    from daedalus.interfaces.paths import check_new_run_dir, check_out_dir, check_out_file, check_run_files
+
+    check_new_run_dir(getattr(args, "run", None))
+    out = getattr(args, "out", None)
+    if args.command in _OUT_DIRS:
+        check_out_dir(out)
+    else:
+        check_out_file(out, makes_folder=args.command in _OUT_MAKES_FOLDER)
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is not None and args.command not in _SKIP_RUN_CHECK:
+        check_run_files(run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     global _STARTED
     if argv is not None:  # called from Python, perhaps long after this module was imported: the budget starts now
@@ -439,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         interrupts.install()
     args = make_parser().parse_args(argv)
     try:
+        _check_paths(args)
         return COMMANDS[args.command](args)
     except DaedalusError as exc:
         print(f"daedalus: error: {exc}", file=sys.stderr)

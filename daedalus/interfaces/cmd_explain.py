@@ -53,10 +53,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ConfigError("--top and --max-rows must be at least 1")
     import pandas as pd
 
-    from daedalus.data import prepare_features, read_table
-    from daedalus.data.schema import Schema
+    from daedalus.data import read_table
     from daedalus.ensembles.predictor import Predictor
     from daedalus.errors import DataError, RunError
+    from daedalus.interfaces.paths import check_rows
     from daedalus.oversight.approval import authorize_use
     from daedalus.oversight.shap_values import BACKGROUND_ROWS, explain_rows
     from daedalus.store.run import RunStore
@@ -64,13 +64,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     store = RunStore.open(args.run_dir)
     if store.read("run").get("kind") == "image":
         raise RunError(f"'{args.run_dir}' is an image run; explain works on table runs (build from a table)")
+    # The rows are read and checked against the schema (a missing column, text in a numeric column: one line)
+    # before the model is touched or any use of it recorded.
     rows = read_table(args.data)
     if len(rows) == 0:
         raise DataError(f"'{args.data}' has no rows to explain; pass a file with at least one row")
     if len(rows) > args.max_rows:
         raise ConfigError(f"'{args.data}' has {len(rows)} rows, more than --max-rows {args.max_rows}; explain "
                           "fewer rows at a time or raise --max-rows")
-    prepare_features(rows, Schema.from_dict(store.read("schema")))  # a missing column: one line, before loading
+    check_rows(args.run_dir, rows)
     warning = authorize_use(args.run_dir, args.unapproved, args.data, use="explain")  # the gate, as for predict
     if warning:
         print(warning, file=sys.stderr)

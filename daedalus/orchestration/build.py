@@ -55,9 +55,8 @@ from daedalus.oversight.steering import steering_state
 from daedalus.spaces.mitigation import MITIGATIONS, PRELOAD_MODULES
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.faults import crash_point
-from daedalus.store.run import LOCAL_STORAGE, RunStore
+from daedalus.store.run import LOCAL_STORAGE, STUDY_NAME, RunStore
 
-STUDY_NAME = "daedalus"
 # The order in which the portfolio tries each family's default: the fastest first (a linear model fits in well
 # under a second, so even a tiny budget ends with a model), then the strongest for their cost.
 # With fairness in the search, a fair model comes early too: ThresholdOptimizer on the linear model is as cheap.
@@ -118,14 +117,28 @@ def _families(options: BuildOptions, task: Task) -> list[str]:
     return sorted(chosen, key=lambda f: PORTFOLIO_ORDER.index(f) if f in PORTFOLIO_ORDER else len(PORTFOLIO_ORDER))
 
 
-def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
-                create: bool, study_name: str = STUDY_NAME) -> tuple[optuna.Study, Any]:
+def _storage(url: str) -> optuna.storages.RDBStorage:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(url)
     except Exception as exc:  # a bad URL or an unreachable database is the user's to fix
-        raise ConfigError(f"cannot open storage '{url}': {str(exc).splitlines()[0]}; "
+        raise ConfigError(f"cannot open storage '{_shown(url)}': {str(exc).splitlines()[0]}; "
                           "pass a valid SQLAlchemy URL to --storage") from exc
+
+
+def _shown(url: str) -> str:
+    """The storage URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return str(make_url(url).render_as_string(hide_password=True))
+    except Exception:  # not a URL at all: the message names it as given
+        return url
+
+
+def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
+                create: bool, study_name: str = STUDY_NAME) -> tuple[optuna.Study, Any]:
+    storage = _storage(url)
     if create:
         study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
                                     sampler=make_sampler(seed), load_if_exists=False)

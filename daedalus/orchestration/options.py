@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from daedalus.errors import ConfigError
+from daedalus.errors import ConfigError, RunError
 
 VALIDATIONS = ("kfold", "holdout")
+# The least --memory-limit a trial can run under. A worker is forked from the forkserver with the model libraries
+# (LightGBM, XGBoost, CatBoost, torch, skops) already imported, and starts at about 270 MB resident (measured:
+# tests/test_cli_errors.py checks that it stays under this floor); a trial on a small table adds ~100 MB. Below
+# the floor every trial was killed as out of memory at once (520 failed trials and no model).
+MIN_MEMORY_MB = 400.0
 OBJECTIVES = ("metric", "fairness")
 
 
@@ -53,8 +58,10 @@ class BuildOptions:
             raise ConfigError(f"unknown validation '{self.validation}'; choose one of {', '.join(VALIDATIONS)}")
         if self.trial_timeout is not None and not self.trial_timeout > 0:
             raise ConfigError(f"--trial-timeout must be positive, got {self.trial_timeout}")
-        if self.memory_mb is not None and not self.memory_mb > 0:
-            raise ConfigError(f"--memory-limit must be positive, got {self.memory_mb}")
+        if self.memory_mb is not None and not self.memory_mb >= MIN_MEMORY_MB:
+            raise ConfigError(f"--memory-limit {self.memory_mb:g} MB is below the {MIN_MEMORY_MB:g} MB a trial's "
+                              f"worker needs (it starts at about 270 MB with the model libraries loaded); pass "
+                              f"--memory-limit {MIN_MEMORY_MB:g} or more, or leave it out (60% of the memory)")
         if self.n_threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.n_threads}")
         self._check_fairness()
@@ -80,6 +87,10 @@ class BuildOptions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BuildOptions:
+        """The options saved in a run's ``run.json``; damaged ones (not a mapping, no target) are a RunError."""
+        if not isinstance(d, dict) or not isinstance(d.get("target"), str):
+            raise RunError("the run's run.json is damaged (its 'options' lack the target); restore it from a "
+                           "backup or build the run again")
         names = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return cls(**kwargs)

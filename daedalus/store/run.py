@@ -40,6 +40,7 @@ from daedalus.store.faults import crash_point
 from daedalus.store.integrity import check_files, digests, record_files
 
 RUN_FILE = "run.json"
+STUDY_NAME = "daedalus"  # the study of a run in its own SQLite file (one in an external --storage: its own name)
 LOCK_FILE = ".lock"
 PARTIAL_MARK = ".partial-"  # a run being created: '.NAME.partial-PID', next to where NAME will be
 # The default storage, inside the run: stored with this placeholder, not an absolute path, so that the study is
@@ -103,6 +104,51 @@ def remove_stale_partials(root: Path) -> list[Path]:
             shutil.rmtree(partial, ignore_errors=True)
             removed.append(partial)
     return removed
+
+
+# The JSON type of each run record and the keys that every reader relies on (rows: each leaderboard row's keys).
+RECORD_SHAPES: dict[str, tuple[type, tuple[str, ...]]] = {
+    "run": (dict, ("options", "status")),
+    "schema": (dict, ("target", "task", "columns", "classes")),
+    "leaderboard": (list, ("rank", "trial", "family", "score", "metric", "fit_seconds", "status")),
+}
+# What the user can do about a damaged record: the leaderboard is rewritten by a resume, the rest is primary.
+_REPAIR = {"leaderboard": "continue the run with 'daedalus resume {root}' to rewrite it"}
+
+
+def damaged(path: Path, problem: str) -> RunError:
+    """The one-line error for a run file that cannot be used as it is."""
+    name = path.name.removesuffix(".json")
+    fix = _REPAIR.get(name, "restore it from a backup or build the run again").format(root=path.parent)
+    return RunError(f"'{path}' is damaged ({problem}); {fix}")
+
+
+def _read_json(path: Path, name: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:  # a folder in its place, no permission, binary garbage
+        raise damaged(path, f"unreadable: {type(exc).__name__}") from None
+    if not text.strip():
+        raise damaged(path, "empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise damaged(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def checked_record(path: Path, name: str, obj: Any) -> Any:
+    """``obj`` (the content of ``path``) if it has the shape ``RECORD_SHAPES`` gives for ``name``."""
+    if name not in RECORD_SHAPES:
+        return obj
+    kind, keys = RECORD_SHAPES[name]
+    if not isinstance(obj, kind):
+        raise damaged(path, f"a JSON {type(obj).__name__} where a {kind.__name__} belongs")
+    items = obj if isinstance(obj, list) else [obj]
+    for item in items:
+        missing = [k for k in keys if not isinstance(item, dict) or k not in item]
+        if missing:
+            raise damaged(path, f"missing {', '.join(repr(k) for k in missing)}")
+    return obj
 
 
 class RunStore:
@@ -211,13 +257,16 @@ class RunStore:
         self.record([path])
 
     def read(self, name: str, default: Any = None) -> Any:
+        """A JSON record of the run, checked against ``RECORD_SHAPES``: a file that is empty, cut short, of the
+        wrong type or without the keys every reader needs is refused in one line (RunError), never a traceback
+        from whichever command happened to read it first."""
         path = self.root / f"{name}.json"
         if not path.exists():
             if default is not None:
                 return default
             raise RunError(f"run '{self.root}' has no {name}.json; it may not have finished its first steps; "
                            "resume it with 'daedalus resume'")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return checked_record(path, name, _read_json(path, name))
 
     def update_run(self, **fields: Any) -> dict[str, Any]:
         info = self.read("run")
@@ -233,6 +282,15 @@ class RunStore:
             raise RunError(f"run '{self.root}' was stopped while it was being created (its run.json names no "
                            "study); it holds no trial: remove it and build again")
         return str(info["storage"]).replace(RUN_PLACEHOLDER, str(self.root.resolve()))
+
+    def study_name(self, info: dict[str, Any] | None = None) -> str:
+        """The name of the run's study in its storage (runs in a shared --storage each have their own)."""
+        info = info if info is not None else self.read("run")
+        return str(info.get("study_name", STUDY_NAME))
+
+    def writer(self) -> str | None:
+        """Who is writing the run now ('process PID (command)', from its lock), or None: it is not running."""
+        return _lock_holder(self.root)
 
     @property
     def data_path(self) -> Path:
