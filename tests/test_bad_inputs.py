@@ -185,11 +185,11 @@ def test_memory_limit_below_a_workers_start_up_size_is_refused(small_binary_csv:
 
 def test_the_memory_floor_is_above_a_workers_start_up_size() -> None:
     """The floor is a measurement: a worker forked with the model libraries loaded must start well below it."""
-    from daedalus.evaluation.worker import run_in_worker, start_early, warm_up
+    from daedalus.evaluation.worker import run_in_worker, start_early, wait_ready
     from daedalus.orchestration.options import MIN_MEMORY_MB
 
     start_early()
-    warm_up()
+    assert wait_ready(300) is None  # a worker forked from the warm pool, as every trial's
     usage = run_in_worker(resource.getrusage, (resource.RUSAGE_SELF,), timeout=120, memory_mb=1e9)
     assert usage.status == "ok", usage.reason
     start_mb = usage.value.ru_maxrss / 1024  # kB on Linux
