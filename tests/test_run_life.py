@@ -111,7 +111,7 @@ def test_a_partial_run_is_never_taken_for_a_run(tmp_path):
 
 
 def test_an_old_half_made_run_is_refused_in_one_line(tmp_path):
-    store = RunStore.create(tmp_path / "run", {"status": "running"})  # what a kill left before this fix
+    store = RunStore.create(tmp_path / "run", {"options": {}, "status": "running"})  # what a kill left before this fix
     with pytest.raises(RunError, match="stopped while it was being created"):
         store.storage_url()
 

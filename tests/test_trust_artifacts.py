@@ -292,6 +292,11 @@ def _poisoned_copy(built_run: Path, tmp_path: Path, marker: Path) -> tuple[Path,
     shutil.copytree(built_run, run)
     target = sorted((run / "model").glob("*.skops"))[0]
     target.write_bytes(poisoned(target.read_bytes(), PAYLOADS["numpy-runstring"][0](marker)))
+    # The file's hash is recorded anew, through Daedalus's own (anchored) log, as if the first wall (the hash
+    # recorded when the file was written, store/integrity.py) had been passed: the loader must hold alone.
+    from daedalus.store.run import RunStore
+
+    RunStore(run).record([target])
     return run, target
 
 
@@ -315,10 +320,13 @@ def test_commands_refuse_a_poisoned_model(command: str, built_run: Path, tmp_pat
         result = run_cli("predict", run, rows, "--unapproved")
         assert result.stdout == ""  # no prediction came out of the poisoned model
     elif command == "explain":
-        result = run_cli("explain", run, rows)
+        result = run_cli("explain", run, rows, "--unapproved")
     else:  # the latency gate loads the model to time it
         policy = tmp_path / "policy.toml"
         policy.write_text("[gates]\nmax_latency_ms = 10000\n", encoding="utf-8")
+        from tests.conftest import reviewer_key
+
+        reviewer_key("ann")  # a real reviewer with a real key: only the poisoned file stands in the way
         result = run_cli("approve", run, "--by", "ann", "--reason", "looks fine", "--policy", policy)
         assert '"event": "approval"' not in (run / "audit.jsonl").read_text(encoding="utf-8")
     _assert_cli_refused(result, target, marker)
