@@ -42,9 +42,12 @@ def make_run(root: Path, intended_use: str | None = None, sensitive: tuple[str, 
     store.audit.append("trial_proposed", trial=1, family="lightgbm", config={"num_leaves": 31}, designer="portfolio",
                        reason="portfolio")
     store.write("leaderboard", [
-        {"rank": 1, "trial": None, "family": "ensemble", "score": 0.81, "status": "ok", "metric": "roc_auc", "fit_seconds": 1.0},
-        {"rank": 2, "trial": 1, "family": "lightgbm", "score": 0.80, "status": "ok", "metric": "roc_auc", "fit_seconds": 1.0},
-        {"rank": 3, "trial": 0, "family": "linear", "score": 0.75, "status": "ok", "metric": "roc_auc", "fit_seconds": 1.0}])
+        {"rank": 1, "trial": None, "family": "ensemble", "score": 0.81, "status": "ok", "metric": "roc_auc",
+         "fit_seconds": 1.0},
+        {"rank": 2, "trial": 1, "family": "lightgbm", "score": 0.80, "status": "ok", "metric": "roc_auc",
+         "fit_seconds": 1.0},
+        {"rank": 3, "trial": 0, "family": "linear", "score": 0.75, "status": "ok", "metric": "roc_auc",
+         "fit_seconds": 1.0}])
     spec = ModelSpec("bagged", Task.BINARY, 2, (Member(1, "lightgbm", 1.0, ("t1_fold_0.skops",)),), 0.81)
     (root / "model").mkdir()
     (root / "model" / "model.json").write_text(json.dumps(spec.to_dict()))
