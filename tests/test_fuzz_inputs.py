@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from daedalus.errors import DaedalusError
 from tests.conftest import planted_frame
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 _INTS = st.one_of(st.integers(-1000, 1000), st.integers())  # mostly small; sometimes beyond int64
 _FLOATS = st.floats(allow_nan=True, allow_infinity=True)
