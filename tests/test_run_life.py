@@ -191,3 +191,23 @@ def test_no_process_outlives_a_killed_build(tmp_path, moment):
     time.sleep(3.0)
     alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [f"{p.pid} {' '.join(p.cmdline())[:100]}" for p in alive]
+
+
+@pytest.mark.slow
+def test_an_image_run_is_complete_or_absent_and_has_one_writer(tmp_path, digits_csv):
+    """Image runs are created like table runs: a kill while the run is being made leaves no run (only a hidden
+    leftover), and a resume is refused while another writer holds the run."""
+    env = {**os.environ, "DAEDALUS_CRASH_AT": "run_partial"}
+    args = ("build", str(digits_csv), "--target", "digit", "--image-shape", "8x8x1", "--time", "30", "--run", "run")
+    killed = _daedalus(*args, cwd=tmp_path, env=env)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "run").exists()  # on the old code: run/ with run.json and no data
+    (tmp_path / "locked").mkdir()
+    holder = _holder(tmp_path / "locked")
+    try:
+        (tmp_path / "locked" / "run.json").write_text('{"options": {}, "status": "running", "kind": "image"}')
+        refused = _daedalus("resume", "locked", cwd=tmp_path)
+        assert "holder-test" in _one_line_error(refused)
+    finally:
+        holder.kill()
+        holder.wait()

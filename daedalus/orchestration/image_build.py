@@ -566,14 +566,15 @@ def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter:
     table = read_images(frame, options.target, parse_image_shape(options.image_shape))
     if len(table.labels) < 10:
         raise DataError(f"only {len(table.labels)} images; image search needs at least 10 labelled images")
-    store = RunStore.create(run_dir, {"kind": "image", "options": asdict(options), "status": "running",
-                                      "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>",
-                                      "created": time.time(), "metric": METRIC, "task": "image",
-                                      "classes": list(table.classes), "space": "cnn",
-                                      "validation": f"holdout {VALIDATION_FRACTION:.0%}, stratified"})
+    info = {"kind": "image", "options": asdict(options), "status": "running", "created": time.time(),
+            "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>", "metric": METRIC,
+            "task": "image", "classes": list(table.classes), "space": "cnn",
+            "validation": f"holdout {VALIDATION_FRACTION:.0%}, stratified"}
+    # Complete or absent, as a table run (RunStore.creating): the store keeps the run's writer lock.
+    with RunStore.creating(run_dir, info) as store:
+        frame.to_parquet(store.data_path, index=False)  # so that resume does not need the original file
+        store.record([store.data_path])
     reporter.message(f"run directory: {store.root}")
-    frame.to_parquet(store.data_path, index=False)  # so that resume does not need the original file
-    store.record([store.data_path])
     search = ImageSearch(store, table, options, clock, reporter)
     store.audit.append("image_data", rows=len(table.labels), shape=list(table.shape), classes=len(table.classes),
                        scale=table.scale, shift=search.task.shift, flip=search.task.flip)
@@ -588,6 +589,7 @@ def resume_images(run_dir: Path, time_budget: float | None = None, reporter: Rep
     import pandas as pd
 
     store = RunStore.open(run_dir)
+    store.lock()  # one writer per run (released by _search_and_finish, or by the kernel if this process dies)
     info = store.read("run")
     saved = dict(info["options"])
     if time_budget is not None:
@@ -604,6 +606,13 @@ def resume_images(run_dir: Path, time_budget: float | None = None, reporter: Rep
 
 
 def _search_and_finish(search: ImageSearch, clock: BudgetClock) -> ImageBuildResult:
+    try:
+        return _search_and_train(search, clock)
+    finally:
+        search.store.unlock()
+
+
+def _search_and_train(search: ImageSearch, clock: BudgetClock) -> ImageBuildResult:
     store, options = search.store, search.options
     search_until = clock.elapsed + SEARCH_SHARE * clock.remaining
     while clock.elapsed < search_until - 1.0:
