@@ -316,7 +316,7 @@ def _print_table(board: list[dict[str, Any]], limit: int | None = None) -> None:
 def _print_summary(run_dir: Path, board: list[dict[str, Any]]) -> None:
     _print_table(board, limit=10)
     print(f"run saved in {run_dir}")
-    print(f"approve with: daedalus approve {run_dir} --by NAME --reason TEXT")
+    print(f"approve with: daedalus keys new NAME (once), then daedalus approve {run_dir} --by NAME --reason TEXT")
     print(f"then predict with: daedalus predict {run_dir} DATA.csv --out predictions.csv")
 
 
