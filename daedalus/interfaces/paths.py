@@ -36,10 +36,10 @@ def check_out_dir(path: Path | None, option: str = "--out") -> None:
     if path is None:
         return
     path = Path(path)
-    for part in (path, *path.parents):
-        if part.exists() and not part.is_dir():
-            raise ConfigError(f"{option} '{path}' must be a folder but '{part}' is a file; pass a folder, e.g. "
-                              f"{option} {path.parent / (path.stem + '_card')}")
+    part = _file_on_the_way(path)
+    if part is not None:
+        raise ConfigError(f"{option} '{path}' must be a folder but '{part}' is a file; pass a folder, e.g. "
+                          f"{option} {path.parent / (path.stem + '_card')}")
 
 
 def check_new_run_dir(path: Path | None) -> None:
@@ -47,10 +47,15 @@ def check_new_run_dir(path: Path | None) -> None:
     if path is None:
         return
     path = Path(path)
-    for part in (path, *path.parents):
-        if part.exists() and not part.is_dir():
-            raise ConfigError(f"--run '{path}' must be a run folder but '{part}' is a file; pass a folder that "
-                              f"does not exist yet, e.g. --run runs/{path.stem or 'run'}")
+    part = _file_on_the_way(path)
+    if part is not None:
+        raise ConfigError(f"--run '{path}' must be a run folder but '{part}' is a file; pass a folder that "
+                          f"does not exist yet, e.g. --run runs/{path.stem or 'run'}")
+
+
+def _file_on_the_way(path: Path) -> Path | None:
+    """The first of ``path`` and its parents that exists as a file (so no folder can be made there), or None."""
+    return next((part for part in (path, *path.parents) if part.exists() and not part.is_dir()), None)
 
 
 def check_run_files(run_dir: Path) -> None:
