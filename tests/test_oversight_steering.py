@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from daedalus.data.schema import Task
+from daedalus.designers.base import Result
 from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
 from daedalus.errors import ConfigError, RunError
 from daedalus.orchestration.budget import BudgetClock
@@ -51,7 +52,7 @@ def _run_trials(steering: Steering, designer: OptunaDesigner, n: int) -> list:
     proposals = []
     for i in range(n):
         proposal = steering.next_proposal(lambda: False)
-        designer.tell(proposal, 0.5 + 0.01 * i, status="ok", info={})
+        designer.tell(proposal, Result("ok", 0.5 + 0.01 * i))
         proposals.append(proposal)
     return proposals
 
@@ -86,7 +87,8 @@ def test_enqueued_config_is_the_next_trial_even_during_the_portfolio(tmp_path):
     issue_command(store.root, "enqueue", str(config))
     nxt, after = _run_trials(steering, designer, 2)
     assert nxt.family == "knn" and nxt.designer == "steering"
-    assert nxt.config["n_neighbors"] == 7 and nxt.config["p"] == 1 and nxt.config["weights"] in ("uniform", "distance")
+    config = nxt.candidate
+    assert config["n_neighbors"] == 7 and config["p"] == 1 and config["weights"] in ("uniform", "distance")
     assert after.designer == "portfolio"  # the queue goes on where it was
     proposed = _events(store, "trial_proposed")
     assert proposed[1]["designer"] == "steering" and "enqueued by 'daedalus steer'" in proposed[1]["reason"]
@@ -99,7 +101,7 @@ def test_enqueue_with_parameters_under_config_as_in_the_audit_log(tmp_path):
     config.write_text(json.dumps({"family": "linear", "config": {"C": 0.5}}))
     issue_command(store.root, "enqueue", str(config))
     (first,) = _run_trials(steering, designer, 1)
-    assert first.designer == "steering" and first.config["C"] == 0.5
+    assert first.designer == "steering" and first.candidate["C"] == 0.5
 
 
 def test_add_time_extends_the_budget_clock(tmp_path):
@@ -311,4 +313,4 @@ def test_a_steered_trial_interrupted_by_a_kill_runs_again_as_steered(tmp_path):
     assert killed.designer == "steering"
     requeue_interrupted(designer.study, designer.study._storage)
     again = Steering(store, designer, BudgetClock(60.0), Reporter()).next_proposal(lambda: False)
-    assert again.designer == "steering" and again.config["n_neighbors"] == 5 and again.number != killed.number
+    assert again.designer == "steering" and again.candidate["n_neighbors"] == 5 and again.number != killed.number

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from daedalus.data.schema import Task
+from daedalus.designers.base import Result
 from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.reporter import Reporter
@@ -58,7 +59,7 @@ def _designer() -> OptunaDesigner:
 
 def _trial(steering: Steering, designer: OptunaDesigner):
     proposal = steering.next_proposal(lambda: False)
-    designer.tell(proposal, 0.5, status="ok", info={})
+    designer.tell(proposal, Result("ok", 0.5))
     return proposal
 
 

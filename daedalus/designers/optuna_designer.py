@@ -20,7 +20,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from daedalus.data.schema import Task
-from daedalus.designers.base import Designer, Proposal
+from daedalus.designers.base import OK, PRUNED, Designer, Proposal, Result
 from daedalus.spaces.mitigation import (
     BASE_PARAM,
     CONSTRAINT_PARAM,
@@ -67,7 +67,7 @@ def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
 
 
-class OptunaDesigner(Designer):
+class OptunaDesigner(Designer[dict[str, Any]]):
     name = "tpe"
 
     def __init__(self, study: optuna.Study, families: Sequence[str], task: Task, n_rows: int,
@@ -118,7 +118,7 @@ class OptunaDesigner(Designer):
         params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in config.items()}}
         self.study.enqueue_trial(params, user_attrs={STEERED_ATTR: why}, skip_if_exists=False)
 
-    def ask(self) -> Proposal:
+    def ask(self) -> Proposal[dict[str, Any]]:
         # The family choice is a fixed categorical over the run's families, so its distribution stays the
         # same in every trial (Optuna needs that for TPE to model it).
         family_dist = CategoricalDistribution(self.families)
@@ -141,7 +141,7 @@ class OptunaDesigner(Designer):
                               f"{self._n_complete()} finished trials", self.name)
 
     def _proposal(self, trial: optuna.trial.Trial, family: str, config: dict[str, Any], reason: str,
-                  designer: str) -> Proposal:
+                  designer: str) -> Proposal[dict[str, Any]]:
         self._running[trial.number] = trial
         return Proposal(trial.number, family, config, reason, designer)
 
@@ -154,23 +154,24 @@ class OptunaDesigner(Designer):
                 return optuna.trial.Trial(self.study, waiting._trial_id)
         return None
 
-    def tell(self, proposal: Proposal, value: float | None, *, status: str, info: dict[str, Any]) -> None:
+    def tell(self, proposal: Proposal[dict[str, Any]], result: Result) -> None:
         trial = self._running.pop(proposal.number)
+        status, value, info = result.status, result.score, result.info
         for key, val in info.items():
             trial.set_user_attr(key, val)
         trial.set_user_attr(STATUS_ATTR, status)
-        if status == "ok" and value is not None:
+        if status == OK and value is not None:
             if info.get(CONSTRAINT_ATTR) is not None:
                 trial.set_constraint(CONSTRAINT_NAME, max(info[CONSTRAINT_ATTR]))
             self.study.tell(trial, value)
             if info.get(CONSTRAINT_ATTR) is not None and not info.get("feasible", True):
                 self._mitigate(proposal, value)
-        elif status == "pruned":  # not evaluated at all (an excluded family): TPE ranks it below every result
+        elif status == PRUNED:  # not evaluated at all (an excluded family): TPE ranks it below every result
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
 
-    def _mitigate(self, proposal: Proposal, value: float) -> None:
+    def _mitigate(self, proposal: Proposal[dict[str, Any]], value: float) -> None:
         """Queue ThresholdOptimizer around a trial that breaks the fairness constraint, when it is the best
         such trial so far: post-processing keeps most of a strong model's skill and costs one more fit."""
         name = "fair_threshold"
@@ -183,7 +184,7 @@ class OptunaDesigner(Designer):
         self._best_unfair = utility
         constraint = self.mitigation_constraint or MITIGATION_CONSTRAINTS[0]
         config = {BASE_PARAM: proposal.family, CONSTRAINT_PARAM: constraint, **mitigation.own_defaults(),
-                  **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
+                  **{f"{proposal.family}.{k}": v for k, v in proposal.candidate.items()}}
         self.study.enqueue_trial({FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}},
                                  user_attrs={MITIGATION_OF_ATTR: proposal.number}, skip_if_exists=True)
 

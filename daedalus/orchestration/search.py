@@ -15,7 +15,7 @@ import optuna
 import psutil
 from optuna.trial import TrialState
 
-from daedalus.designers.base import Proposal
+from daedalus.designers.base import Proposal, Result
 from daedalus.designers.optuna_designer import PORTFOLIO_ATTR, STEERED_ATTR, OptunaDesigner
 from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
 from daedalus.evaluation.metrics import Metric
@@ -131,7 +131,7 @@ class Search:
 
     def _evaluate(self, proposal: Proposal) -> TrialRecord:
         threshold = self._keep_threshold()
-        spec = TrialSpec(number=proposal.number, family=proposal.family, config=proposal.config,
+        spec = TrialSpec(number=proposal.number, family=proposal.family, config=proposal.candidate,
                          seed=self.options.seed, n_threads=self.options.n_threads,
                          out_dir=self.store.trial_dir(proposal.number), keep_models_above=threshold)
         crash_point("trial_started")
@@ -148,7 +148,7 @@ class Search:
                     "designer": proposal.designer}
             fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
             info.update(fair)
-            self.designer.tell(proposal, outcome.score, status="ok", info=info)
+            self.designer.tell(proposal, Result("ok", outcome.score, info))
             crash_point("trial_recorded")
             self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
                                     status="ok", score=outcome.score, metric=self.metric.name,
@@ -158,9 +158,8 @@ class Search:
             self._after_success(record, outcome)
             return record
         reason = result.reason.strip().splitlines()[0] if result.reason else result.status
-        self.designer.tell(proposal, None, status=result.status,
-                           info={"reason": result.reason[-2000:], "fit_seconds": round(result.seconds, 3),
-                                 "designer": proposal.designer})
+        self.designer.tell(proposal, Result(result.status, None, {
+            "reason": result.reason[-2000:], "fit_seconds": round(result.seconds, 3), "designer": proposal.designer}))
         self.store.audit.append("trial_failed", trial=proposal.number, family=proposal.family,
                                 status=result.status, reason=reason)
         self.store.drop_models(proposal.number)

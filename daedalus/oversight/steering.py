@@ -48,7 +48,7 @@ from typing import Any, Protocol
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from daedalus.data.schema import Task
-from daedalus.designers.base import Proposal
+from daedalus.designers.base import PRUNED, Proposal, Result
 from daedalus.designers.optuna_designer import OptunaDesigner
 from daedalus.errors import ConfigError, RunError
 from daedalus.spaces.registry import get_family
@@ -298,12 +298,11 @@ class Steering:
         for _ in range(MAX_PRUNED_IN_A_ROW):
             proposal = self.designer.ask()
             self.store.audit.append("trial_proposed", trial=proposal.number, family=proposal.family,
-                                    config=proposal.config, designer=proposal.designer, reason=proposal.reason)
+                                    config=proposal.candidate, designer=proposal.designer, reason=proposal.reason)
             if proposal.family not in self.excluded:
                 return proposal
             reason = f"family {proposal.family} excluded by 'daedalus steer'"
-            self.designer.tell(proposal, None, status="pruned", info={"reason": reason,
-                                                                      "designer": proposal.designer})
+            self.designer.tell(proposal, Result(PRUNED, None, {"reason": reason, "designer": proposal.designer}))
             self.store.audit.append("trial_pruned", trial=proposal.number, family=proposal.family, reason=reason)
         # TPE keeps proposing excluded families (it is still sampling at random): steer it to an allowed one.
         allowed = [f for f in self.designer.families if f not in self.excluded]
