@@ -178,59 +178,123 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: flo
     ``wait_ready``). ``cold=True``: a cheap call that need not wait for them: while the forkserver is still
     importing, the worker is forked from this process instead (it has what a linear model needs), so that a run
     on a busy machine has a model before the model libraries are loaded."""
-    start = time.monotonic()
-    forked = cold and not pool_ready()
-    if forked:
-        ctx = mp.get_context("fork")
-    else:
-        ctx = _context()
-        problem = wait_ready(timeout)
-        if problem is not None:
-            return WorkerResult(problem[0], None, problem[1], time.monotonic() - start)
-    recv, send = ctx.Pipe(duplex=False)
-    # Not a daemon: joblib refuses to run parallel loops inside daemonic processes. The worker still cannot
-    # outlive the run: it is killed below on every path, and by PR_SET_PDEATHSIG if the run itself is killed.
-    proc = ctx.Process(target=_child, args=(send, fn, args, forked), daemon=False)
-    status, value, reason = "crash", None, ""
-    answered = False  # the worker sent its outcome and is exiting by itself
+    worker = Worker(fn, args, timeout=timeout, memory_mb=memory_mb, cold=cold)
     try:
-        with _main_module_hidden(), _sigint_deferred():
-            proc.start()
-        send.close()
-        watched = psutil.Process(proc.pid)
-        next_memory_check = 0.0
         while True:
-            if recv.poll(_POLL_SECONDS):
-                try:
-                    status, value, reason = recv.recv()
-                    answered = True
-                except EOFError:
-                    status, reason = "crash", _exit_reason(proc)
-                break
-            elapsed = time.monotonic() - start
-            if not proc.is_alive() and not recv.poll(0):
-                status, reason = "crash", _exit_reason(proc)
-                break
-            if elapsed > timeout:
-                status, reason = "timeout", f"timed out after {timeout:.1f} s"
-                break
-            # The worker's tree is found by reading every process of the machine: at each 50-ms poll that was a
-            # third of a core on a busy machine, taken from the trial it watches.
-            rss = _tree_rss_mb(watched) if time.monotonic() >= next_memory_check else 0.0
-            if rss:
-                next_memory_check = time.monotonic() + _MEMORY_POLL_SECONDS
-            if rss > memory_mb:
-                status, reason = "memory", f"out of memory ({rss:.0f} MB > limit {memory_mb:.0f} MB)"
-                break
+            result = worker.poll(_POLL_SECONDS)
+            if result is not None:
+                return result
             if should_cancel is not None and should_cancel():
-                status, reason = "cancelled", "cancelled by the run"
-                break
+                return worker.stop("cancelled", "cancelled by the run")
     finally:
-        if proc.pid is not None:  # started: a Ctrl-C at any point after that still stops the worker
-            _stop(proc, graceful=answered)
-        send.close()
-        recv.close()
-    return WorkerResult(status, value, reason, time.monotonic() - start)
+        worker.stop()  # a Ctrl-C at any point still stops the worker
+
+
+class Worker:
+    """One call in a worker process, advanced by :meth:`poll` until it has a :class:`WorkerResult`; several can
+    be in flight at once (``evaluation.runner.LocalRunner``). The limits hold from the moment it is made: its
+    ``timeout`` covers a wait for the forkserver's imports (polled, never inside ``Process.start()``, so a
+    Ctrl-C ends that wait at once). Whatever happens, :meth:`stop` leaves no process behind."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], *, timeout: float, memory_mb: float,
+                 cold: bool = False) -> None:
+        self.fn, self.args, self.timeout, self.memory_mb = fn, args, timeout, memory_mb
+        self.started = time.monotonic()
+        self.result: WorkerResult | None = None
+        self._proc: Any = None
+        self._recv: Connection | None = None
+        self._answered = False  # the worker sent its outcome and is exiting by itself
+        self._watched: psutil.Process | None = None
+        self._next_memory_check = 0.0
+        self._stopped = False
+        self._forked = cold and not pool_ready()
+        if self._forked:
+            self._launch(mp.get_context("fork"))
+        else:
+            _context()
+            _ensure_started()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _launch(self, ctx: Any) -> None:
+        recv, send = ctx.Pipe(duplex=False)
+        # Not a daemon: joblib refuses to run parallel loops inside daemonic processes. The worker still cannot
+        # outlive the run: ``stop`` kills it on every path, and PR_SET_PDEATHSIG if the run itself is killed.
+        proc = ctx.Process(target=_child, args=(send, self.fn, self.args, self._forked), daemon=False)
+        self._proc, self._recv = proc, recv
+        try:
+            with _main_module_hidden(), _sigint_deferred():
+                proc.start()
+        finally:
+            send.close()
+        self._watched = psutil.Process(proc.pid)
+
+    def poll(self, wait: float) -> WorkerResult | None:
+        """Wait up to ``wait`` seconds for the worker; its result once it has one (then it is stopped)."""
+        if self.result is not None:
+            return self.result
+        if self._proc is None:
+            self._wait_for_pool(wait)
+        else:
+            self._watch(wait)
+        if self.result is not None:
+            self.stop()
+        return self.result
+
+    def _wait_for_pool(self, wait: float) -> None:
+        if pool_ready():
+            self._launch(_context())
+            return
+        pid = _pool_pid()
+        if pid is None or not _alive(pid):
+            self._finish("crash", "the worker pool (forkserver) died while importing the model libraries")
+        elif self.elapsed >= self.timeout:
+            self._finish("timeout", f"not started: the worker pool was still importing the model libraries after "
+                                    f"{max(self.timeout, 0.0):.1f} s (a busy machine)")
+        else:
+            time.sleep(wait)
+
+    def _watch(self, wait: float) -> None:
+        assert self._recv is not None and self._watched is not None
+        if self._recv.poll(wait):
+            try:
+                status, value, reason = self._recv.recv()
+                self._answered = True
+                self._finish(status, reason, value)
+            except EOFError:
+                self._finish("crash", _exit_reason(self._proc))
+            return
+        if not self._proc.is_alive() and not self._recv.poll(0):
+            self._finish("crash", _exit_reason(self._proc))
+            return
+        if self.elapsed > self.timeout:
+            self._finish("timeout", f"timed out after {self.timeout:.1f} s")
+            return
+        # The worker's tree is found by reading every process of the machine: at each 50-ms poll that was a
+        # third of a core on a busy machine, taken from the trial it watches.
+        rss = _tree_rss_mb(self._watched) if time.monotonic() >= self._next_memory_check else 0.0
+        if rss:
+            self._next_memory_check = time.monotonic() + _MEMORY_POLL_SECONDS
+        if rss > self.memory_mb:
+            self._finish("memory", f"out of memory ({rss:.0f} MB > limit {self.memory_mb:.0f} MB)")
+
+    def _finish(self, status: str, reason: str, value: Any = None) -> None:
+        self.result = WorkerResult(status, value, reason, self.elapsed)
+
+    def stop(self, status: str = "cancelled", reason: str = "cancelled by the run") -> WorkerResult:
+        """End the worker (if it runs) and return its result: ``status`` and ``reason`` when it had none yet."""
+        if self.result is None:
+            self._finish(status, reason)
+        if not self._stopped:
+            self._stopped = True
+            if self._proc is not None and self._proc.pid is not None:
+                _stop(self._proc, graceful=self._answered)
+            if self._recv is not None:
+                self._recv.close()
+        assert self.result is not None
+        return self.result
 
 
 def _exit_reason(proc: Any) -> str:

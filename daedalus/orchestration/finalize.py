@@ -152,4 +152,4 @@ def _try_refit(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetC
 
 
 def _config_of(search: Search, number: int) -> dict[str, Any]:
-    return split_params(search.designer.study.trials[number].params)[1]
+    return split_params(search.study.trials[number].params)[1]

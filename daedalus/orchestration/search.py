@@ -1,37 +1,42 @@
-"""The search loop: ask the designer, evaluate in a worker, record, tell. Repeat until the budget is spent.
+"""The table run's search: the one loop (``loop.py``) with the :class:`TableEvaluator`, which fits a
+configuration fold by fold in a worker and keeps the best trials' fold models.
 
 Every step is written before the next begins: the Optuna study holds the trial, ``trials/N/oof.npy`` its
 out-of-fold predictions, the audit log the proposal and the result, and ``best/`` the best model so far. So a
-run killed at any moment loses at most the trial in flight, which ``resume`` runs again.
+run killed at any moment loses at most the trials in flight, which ``resume`` runs again.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psutil
 from optuna.trial import TrialState
 
-from daedalus.designers.base import Proposal, Result
+from daedalus.designers.base import Designer, Proposal, Result
 from daedalus.designers.optuna_designer import PORTFOLIO_ATTR, STEERED_ATTR, OptunaDesigner
 from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
-from daedalus.evaluation.metrics import Metric
+from daedalus.evaluation.runner import Job, TrialRunner
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
-from daedalus.evaluation.worker import run_in_worker
+from daedalus.evaluation.worker import WorkerResult
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.fairness_search import fairness_setup, violation
+from daedalus.orchestration.loop import MIN_TRIAL_SECONDS, Done, Evaluator, Limits, SearchLoop, TrialRecord
 from daedalus.orchestration.options import BuildOptions
-from daedalus.orchestration.reporter import Progress, Reporter
+from daedalus.orchestration.reporter import Reporter
 from daedalus.oversight.steering import Steering
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import ARTIFACTS_FIELD, relative_name
 from daedalus.store.run import RunStore
 
+__all__ = ["COLD_START_FAMILIES", "MIN_TRIAL_SECONDS", "Search", "TableEvaluator", "TrialRecord", "load_records"]
+
+Config = dict[str, Any]
 KEEP_MODELS_TOP = 10  # fold models are kept for this many of the best trials (ensemble candidates)
-MIN_TRIAL_SECONDS = 1.0  # below this much search time left, no new trial is started
 DEFAULT_TRIAL_TIMEOUT = 600.0  # per-trial cap when only --trials bounds the run
 EXPLANATION_SHARE, EXPLANATION_CAP_SECONDS = 0.08, 30.0  # of the budget, kept for the end-of-build explanations
 # Families cheap enough to run in a worker forked from the run itself while the forkserver is still importing
@@ -40,139 +45,50 @@ EXPLANATION_SHARE, EXPLANATION_CAP_SECONDS = 0.08, 30.0  # of the budget, kept f
 COLD_START_FAMILIES = frozenset({"linear"})
 
 
-@dataclass(frozen=True)
-class TrialRecord:
-    number: int
-    family: str
-    status: str  # ok, error, timeout, memory, crash, cancelled, interrupted
-    score: float | None
-    fit_seconds: float
-    reason: str
-    gap: float | None = None  # fairness gap of the out-of-fold predictions (a build with fairness in the search)
-    violation: float = 0.0  # how far it breaks the fairness constraint; 0: feasible (or no constraint)
-
-
 def default_memory_mb() -> float:
     return 0.6 * psutil.virtual_memory().total / 2**20
 
 
-class Search:
-    def __init__(self, store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
-                 options: BuildOptions, reporter: Reporter, trials_to_run: int | None) -> None:
-        self.store = store
-        self.ctx = ctx
-        self.metric: Metric = ctx.metric
-        self.designer = designer
-        self.clock = clock
-        self.options = options
-        self.reporter = reporter
-        self.trials_to_run = trials_to_run
-        self.records: list[TrialRecord] = load_records(designer.study)
-        self.memory_mb = options.memory_mb or default_memory_mb()
-        self.fairness = fairness_setup(options, ctx)
-        self.steering = Steering(store, designer, clock, reporter)
+class TableEvaluator(Evaluator[Config]):
+    """A configuration fitted under the validation plan in a worker (``evaluation.trial.run_trial``); its
+    out-of-fold predictions saved, its fold models kept while it is among the ``KEEP_MODELS_TOP`` best."""
+
+    def __init__(self, store: RunStore, ctx: EvalContext, options: BuildOptions, records: list[TrialRecord],
+                 fairness: Any = None) -> None:
+        self.store, self.ctx, self.options, self.records, self.fairness = store, ctx, options, records, fairness
+        self.metric = ctx.metric
+        self._proposals: dict[int, Proposal[Config]] = {}
+        self._written: dict[int, tuple[dict[str, str], dict[str, Any], bool]] = {}  # finished, not yet recorded
 
     # -- budget --------------------------------------------------------------------------------------------
-    def final_stage_reserve(self) -> float:
-        """Seconds to leave for ensembling and refit: a refit costs about one fold fit per member, scaled
-        up to all rows; the bagged models of k-fold validation need no refit at all."""
-        if self.clock.seconds is None:
+    def reserve(self, records: list[TrialRecord], clock: BudgetClock) -> float:
+        """Seconds to leave for ensembling and refit: a refit costs about one fold fit per member, scaled up to
+        all rows; the bagged models of k-fold validation need no refit at all. Until a trial has succeeded, the
+        search may use the explanations' and refit's share too (not the last second or two that writing the
+        model takes): on a machine so busy that the start-up ate most of the budget, a run with a model and no
+        explanations beats a run with neither."""
+        reserve = self.final_stage_reserve(records, clock)
+        if clock.seconds is not None and not any(r.status == "ok" for r in records):
+            reserve = min(reserve, _writing_reserve(clock))
+        return reserve
+
+    def final_stage_reserve(self, records: list[TrialRecord], clock: BudgetClock) -> float:
+        if clock.seconds is None:
             return 0.0
         # The explanations (permutation importance of the final model, by default) get their share too.
-        explanations = min(EXPLANATION_SHARE * self.clock.seconds, EXPLANATION_CAP_SECONDS)
-        base = self._writing_reserve() + explanations
+        explanations = min(EXPLANATION_SHARE * clock.seconds, EXPLANATION_CAP_SECONDS)
+        base = _writing_reserve(clock) + explanations
         if self.ctx.plan.kind == "kfold":
             return base
-        best = sorted((r for r in self.records if r.status == "ok"),
+        best = sorted((r for r in records if r.status == "ok"),
                       key=lambda r: -self.metric.utility(r.score or 0.0))[:3]
         refit = sum(r.fit_seconds for r in best) * 1.3
-        return min(base + refit, 0.3 * self.clock.seconds)
+        return min(base + refit, 0.3 * clock.seconds)
 
-    def search_time_left(self) -> float:
-        """Until a trial has succeeded, the search may use the explanations' and refit's share of the reserve
-        too (not the last second or two that writing the model takes): on a machine so busy that the start-up
-        ate most of the budget, a run with a model and no explanations beats a run with neither."""
-        reserve = self.final_stage_reserve()
-        if self.clock.seconds is not None and not any(r.status == "ok" for r in self.records):
-            reserve = min(reserve, self._writing_reserve())
-        return self.clock.remaining - reserve
-
-    def _writing_reserve(self) -> float:
-        """Seconds to select the ensemble among saved models, write it and the leaderboard, and exit."""
-        return 1.0 + 0.02 * (self.clock.seconds or 0.0)
-
-    def _done(self, ran: int) -> bool:
-        if self.trials_to_run is not None and ran >= self.trials_to_run:
-            return True
-        return self._out_of_time()
-
-    def _out_of_time(self) -> bool:
-        return self.search_time_left() < MIN_TRIAL_SECONDS
-
-    def _trial_timeout(self) -> float:
-        cap = self.options.trial_timeout or (DEFAULT_TRIAL_TIMEOUT if self.clock.seconds is None else math.inf)
-        return max(0.5, min(cap, self.search_time_left()))
-
-    # -- the loop ------------------------------------------------------------------------------------------
-    def run(self) -> list[TrialRecord]:
-        ran = 0
-        while True:
-            self.steering.apply_commands()  # 'daedalus steer' commands, before the budget check: add-time counts
-            if self._done(ran):
-                break
-            proposal = self.steering.next_proposal(self._out_of_time)  # waits while paused; audits the proposal
-            if proposal is None:
-                break
-            self._report(f"trial {proposal.number}: {proposal.family}")
-            self.records.append(self._evaluate(proposal))
-            ran += 1
-            self._report("")
-        return self.records
-
-    def _evaluate(self, proposal: Proposal) -> TrialRecord:
-        threshold = self._keep_threshold()
-        spec = TrialSpec(number=proposal.number, family=proposal.family, config=proposal.candidate,
-                         seed=self.options.seed, n_threads=self.options.n_threads,
-                         out_dir=self.store.trial_dir(proposal.number), keep_models_above=threshold)
-        crash_point("trial_started")
-        result = run_in_worker(run_trial, (self.ctx, spec), timeout=self._trial_timeout(),
-                               memory_mb=self.memory_mb, cold=proposal.family in COLD_START_FAMILIES)
-        if result.status == "ok":
-            outcome: TrialOutcome = result.value
-            # The hashes of what this trial wrote (its worker hashed its fold models) go into its audit record.
-            artifacts = self.store.save_oof(proposal.number, outcome.oof)
-            artifacts.update(digests_in(self.store, self.store.trial_dir(proposal.number), outcome.artifacts))
-            info = {"score": outcome.score, "fit_seconds": round(outcome.fit_seconds, 3),
-                    "predict_seconds": round(outcome.predict_seconds, 3),
-                    "fold_scores": list(outcome.fold_scores), "models_saved": outcome.models_saved,
-                    "designer": proposal.designer}
-            fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
-            info.update(fair)
-            self.designer.tell(proposal, Result("ok", outcome.score, info))
-            crash_point("trial_recorded")
-            self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
-                                    status="ok", score=outcome.score, metric=self.metric.name,
-                                    fit_seconds=info["fit_seconds"], **fair, **{ARTIFACTS_FIELD: artifacts})
-            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "",
-                                 gap=fair.get("fairness_gap"), violation=violation(fair))
-            self._after_success(record, outcome)
-            return record
-        reason = result.reason.strip().splitlines()[0] if result.reason else result.status
-        self.designer.tell(proposal, Result(result.status, None, {
-            "reason": result.reason[-2000:], "fit_seconds": round(result.seconds, 3), "designer": proposal.designer}))
-        self.store.audit.append("trial_failed", trial=proposal.number, family=proposal.family,
-                                status=result.status, reason=reason)
-        self.store.drop_models(proposal.number)
-        self.reporter.message(f"trial {proposal.number} ({proposal.family}) failed: {reason}")
-        return TrialRecord(proposal.number, proposal.family, result.status, None, result.seconds, reason)
-
-    # -- keeping the best ----------------------------------------------------------------------------------
-    def _rank_key(self, record: TrialRecord) -> tuple[float, float, int]:
+    # -- one trial -----------------------------------------------------------------------------------------
+    def rank_key(self, record: TrialRecord) -> tuple[float, ...]:
         # Under a fairness constraint, feasible trials first, then the least infeasible (Optuna's order).
         return (record.violation, -self.metric.utility(record.score or 0.0), record.number)
-
-    def ranked_ok(self) -> list[TrialRecord]:
-        return sorted((r for r in self.records if r.status == "ok" and r.score is not None), key=self._rank_key)
 
     def _keep_threshold(self) -> float | None:
         ranked = self.ranked_ok()
@@ -180,12 +96,56 @@ class Search:
             return None  # (a feasible newcomer outranks an infeasible trial whatever its score)
         return self.metric.utility(ranked[KEEP_MODELS_TOP - 1].score or 0.0)
 
-    def _after_success(self, record: TrialRecord, outcome: TrialOutcome) -> None:
-        ranked = sorted([*self.ranked_ok(), record], key=self._rank_key)
+    def start(self, proposal: Proposal[Config], timeout: float, limits: Limits) -> Job:
+        spec = TrialSpec(number=proposal.number, family=proposal.family, config=proposal.candidate,
+                         seed=self.options.seed, n_threads=self.options.n_threads,
+                         out_dir=self.store.trial_dir(proposal.number), keep_models_above=self._keep_threshold())
+        crash_point("trial_started")
+        self._proposals[proposal.number] = proposal
+        return Job(proposal.number, run_trial, (self.ctx, spec), timeout=timeout, memory_mb=limits.memory_mb,
+                   cold=proposal.family in COLD_START_FAMILIES)
+
+    def finished(self, key: int, result: WorkerResult) -> list[Done[Config]]:
+        proposal = self._proposals.pop(key)
+        if result.status == "ok":
+            outcome: TrialOutcome = result.value
+            # The hashes of what this trial wrote (its worker hashed its fold models) go into its audit record.
+            artifacts = self.store.save_oof(proposal.number, outcome.oof)
+            artifacts.update(digests_in(self.store, self.store.trial_dir(proposal.number), outcome.artifacts))
+            info: dict[str, Any] = {
+                "score": outcome.score, "fit_seconds": round(outcome.fit_seconds, 3),
+                "predict_seconds": round(outcome.predict_seconds, 3), "fold_scores": list(outcome.fold_scores),
+                "models_saved": outcome.models_saved, "designer": proposal.designer}
+            fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
+            info.update(fair)
+            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "",
+                                 gap=fair.get("fairness_gap"), violation=violation(fair),
+                                 designer=proposal.designer)
+            self._written[proposal.number] = (artifacts, fair, outcome.models_saved)
+            return [Done(proposal, record, Result("ok", outcome.score, info))]
+        reason = result.reason.strip().splitlines()[0] if result.reason else result.status
+        record = TrialRecord(proposal.number, proposal.family, result.status, None, result.seconds, reason,
+                             designer=proposal.designer)
+        return [Done(proposal, record, Result(result.status, None, {
+            "reason": result.reason[-2000:], "fit_seconds": round(result.seconds, 3),
+            "designer": proposal.designer}))]
+
+    def recorded(self, done: Done[Config], ranked: list[TrialRecord]) -> None:
+        record = done.record
+        if record.status != "ok":
+            self.store.audit.append("trial_failed", trial=record.number, family=record.family,
+                                    status=record.status, reason=record.reason)
+            self.store.drop_models(record.number)
+            return
+        crash_point("trial_recorded")
+        artifacts, fair, models_saved = self._written.pop(record.number)
+        self.store.audit.append("trial_result", trial=record.number, family=record.family, status="ok",
+                                score=record.score, metric=self.metric.name,
+                                fit_seconds=round(record.fit_seconds, 3), **fair, **{ARTIFACTS_FIELD: artifacts})
         for stale in ranked[KEEP_MODELS_TOP:]:
             if self.store.has_models(stale.number):
                 self.store.drop_models(stale.number)
-        if ranked[0].number == record.number and outcome.models_saved:
+        if ranked[0].number == record.number and models_saved:
             self._save_best(record)
 
     def _save_best(self, record: TrialRecord) -> None:
@@ -199,15 +159,48 @@ class Search:
         crash_point("best_saved")
         self.store.audit.append("best_model_saved", trial=record.number, family=record.family, score=record.score)
 
-    def _report(self, running: str) -> None:
-        ranked = self.ranked_ok()
-        best = ranked[0] if ranked else None
-        self.reporter.update(Progress(
-            trials_done=len(self.records), trials_failed=sum(r.status != "ok" for r in self.records),
-            best_score=best.score if best else None, best_family=best.family if best else None,
-            metric=self.metric.name,
-            time_left=None if self.clock.seconds is None else max(0.0, self.clock.remaining),
-            running=running))
+
+class _SteeredAsk(Designer[Config]):
+    """The steering of ``oversight.steering`` in front of the designer's ask: it waits while paused (None
+    once the search's time ran out), prunes excluded families and serves enqueued configurations."""
+
+    name = "steering"
+
+    def __init__(self, steering: Steering, inner: OptunaDesigner, out_of_time: Callable[[], bool]) -> None:
+        self.steering, self.inner, self.out_of_time = steering, inner, out_of_time
+
+    def ask(self) -> Proposal[Config] | None:
+        return self.steering.next_proposal(self.out_of_time)
+
+    def tell(self, proposal: Proposal[Config], result: Result) -> None:
+        self.inner.tell(proposal, result)
+
+
+class Search(SearchLoop[Config]):
+    """The table run's search: ``search.records``, ``ranked_ok()``, ``study`` and the options are what the
+    final stage reads."""
+
+    def __init__(self, store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
+                 options: BuildOptions, reporter: Reporter, trials_to_run: int | None,
+                 runner: TrialRunner | None = None) -> None:
+        self.store, self.ctx, self.options, self.study = store, ctx, options, designer.study
+        self.memory_mb = options.memory_mb or default_memory_mb()
+        self.fairness = fairness_setup(options, ctx)
+        evaluator = TableEvaluator(store, ctx, options, load_records(designer.study), self.fairness)
+        self.steering = Steering(store, designer, clock, reporter)
+        cap = options.trial_timeout or (DEFAULT_TRIAL_TIMEOUT if clock.seconds is None else math.inf)
+        super().__init__(evaluator, _SteeredAsk(self.steering, designer, lambda: self._out_of_time()), clock,
+                         reporter, trials_to_run, Limits(self.memory_mb, cap), runner,
+                         before_budget_check=[self.steering.apply_commands])  # 'add-time' counts
+
+    def final_stage_reserve(self) -> float:
+        assert isinstance(self.evaluator, TableEvaluator)
+        return self.evaluator.final_stage_reserve(self.records, self.clock)
+
+
+def _writing_reserve(clock: BudgetClock) -> float:
+    """Seconds to select the ensemble among saved models, write it and the leaderboard, and exit."""
+    return 1.0 + 0.02 * (clock.seconds or 0.0)
 
 
 def digests_in(store: RunStore, directory: Path, hashes: dict[str, str]) -> dict[str, str]:
@@ -224,7 +217,8 @@ def load_records(study: optuna.Study) -> list[TrialRecord]:
         out.append(TrialRecord(t.number, str(t.params.get("family", "?")), status, score,
                                float(t.user_attrs.get("fit_seconds", 0.0)),
                                str(t.user_attrs.get("reason", ""))[:200],
-                               gap=t.user_attrs.get("fairness_gap"), violation=violation(t.user_attrs)))
+                               gap=t.user_attrs.get("fairness_gap"), violation=violation(t.user_attrs),
+                               designer=str(t.user_attrs.get("designer", ""))))
     return out
 
 

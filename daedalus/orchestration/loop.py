@@ -1,0 +1,226 @@
+"""The one search loop, for table runs and image runs: ask the designer, evaluate through the trial runner,
+record, tell. Repeat until the budget is spent.
+
+    hooks (steering's commands)  ->  budget check  ->  designer.ask()  ->  evaluator.start()  ->  runner.submit()
+    runner.wait()  ->  evaluator.finished()  ->  designer.tell()  ->  evaluator.recorded()  (best/, audit)
+
+What differs between the kinds of run is not here but in the :class:`Evaluator`: how a proposal becomes a job
+for the runner (a configuration fitted fold by fold; a network trained on a rung of successive halving), what
+its result means, what the final stage keeps in reserve, and how trials rank. Results may arrive in any order
+(several trials in flight when the runner's capacity is above 1): each is recorded, and the designer told, as it
+arrives. Every trial is on disk before the next result is handled, so a run killed at any moment loses at most
+the trials in flight, which ``resume`` runs again.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from daedalus.designers.base import Designer, Proposal, Result
+from daedalus.evaluation.metrics import Metric
+from daedalus.evaluation.runner import Job, LocalRunner, TrialRunner
+from daedalus.evaluation.worker import WorkerResult
+from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.reporter import Progress, Reporter
+
+C = TypeVar("C")
+MIN_TRIAL_SECONDS = 1.0  # below this much search time left, no new trial is started
+POLL_SECONDS = 0.25  # how long the loop waits before asking again a designer that had nothing to propose (paused)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial, as the leaderboard shows it; the same record for every kind of run."""
+
+    number: int
+    family: str
+    status: str  # ok, error, timeout, memory, crash, cancelled, interrupted, failed
+    score: float | None
+    fit_seconds: float
+    reason: str
+    gap: float | None = None  # fairness gap of the out-of-fold predictions (a build with fairness in the search)
+    violation: float = 0.0  # how far it breaks the fairness constraint; 0: feasible (or no constraint)
+    designer: str = ""  # who proposed it (a designer's name, "portfolio", "steering", ...)
+    extra: dict[str, Any] = field(default_factory=dict)  # kind-specific leaderboard columns (architecture, epochs)
+
+
+def trial_status(score: float | None) -> str:
+    """The one rule for a trial that returned: "ok" with a score (0.0 is a score), "failed" without one."""
+    return "ok" if score is not None else "failed"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a job may use: the search's time left (capped by ``cap``) and ``memory_mb``."""
+
+    memory_mb: float
+    cap: float
+
+
+@dataclass(frozen=True)
+class Done(Generic[C]):
+    """A trial whose evaluation is over: its record, and the result the designer is told."""
+
+    proposal: Proposal[C]
+    record: TrialRecord
+    result: Result
+
+
+class Evaluator(ABC, Generic[C]):
+    """What one kind of run does with a proposal. The loop calls, in order: ``start`` for each new proposal (or
+    ``next_job`` first: work of the evaluator's own, e.g. a candidate promoted to the next rung), then
+    ``finished`` for each job's result, then ``recorded`` for each trial it returned, after the designer was told."""
+
+    metric: Metric
+    records: list[TrialRecord]  # the run's finished trials (a resumed run's earlier ones first); the loop appends
+
+    @abstractmethod
+    def start(self, proposal: Proposal[C], timeout: float, limits: Limits) -> Job | Done[C]:
+        """The job that evaluates ``proposal``, or its :class:`Done` when it is not evaluated (screened out)."""
+
+    @abstractmethod
+    def finished(self, key: int, result: WorkerResult) -> list[Done[C]]:
+        """Record a job's result (its files, its audit record); the trials whose evaluation is now over."""
+
+    def recorded(self, done: Done[C], ranked: list[TrialRecord]) -> None:
+        """After the designer was told: audit the trial, keep what the ranking says to keep (``best/``);
+        ``ranked``: the successful trials best first, this one included if it succeeded."""
+
+    def next_job(self, timeout: float, limits: Limits) -> Job | None:
+        """Work to run before any new proposal (successive halving's next rung), or None."""
+        return None
+
+    def wants_proposal(self) -> bool:
+        """Whether a new proposal may start now (a bracket waiting for its rung to finish: no)."""
+        return True
+
+    def reserve(self, records: list[TrialRecord], clock: BudgetClock) -> float:
+        """Seconds of the clock the final stage needs once the search is over."""
+        return 0.0
+
+    def rank_key(self, record: TrialRecord) -> tuple[float, ...]:
+        """The order of successful trials, best first: by the metric, then the earlier trial."""
+        return (-self.metric.utility(record.score or 0.0), record.number)
+
+    def ranked_ok(self) -> list[TrialRecord]:
+        return sorted((r for r in self.records if r.status == "ok" and r.score is not None), key=self.rank_key)
+
+    def running(self, proposal: Proposal[C]) -> str:
+        """What the display shows while ``proposal`` runs."""
+        return f"trial {proposal.number}: {proposal.family}"
+
+
+class SearchLoop(Generic[C]):
+    """Runs the loop above until ``trials_to_run`` new proposals were evaluated or the clock's time, less the
+    evaluator's reserve, is spent. ``before_budget_check``: called before each look at the budget (steering's
+    'add-time' counts); ``after_tell``: called after each tell (the designer's state is stored then)."""
+
+    def __init__(self, evaluator: Evaluator[C], designer: Designer[C], clock: BudgetClock, reporter: Reporter,
+                 trials_to_run: int | None, limits: Limits,
+                 runner: TrialRunner | None = None, before_budget_check: Sequence[Callable[[], None]] = (),
+                 after_tell: Sequence[Callable[[], None]] = ()) -> None:
+        self.evaluator = evaluator
+        self.designer = designer
+        self.clock = clock
+        self.reporter = reporter
+        self.trials_to_run = trials_to_run
+        self.records = evaluator.records
+        self.limits = limits
+        self.runner = runner or LocalRunner()
+        self.before_budget_check = list(before_budget_check)
+        self.after_tell = list(after_tell)
+        self.metric = evaluator.metric
+        self._running: dict[int, Proposal[C]] = {}
+
+    # -- budget --------------------------------------------------------------------------------------------
+    def search_time_left(self) -> float:
+        return self.clock.remaining - self.evaluator.reserve(self.records, self.clock)
+
+    def _out_of_time(self) -> bool:
+        return self.search_time_left() < MIN_TRIAL_SECONDS
+
+    def _done(self, started: int) -> bool:
+        if self.trials_to_run is not None and started >= self.trials_to_run:
+            return True
+        return self._out_of_time()
+
+    def _trial_timeout(self) -> float:
+        return max(0.5, min(self.limits.cap, self.search_time_left()))
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> list[TrialRecord]:
+        started = 0
+        try:
+            while True:
+                for hook in self.before_budget_check:
+                    hook()
+                stopping = self._done(started)
+                if stopping and not self.runner.in_flight:
+                    break
+                waiting = False
+                if not stopping:
+                    added, waiting = self._fill(started)
+                    started += added
+                if self.runner.in_flight:
+                    for finished in self.runner.wait(POLL_SECONDS):
+                        self._finish(finished.key, finished.result)
+                elif waiting:  # nothing to run and the designer has nothing to propose now (paused)
+                    time.sleep(POLL_SECONDS)
+        finally:
+            self.runner.close()  # a Ctrl-C or an error: no worker outlives the loop
+        return self.records
+
+    def _fill(self, started: int) -> tuple[int, bool]:
+        """Submit work while the runner has room; returns (new proposals started, whether the loop waits on
+        the designer or the evaluator)."""
+        added = 0
+        while self.runner.free() > 0 and not self._done(started + added):
+            job = self.evaluator.next_job(self._trial_timeout(), self.limits)
+            if job is None:
+                if not self.evaluator.wants_proposal():
+                    return added, not self.runner.in_flight
+                proposal = self.designer.ask()
+                if proposal is None:
+                    return added, True
+                start = self.evaluator.start(proposal, self._trial_timeout(), self.limits)
+                if isinstance(start, Done):
+                    self._record(start)
+                    continue
+                job = start
+                added += 1
+                self._running[job.key] = proposal
+                self._report(self.evaluator.running(proposal))
+            self.runner.submit(job)
+        return added, False
+
+    def _finish(self, key: int, result: WorkerResult) -> None:
+        for done in self.evaluator.finished(key, result):
+            self._running.pop(done.proposal.number, None)
+            self._record(done)
+        self._report("")
+
+    def _record(self, done: Done[C]) -> None:
+        self.designer.tell(done.proposal, done.result)
+        for hook in self.after_tell:
+            hook()
+        ok = [done.record] if done.record.status == "ok" and done.record.score is not None else []
+        self.evaluator.recorded(done, sorted([*self.ranked_ok(), *ok], key=self.evaluator.rank_key))
+        self.records.append(done.record)
+
+    # -- ranking -------------------------------------------------------------------------------------------
+    def ranked_ok(self) -> list[TrialRecord]:
+        return self.evaluator.ranked_ok()
+
+    def _report(self, running: str) -> None:
+        ranked = self.ranked_ok()
+        best = ranked[0] if ranked else None
+        self.reporter.update(Progress(
+            trials_done=len(self.records), trials_failed=sum(r.status != "ok" for r in self.records),
+            best_score=best.score if best else None, best_family=best.family if best else None,
+            metric=self.metric.name,
+            time_left=None if self.clock.seconds is None else max(0.0, self.clock.remaining),
+            running=running))
