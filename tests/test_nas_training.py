@@ -23,6 +23,7 @@ from daedalus.evaluation.nas_train import (
     torch_threads,
     train_module,
 )
+from daedalus.orchestration.budget import BudgetClock
 from daedalus.spaces.nas.base import Genotype
 from daedalus.spaces.nas.nb201 import NB201Space
 
@@ -226,7 +227,7 @@ def test_halving_respects_the_time_budget() -> None:
     epoch = 0.05
     for seconds in (0.3, 0.9):  # out of time in the first rung (9 x 0.05 s), and in the last (0.45 + 0.3 + 0.3 s)
         result = successive_halving([0.1 * q for q in range(1, 10)], lambda q: FakeTrainer(q, epoch), min_epochs=1,
-                                    eta=3, seconds=seconds)
+                                    eta=3, deadline=BudgetClock(seconds))
         assert result.stopped_by_time
         assert result.seconds < seconds + 3 * epoch  # one epoch past the budget, plus sleep's slack
         assert result.best_entry.epochs == max(e.epochs for e in result.entries)
@@ -239,7 +240,7 @@ def test_halving_on_real_networks_drops_dead_cells() -> None:
     candidates = [DEAD_CELLS[0], SKIP_CELL, DEAD_CELLS[1], DEAD_CELLS[2]]
     budgets = rung_budgets(len(candidates), 1, 2, max_epochs=4)
     result = successive_halving(candidates, lambda g: nb201_trainer(g, horizon=budgets[-1]), min_epochs=1, eta=2,
-                                max_epochs=4, seconds=60)
+                                max_epochs=4, deadline=BudgetClock(60))
     assert result.rungs == [1, 2, 4] and not result.stopped_by_time
     assert result.best_entry.candidate == SKIP_CELL and result.best_entry.epochs == 4
     assert result.best_entry.score >= 0.9

@@ -230,6 +230,26 @@ class Trainer:
         self.seconds += time.perf_counter() - start
         return self.result(stopped_by_time)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``train`` continues from (tensors and numbers only: ``torch.load(weights_only=True)``
+        reads it back), so that a trainer rebuilt in another process with the same arguments and given this
+        state trains on exactly as this one would have."""
+        return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": self._rng_state, "generator": self._generator.get_state(),
+                "progress": torch.tensor([self.epochs_done, self.step], dtype=torch.long),
+                "scores": torch.tensor([self.seconds, self.score, self.best_score, self.val_loss],
+                                       dtype=torch.float64),
+                "diverged": torch.tensor(self.diverged)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._rng_state = state["rng"]
+        self._generator.set_state(state["generator"])
+        self.epochs_done, self.step = (int(v) for v in state["progress"].tolist())
+        self.seconds, self.score, self.best_score, self.val_loss = (float(v) for v in state["scores"].tolist())
+        self.diverged = bool(state["diverged"])
+
     def result(self, stopped_by_time: bool = False) -> TrainResult:
         return TrainResult(score=self.score, best_score=self.best_score, val_loss=self.val_loss,
                            epochs=self.epochs_done, seconds=self.seconds, params=self.params,

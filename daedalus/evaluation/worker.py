@@ -45,12 +45,12 @@ _ready_path: str | None = None  # the marker file the running forkserver creates
 _ready_seen = False
 
 
-def _context(extra_preload: Sequence[str] = ()) -> Any:
+def _context(extra_preload: Sequence[str] = (), preload: Sequence[str] | None = None) -> Any:
     global _ctx
     if _ctx is None:
         _ctx = mp.get_context("forkserver")
     _preload.extend(m for m in extra_preload if m not in _preload)
-    _ctx.set_forkserver_preload([*_preload, _READY_MODULE])
+    _ctx.set_forkserver_preload([*(_preload if preload is None else preload), _READY_MODULE])
     # Read by lifeline.py in a forkserver started from here (now or by a later Process.start): the process it
     # must die with. Set on every call: a process forked from a run starts a forkserver of its own.
     os.environ[PARENT_ENV] = str(os.getpid())
@@ -404,9 +404,10 @@ def wait_ready(timeout: float) -> tuple[str, str] | None:
     return None
 
 
-def start_early(extra_preload: Sequence[str] = ()) -> None:
+def start_early(extra_preload: Sequence[str] = (), preload: Sequence[str] | None = None) -> None:
     """Start the forkserver without waiting: it imports the model libraries in its own process while the run
     reads and checks the data. ``extra_preload``: modules this run's trials need besides (e.g. Fairlearn);
-    they count only if the forkserver is not running yet."""
-    _context(extra_preload)
+    ``preload``: the modules instead of the table run's (an image run's workers need torch, not the boosters;
+    ``lifeline`` first). Both count only if the forkserver is not running yet."""
+    _context(extra_preload, preload)
     _ensure_started()

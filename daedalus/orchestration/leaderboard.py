@@ -14,32 +14,44 @@ from typing import Any
 from daedalus.data.schema import Task
 from daedalus.errors import RunError
 from daedalus.evaluation.metrics import Metric, get_metric
-from daedalus.orchestration.search import TrialRecord, load_records
+from daedalus.orchestration.loop import TrialRecord
+from daedalus.orchestration.search import load_records
 from daedalus.store.run import RunStore
 
 
 def make_leaderboard(records: list[TrialRecord], metric: Metric, ensemble: dict[str, Any] | None,
-                     designers: dict[int, str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for r in records:
-        rows.append({"trial": r.number, "family": r.family, "score": r.score, "metric": metric.name,
-                     "fit_seconds": round(r.fit_seconds, 3), "status": r.status,
-                     "designer": designers.get(r.number, ""), "reason": r.reason})
+                     designers: dict[int, str] | None = None, *,
+                     final: TrialRecord | None = None) -> list[dict[str, Any]]:
+    """The rows of every kind of run: a row per trial (its kind's columns from ``TrialRecord.extra``), plus the
+    table run's ensemble (``ensemble``: score, fit_seconds, reason, members, kind) or the image run's ``final``
+    network, which comes first (it is what the run hands back). Failures last; ties: the earlier trial."""
+    rows = [_row(r, metric, designers or {}) for r in records]
     if ensemble is not None:
         rows.append({"trial": None, "family": "ensemble", "score": ensemble["score"], "metric": metric.name,
                      "fit_seconds": ensemble["fit_seconds"], "status": "ok", "designer": "caruana",
                      "reason": ensemble["reason"], "members": ensemble["members"], "kind": ensemble["kind"]})
+    pinned = None
+    if final is not None:
+        rows.append({**_row(final, metric, {}), "family": f"{final.family} (final)"})
+        pinned = final.number
 
-    def key(row: dict[str, Any]) -> tuple[int, float, int]:
+    def key(row: dict[str, Any]) -> tuple[int, int, float, int]:
         if row["status"] != "ok" or row["score"] is None:
-            return (1, 0.0, row["trial"] or 0)
+            return (1, 1, 0.0, row["trial"] or 0)
         # On ties the ensemble goes first: it is what the run hands back.
-        return (0, -metric.utility(row["score"]), -1 if row["trial"] is None else row["trial"])
+        return (0, int(pinned is None or row["trial"] != pinned), -metric.utility(row["score"]),
+                -1 if row["trial"] is None else row["trial"])
 
     rows.sort(key=key)
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows
+
+
+def _row(r: TrialRecord, metric: Metric, designers: dict[int, str]) -> dict[str, Any]:
+    return {"trial": r.number, "family": r.family, "score": r.score, "metric": metric.name,
+            "fit_seconds": round(r.fit_seconds, 3), "status": r.status,
+            "designer": designers.get(r.number, r.designer), "reason": r.reason, **r.extra}
 
 
 @dataclass(frozen=True)

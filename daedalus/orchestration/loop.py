@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import psutil
+
 from daedalus.designers.base import Designer, Proposal, Result
 from daedalus.evaluation.metrics import Metric
 from daedalus.evaluation.runner import Job, LocalRunner, TrialRunner
@@ -30,6 +32,11 @@ from daedalus.orchestration.reporter import Progress, Reporter
 C = TypeVar("C")
 MIN_TRIAL_SECONDS = 1.0  # below this much search time left, no new trial is started
 POLL_SECONDS = 0.25  # how long the loop waits before asking again a designer that had nothing to propose (paused)
+
+
+def default_memory_mb() -> float:
+    """A trial's memory limit unless set: 60% of this machine's memory."""
+    return 0.6 * psutil.virtual_memory().total / 2**20
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class Done(Generic[C]):
     """A trial whose evaluation is over: its record, and the result the designer is told."""
 
     proposal: Proposal[C]
-    record: TrialRecord
+    record: TrialRecord | None  # None: told to the designer, not a trial (a repeat of an evaluated candidate)
     result: Result
 
 
@@ -93,6 +100,10 @@ class Evaluator(ABC, Generic[C]):
     def next_job(self, timeout: float, limits: Limits) -> Job | None:
         """Work to run before any new proposal (successive halving's next rung), or None."""
         return None
+
+    def drain(self) -> list[Done[C]]:
+        """When the search is over: trials whose evaluation was cut short (nothing runs any more)."""
+        return []
 
     def wants_proposal(self) -> bool:
         """Whether a new proposal may start now (a bracket waiting for its rung to finish: no)."""
@@ -134,7 +145,6 @@ class SearchLoop(Generic[C]):
         self.before_budget_check = list(before_budget_check)
         self.after_tell = list(after_tell)
         self.metric = evaluator.metric
-        self._running: dict[int, Proposal[C]] = {}
 
     # -- budget --------------------------------------------------------------------------------------------
     def search_time_left(self) -> float:
@@ -142,11 +152,6 @@ class SearchLoop(Generic[C]):
 
     def _out_of_time(self) -> bool:
         return self.search_time_left() < MIN_TRIAL_SECONDS
-
-    def _done(self, started: int) -> bool:
-        if self.trials_to_run is not None and started >= self.trials_to_run:
-            return True
-        return self._out_of_time()
 
     def _trial_timeout(self) -> float:
         return max(0.5, min(self.limits.cap, self.search_time_left()))
@@ -158,48 +163,52 @@ class SearchLoop(Generic[C]):
             while True:
                 for hook in self.before_budget_check:
                     hook()
-                stopping = self._done(started)
-                if stopping and not self.runner.in_flight:
-                    break
+                out_of_time = self._out_of_time()
                 waiting = False
-                if not stopping:
+                if not out_of_time:
                     added, waiting = self._fill(started)
                     started += added
                 if self.runner.in_flight:
                     for finished in self.runner.wait(POLL_SECONDS):
                         self._finish(finished.key, finished.result)
-                elif waiting:  # nothing to run and the designer has nothing to propose now (paused)
+                elif out_of_time or self._enough(started):
+                    break
+                elif waiting:  # nothing runs and the designer has nothing to propose now (paused)
                     time.sleep(POLL_SECONDS)
+            for done in self.evaluator.drain():  # e.g. a bracket cut short by the budget: its trials so far
+                self._record(done)
         finally:
             self.runner.close()  # a Ctrl-C or an error: no worker outlives the loop
         return self.records
 
+    def _enough(self, started: int) -> bool:
+        return self.trials_to_run is not None and started >= self.trials_to_run
+
     def _fill(self, started: int) -> tuple[int, bool]:
-        """Submit work while the runner has room; returns (new proposals started, whether the loop waits on
-        the designer or the evaluator)."""
+        """Submit work while the runner has room: the evaluator's own first (a promotion), then new proposals
+        while ``trials_to_run`` allows. Returns (new proposals started, whether the loop waits on the
+        designer)."""
         added = 0
-        while self.runner.free() > 0 and not self._done(started + added):
+        while self.runner.free() > 0 and not self._out_of_time():
             job = self.evaluator.next_job(self._trial_timeout(), self.limits)
             if job is None:
-                if not self.evaluator.wants_proposal():
-                    return added, not self.runner.in_flight
+                if self._enough(started + added) or not self.evaluator.wants_proposal():
+                    return added, False
                 proposal = self.designer.ask()
                 if proposal is None:
                     return added, True
                 start = self.evaluator.start(proposal, self._trial_timeout(), self.limits)
-                if isinstance(start, Done):
+                if isinstance(start, Done):  # not evaluated (screened out, or evaluated before)
                     self._record(start)
                     continue
                 job = start
                 added += 1
-                self._running[job.key] = proposal
                 self._report(self.evaluator.running(proposal))
             self.runner.submit(job)
         return added, False
 
     def _finish(self, key: int, result: WorkerResult) -> None:
         for done in self.evaluator.finished(key, result):
-            self._running.pop(done.proposal.number, None)
             self._record(done)
         self._report("")
 
@@ -207,9 +216,12 @@ class SearchLoop(Generic[C]):
         self.designer.tell(done.proposal, done.result)
         for hook in self.after_tell:
             hook()
-        ok = [done.record] if done.record.status == "ok" and done.record.score is not None else []
+        record = done.record
+        if record is None:  # told, not a trial of its own
+            return
+        ok = [record] if record.status == "ok" and record.score is not None else []
         self.evaluator.recorded(done, sorted([*self.ranked_ok(), *ok], key=self.evaluator.rank_key))
-        self.records.append(done.record)
+        self.records.append(record)
 
     # -- ranking -------------------------------------------------------------------------------------------
     def ranked_ok(self) -> list[TrialRecord]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import psutil
 from optuna.trial import TrialState
 
 from daedalus.designers.base import Designer, Proposal, Result
@@ -25,7 +24,15 @@ from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_
 from daedalus.evaluation.worker import WorkerResult
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.fairness_search import fairness_setup, violation
-from daedalus.orchestration.loop import MIN_TRIAL_SECONDS, Done, Evaluator, Limits, SearchLoop, TrialRecord
+from daedalus.orchestration.loop import (
+    MIN_TRIAL_SECONDS,
+    Done,
+    Evaluator,
+    Limits,
+    SearchLoop,
+    TrialRecord,
+    default_memory_mb,
+)
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Reporter
 from daedalus.oversight.steering import Steering
@@ -43,10 +50,6 @@ EXPLANATION_SHARE, EXPLANATION_CAP_SECONDS = 0.08, 30.0  # of the budget, kept f
 # the model libraries (tens of seconds on a busy machine): the portfolio's first trial, so a run always has a
 # model early. Others wait for the forkserver, within their trial's time limit (which the budget bounds).
 COLD_START_FAMILIES = frozenset({"linear"})
-
-
-def default_memory_mb() -> float:
-    return 0.6 * psutil.virtual_memory().total / 2**20
 
 
 class TableEvaluator(Evaluator[Config]):
@@ -132,6 +135,7 @@ class TableEvaluator(Evaluator[Config]):
 
     def recorded(self, done: Done[Config], ranked: list[TrialRecord]) -> None:
         record = done.record
+        assert record is not None  # every table proposal is a trial
         if record.status != "ok":
             self.store.audit.append("trial_failed", trial=record.number, family=record.family,
                                     status=record.status, reason=record.reason)
