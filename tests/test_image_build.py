@@ -185,8 +185,9 @@ def test_multi_objective_search_writes_the_pareto_front(digits_csv: Path, tmp_pa
 
 
 def test_an_image_run_resumes_with_its_trials(digits_csv: Path, tmp_path: Path) -> None:
-    """A run cut short after its search is resumed: the trials on disk are kept and told to the designer, the
-    search goes on with new trial numbers, and a final network is trained."""
+    """A run cut short after its search is resumed: the trials on disk are kept, the designer continues from the
+    state stored after its last tell (designer.json), the search goes on with new trial numbers, and a final
+    network is trained."""
     run = tmp_path / "resumable"
     assert main(["build", str(digits_csv), "--target", "digit", "--image-shape", "8x8x1", "--trials", "3",
                  "--final-epochs", "1", "--time", "300", "--max-params", "50000", "--designer", "evolution",
@@ -208,8 +209,12 @@ def test_an_image_run_resumes_with_its_trials(digits_csv: Path, tmp_path: Path) 
     searched = sorted(r["trial"] for r in board if r["designer"] != "final")
     assert searched == [0, 1, 2, 3, 4]
     assert (run / "model" / "weights.pt").exists()
-    events = [json.loads(line)["event"] for line in (run / "audit.jsonl").read_text().splitlines()]
-    assert "resumed" in events
+    records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
+    (resumed,) = [r for r in records if r["event"] == "resumed"]
+    assert resumed["trials_restored"] == 3
+    state = json.loads((run / "designer.json").read_text())
+    assert isinstance(state, dict) and state  # the designer's own state, stored with the run after each tell
+    assert not list(run.glob("trials/*/checkpoint.pt"))  # a candidate's checkpoint goes when its evaluation ends
 
 
 @pytest.mark.parametrize(("channels", "flip", "expected"), [(3, None, True), (1, None, False), (3, False, False),

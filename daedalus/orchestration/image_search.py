@@ -2,8 +2,9 @@
 networks by successive halving (``evaluation.halving.Bracket``), each rung of each candidate a job in a worker.
 
 A bracket takes ``BRACKET`` proposals (1 epoch each); once all have their score, the best third go on to 3
-epochs, continuing from their checkpoint (``trials/N/checkpoint.pt``). A candidate's trial is recorded, and the
-designer told, when its evaluation is over: eliminated, or done with the top rung. Proposals too slow for the
+epochs, continuing from their checkpoint (``trials/N/checkpoint.pt``). The bracket's trials are recorded, and
+the designer told, when the bracket is over (or the search's time is), each at the highest fidelity it reached,
+in the order they were proposed. Proposals too slow for the
 budget (FLOPs x this machine's measured throughput, then timed steps) are told to the designer as failures and
 not trained; a proposal evaluated before is told its earlier score.
 """
@@ -70,6 +71,7 @@ class ImageEvaluator(Evaluator[Genotype]):
         self._failed: dict[int, WorkerResult] = {}
         self._weights: dict[int, NetworkOutcome] = {}
         self._slow: list[float] = []  # estimates of the proposals screened out since the last one trained
+        self._ended: list[int] = []  # candidates of the bracket whose evaluation is over (recorded at its end)
 
     # -- proposals -----------------------------------------------------------------------------------------
     def wants_proposal(self) -> bool:
@@ -146,13 +148,20 @@ class ImageEvaluator(Evaluator[Genotype]):
         else:
             self._failed[key] = result
             self.bracket.report(index, -math.inf, entry.epochs, entry.seconds + result.seconds, complete=False)
-        return [self._done(i) for i in self.bracket.take_over()]
+        self._ended += self.bracket.take_over()
+        if not self.bracket.done:
+            return []
+        # The bracket's trials are recorded, and told to the designer, when the bracket is over, in the order they
+        # were proposed: the designer learns from each candidate's score at the highest fidelity it reached.
+        ended, self._ended = sorted(self._ended), []
+        return [self._done(i) for i in ended]
 
     def drain(self) -> list[Done[Genotype]]:
         self._audit_slow()
         if self.bracket is None:
             return []
-        return [self._done(i) for i in self.bracket.stop()]
+        ended, self._ended = sorted([*self._ended, *self.bracket.stop()]), []
+        return [self._done(i) for i in ended]
 
     def _done(self, index: int) -> Done[Genotype]:
         assert self.bracket is not None

@@ -222,6 +222,8 @@ class SearchLoop(Generic[C]):
         ok = [record] if record.status == "ok" and record.score is not None else []
         self.evaluator.recorded(done, sorted([*self.ranked_ok(), *ok], key=self.evaluator.rank_key))
         self.records.append(record)
+        if not ok:
+            self.reporter.message(f"trial {record.number} ({record.family}) failed: {record.reason or record.status}")
 
     # -- ranking -------------------------------------------------------------------------------------------
     def ranked_ok(self) -> list[TrialRecord]:
