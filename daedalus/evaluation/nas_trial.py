@@ -16,23 +16,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from daedalus.evaluation.halving import Deadline
 from daedalus.evaluation.nas_train import Trainer
 from daedalus.spaces.nas.base import Genotype
 
 MAX_FINAL_EPOCHS = 200
 ARRAYS = ("X", "y", "X_val", "y_val")  # the split images, one .npy file each
-
-
-class Deadline(Protocol):
-    """A share of the run's clock (``orchestration.budget.BudgetClock``): the seconds it has left."""
-
-    @property
-    def remaining(self) -> float: ...
 
 
 @dataclass(frozen=True)

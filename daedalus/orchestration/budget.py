@@ -27,6 +27,11 @@ class BudgetClock:
         if self.seconds is not None:
             self.seconds += seconds
 
+    def child(self, seconds: float) -> BudgetClock:
+        """A clock for a part of the run (a search's share, a job's deadline): ``seconds`` from now, never past
+        this clock's end. It reads the same monotonic clock, so it may be handed to a worker process."""
+        return BudgetClock(min(seconds, self.remaining))
+
 
 # Without a time budget (--trials alone) the final stage still has one, relative to what the search cost: at least
 # FINAL_STAGE_MIN_SECONDS, else FINAL_STAGE_SHARE of the search's wall time. The ensemble's final form (the

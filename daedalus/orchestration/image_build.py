@@ -213,12 +213,12 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
         store.audit.append("resumed", time_budget=options.time_budget, trials_restored=len(records))
     data = task.network_data(store.root / IMAGES_DIR)
     latency = options.cost_objective == "latency" or options.max_latency_ms is not None
-    evaluator = ImageEvaluator(store, task, space, costs, data, records, search_seconds, options.n_candidates,
-                               latency)
     memory_mb = default_memory_mb()
     to_run = None if options.n_candidates is None else max(0, options.n_candidates - len(records))
     # The search's share of the one clock, from now (after the calibration, as the search's time always was).
-    search_clock = BudgetClock(min(search_seconds, clock.remaining))
+    search_clock = clock.child(SEARCH_SHARE * clock.remaining)
+    evaluator = ImageEvaluator(store, task, space, costs, data, records, search_seconds, options.n_candidates,
+                               latency, search_clock)
     loop = SearchLoop(evaluator, designer, search_clock, reporter, to_run, Limits(memory_mb, math.inf),
                       runner or LocalRunner(),
                       after_tell=[lambda: store.write(DESIGNER_STATE, designer.get_state())])

@@ -33,19 +33,19 @@ def run_job(runner: TrialRunner, job: Job) -> WorkerResult:
                 return finished.result
 
 
-def train_final(evaluator: ImageEvaluator, winner: TrialRecord, seconds: float, final_epochs: int | None,
+def train_final(evaluator: ImageEvaluator, winner: TrialRecord, deadline: BudgetClock, final_epochs: int | None,
                 memory_mb: float, runner: TrialRunner | None = None) -> tuple[TrialRecord, NetworkModel | None]:
-    """Train ``winner``'s architecture from scratch for the epochs that ``seconds`` allow (``final_epochs``:
-    exactly that many); its trial record and, when it has a score, its network."""
+    """Train ``winner``'s architecture from scratch for the epochs that ``deadline`` (a share of the run's clock)
+    allows (``final_epochs``: exactly that many); its trial record and, when it has a score, its network."""
     number = max((r.number for r in evaluator.records), default=-1) + 1
     genotype = tuple(winner.extra["genotype"])
     task = evaluator.task
     job = NetworkJob(evaluator.space, genotype, task.in_shape, task.n_classes,
                      horizon_epochs=final_epochs or MAX_FINAL_EPOCHS, epochs=final_epochs,
-                     deadline=BudgetClock(seconds), final=True)
+                     deadline=deadline, final=True)
     per_epoch = winner.fit_seconds / max(int(winner.extra["epochs"]), 1)
     # The schedule ends with the deadline, after the epoch that crosses it: the worker is killed only past that.
-    timeout = math.inf if final_epochs else seconds + 3 * per_epoch + START_SECONDS
+    timeout = math.inf if final_epochs else deadline.remaining + 3 * per_epoch + START_SECONDS
     with runner or LocalRunner() as running:
         result = run_job(running, Job(number, train_network, (evaluator.data, job), timeout=timeout,
                                       memory_mb=memory_mb))
@@ -103,8 +103,8 @@ def finish_image_run(evaluator: ImageEvaluator, clock: BudgetClock, options: Any
     ranked = evaluator.ranked_ok()
     winner = ranked[0] if ranked else None
     if winner is not None and (clock.remaining > MIN_FINAL_SECONDS or options.final_epochs):
-        final_trial, final_model = train_final(evaluator, winner, clock.remaining - 2.0, options.final_epochs,
-                                               memory_mb)
+        final_trial, final_model = train_final(evaluator, winner, clock.child(clock.remaining - 2.0),
+                                               options.final_epochs, memory_mb)
         if final_model is not None:
             final_model.save(store.root / "model", store)
             store.audit.append("final_model_saved", trial=final_trial.number, score=final_trial.score,

@@ -57,10 +57,10 @@ def trial_extra(space: ArchSpace, genotype: Genotype, epochs: int, params: int, 
 class ImageEvaluator(Evaluator[Genotype]):
     def __init__(self, store: RunStore, task: ImageTask, space: ArchSpace, costs: NetworkCosts,
                  data: NetworkData, records: list[TrialRecord], search_seconds: float,
-                 n_candidates: int | None, latency: bool) -> None:
+                 n_candidates: int | None, latency: bool, clock: BudgetClock) -> None:
         self.store, self.task, self.space, self.costs, self.data = store, task, space, costs, data
         self.records, self.metric, self.latency = records, image_metric(), latency
-        self.n_candidates = n_candidates
+        self.n_candidates, self.clock = n_candidates, clock  # the search's share of the run's clock
         # A network whose estimated epoch would eat more than its share of the search is not trained: on a CPU
         # the largest networks of the space take minutes an epoch, and one of them could spend the whole search.
         self.epoch_allowance = search_seconds / (2 * BRACKET)
@@ -125,7 +125,7 @@ class ImageEvaluator(Evaluator[Genotype]):
     def _job(self, number: int, epochs: int, timeout: float, limits: Limits) -> Job:
         genotype = self._proposals[number].candidate
         job = NetworkJob(self.space, genotype, self.task.in_shape, self.task.n_classes, horizon_epochs=RUNGS[-1],
-                         epochs=epochs, deadline=BudgetClock(timeout),
+                         epochs=epochs, deadline=self.clock.child(timeout),
                          checkpoint=self.store.trial_dir(number) / CHECKPOINT_FILE)
         # The trainer stops after the epoch that crosses the deadline; the worker is killed only past that epoch.
         grace = START_SECONDS + 2 * epochs * self.costs.epoch_seconds(genotype, len(self.task.y))
