@@ -46,8 +46,9 @@ class NetworkData:
 
     def trainer(self, build: Callable[[], torch.nn.Module], horizon_epochs: int,
                 arrays: tuple[np.ndarray, ...] | None = None) -> Trainer:
-        X, y, X_val, y_val = arrays if arrays is not None else self.load()
-        return Trainer(build, np.asarray(X), np.asarray(y), np.asarray(X_val), np.asarray(y_val),
+        # Read into memory (the files are mapped read-only; a tensor must not alias them).
+        X, y, X_val, y_val = arrays if arrays is not None else (np.array(a) for a in self.load())
+        return Trainer(build, X, y, X_val, y_val,
                        horizon_epochs=horizon_epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
                        n_threads=self.n_threads, shift=self.shift, flip=self.flip)
 

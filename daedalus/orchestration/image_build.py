@@ -55,7 +55,8 @@ METRIC = "accuracy"
 IMAGES_DIR = "images"  # the split images in the run, read by the workers
 DESIGNER_STATE = "designer"  # designer.json: the designer's state after its last tell
 # The workers of an image run need torch and the trial function, not the table run's model libraries.
-IMAGE_PRELOAD = ("daedalus.evaluation.lifeline", "daedalus.evaluation.nas_trial")
+IMAGE_PRELOAD = ("daedalus.evaluation.lifeline", "daedalus.evaluation.nas_trial", "daedalus.spaces.nas.cnn",
+                 "daedalus.orchestration.budget")
 # A search on a CPU evaluates a few dozen networks, the portfolio's among them: the predictor's surrogate takes
 # the lead after one bracket rather than after its default 20 uniform samples (set for table benchmarks).
 DESIGNER_OPTIONS: dict[str, dict[str, Any]] = {"predictor": {"initial": BRACKET}}
