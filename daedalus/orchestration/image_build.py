@@ -10,7 +10,7 @@ the final stage):
    worker, by successive halving on epochs (brackets of 9 at 1 epoch, the best third at 3); the designer is told
    each candidate's validation accuracy once its evaluation is over, and its state is stored with the run after
    each tell (``designer.json``), so a resumed run continues it. Every candidate is a trial in the run store
-   (``trials/N/trial.json``, with its weights), and the best network so far is saved to ``best/``.
+   (its record and its weights in its trial directory), and the best network so far is saved to ``best/``.
 3. **Final training** (``image_final``): the winning architecture is trained again from scratch, in a worker, for
    as many epochs as the time left allows.
 

@@ -2,7 +2,7 @@
 networks by successive halving (``evaluation.halving.Bracket``), each rung of each candidate a job in a worker.
 
 A bracket takes ``BRACKET`` proposals (1 epoch each); once all have their score, the best third go on to 3
-epochs, continuing from their checkpoint (``trials/N/checkpoint.pt``). The bracket's trials are recorded, and
+epochs, continuing from their checkpoint (in the trial's directory). The bracket's trials are recorded, and
 the designer told, when the bracket is over (or the search's time is), each at the highest fidelity it reached,
 in the order they were proposed. Proposals too slow for the
 budget (FLOPs x this machine's measured throughput, then timed steps) are told to the designer as failures and
@@ -228,7 +228,7 @@ def load_trials(store: RunStore) -> list[TrialRecord]:
     import json
 
     records = []
-    for path in sorted(store.root.glob(f"trials/*/{TRIAL_FILE}")):
+    for path in sorted(store.trial_dir(0).parent.glob(f"*/{TRIAL_FILE}")):
         raw = json.loads(path.read_text(encoding="utf-8"))
         records.append(TrialRecord(int(raw["number"]), str(raw["family"]), str(raw["status"]), raw["score"],
                                    float(raw["fit_seconds"]), str(raw["reason"]), designer=str(raw["designer"]),
