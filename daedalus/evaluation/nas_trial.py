@@ -84,7 +84,9 @@ class NetworkOutcome:
     epochs: int  # in all, over every rung
     seconds: float  # of training, over every rung
     params: int
-    weights: dict[str, torch.Tensor]
+    # As arrays: a tensor sent through the worker's pipe would be shared by a file descriptor that dies with the
+    # worker (torch's multiprocessing reductions).
+    weights: dict[str, np.ndarray]
 
 
 def train_network(data: NetworkData, job: NetworkJob) -> NetworkOutcome:
@@ -106,7 +108,7 @@ def train_network(data: NetworkData, job: NetworkJob) -> NetworkOutcome:
         os.replace(tmp, job.checkpoint)
     return NetworkOutcome(score=trainer.score, epochs=trainer.epochs_done, seconds=trainer.seconds,
                           params=trainer.params,
-                          weights={k: v.detach().clone() for k, v in trainer.module.state_dict().items()})
+                          weights={k: v.detach().cpu().numpy().copy() for k, v in trainer.module.state_dict().items()})
 
 
 def train_to_deadline(trainer: Trainer, deadline: Deadline, epochs: int | None = None) -> Trainer:

@@ -15,6 +15,9 @@ import math
 import shutil
 from typing import Any
 
+import numpy as np
+import torch
+
 from daedalus.data.images import parse_image_shape
 from daedalus.data.schema import Task
 from daedalus.designers.base import Designer, Proposal, Result
@@ -209,7 +212,7 @@ class ImageEvaluator(Evaluator[Genotype]):
         spec = NetworkSpec(self.space.name, tuple(record.extra["genotype"]), record.extra["architecture"],
                            parse_image_shape(self.task.options.image_shape), table.classes, table.pixel_columns,
                            table.scale, table.mean, table.std, record.score, record.extra["epochs"], record.number)
-        return NetworkModel(spec, {k: v.detach().clone() for k, v in weights.items()})
+        return NetworkModel(spec, {k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
 
 
 def save_trial(store: RunStore, record: TrialRecord) -> None:
