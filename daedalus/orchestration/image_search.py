@@ -38,7 +38,7 @@ METRIC = "accuracy"
 BRACKET = 9  # candidates per bracket of successive halving
 ETA = 3
 RUNGS = (1, 3)  # epochs: every candidate 1, the best third 3 (the trainers' schedule horizon)
-MAX_ASKS_PER_CANDIDATE = 30  # proposals too slow in a row before one is trained anyway (the search goes on)
+MAX_ASKS_PER_CANDIDATE = 30  # asks per wanted candidate before a bracket settles for fewer (or the cheapest)
 FLOP_SCREEN_SLACK = 2.0  # the FLOP estimate may be this optimistic before a candidate's steps are timed
 START_SECONDS = 10.0  # a worker's start (the forkserver has torch) and the network's build, beyond its epochs
 TRIAL_FILE = "trial.json"  # an image trial's record in its directory (the study holds a table run's)
@@ -75,6 +75,7 @@ class ImageEvaluator(Evaluator[Genotype]):
         self._weights: dict[int, NetworkOutcome] = {}
         self._slow: list[float] = []  # estimates of the proposals screened out since the last one trained
         self._ended: list[int] = []  # candidates of the bracket whose evaluation is over (recorded at its end)
+        self._asks = 0  # proposals asked for the current bracket
 
     # -- proposals -----------------------------------------------------------------------------------------
     def wants_proposal(self) -> bool:
@@ -92,14 +93,17 @@ class ImageEvaluator(Evaluator[Genotype]):
         estimate = self.costs.epoch_seconds(genotype, len(self.task.y))
         if estimate <= FLOP_SCREEN_SLACK * self.epoch_allowance:
             estimate = self.costs.timed_epoch_seconds(genotype, len(self.task.y), self.task.batch_size)
-        if estimate > self.epoch_allowance and len(self._slow) < MAX_ASKS_PER_CANDIDATE:
+        if self.bracket is None or self.bracket.done:
+            size = BRACKET if self.n_candidates is None else max(1, min(BRACKET, self.n_candidates - self.started))
+            self.bracket, self._asks = Bracket(size, RUNGS, ETA), 0
+        self._asks += 1
+        if estimate > self.epoch_allowance and not self._take_slow(estimate):
             self._slow.append(estimate)
+            if self.bracket.entries and self._asks >= MAX_ASKS_PER_CANDIDATE * self.bracket.size:
+                self.bracket.close()  # enough asks: the bracket goes on with the candidates it has
             return Done(proposal, None, Result("too_slow", None, {"reason": f"an epoch estimated at {estimate:.1f} s"
                                                                   f" > {self.epoch_allowance:.1f} s allowed"}))
         self._audit_slow()
-        if self.bracket is None or self.bracket.done:
-            size = BRACKET if self.n_candidates is None else max(1, min(BRACKET, self.n_candidates - self.started))
-            self.bracket = Bracket(size, RUNGS, ETA)
         self.bracket.add(proposal.number)
         self.started += 1
         self._proposals[proposal.number] = proposal
@@ -107,6 +111,14 @@ class ImageEvaluator(Evaluator[Genotype]):
         shutil.rmtree(trial_dir, ignore_errors=True)  # left by a session killed while it trained (no record)
         trial_dir.mkdir(parents=True)
         return self._job(proposal.number, RUNGS[0], timeout, limits)
+
+    def _take_slow(self, estimate: float) -> bool:
+        """Whether a proposal too slow for the budget is trained all the same: when every proposal of a bracket
+        so far was too slow, after as many asks as a bracket may take, the cheapest one, so the search goes on."""
+        assert self.bracket is not None
+        if self.bracket.entries or self._asks < MAX_ASKS_PER_CANDIDATE * self.bracket.size:
+            return False
+        return not self._slow or estimate <= min(self._slow)
 
     def _audit_slow(self) -> None:
         if self._slow:
