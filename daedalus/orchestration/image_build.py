@@ -37,7 +37,7 @@ from daedalus.ensembles.network import NetworkModel
 from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.nas_trial import ARRAYS, save_arrays
 from daedalus.evaluation.runner import LocalRunner, TrialRunner
-from daedalus.evaluation.worker import start_early
+from daedalus.evaluation.worker import start_early, wait_ready
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.image_final import FINAL_DESIGNER, finish_image_run
 from daedalus.orchestration.image_search import BRACKET, ArchProposer, ImageEvaluator, load_trials
@@ -52,6 +52,7 @@ __all__ = ["ImageBuildOptions", "ImageBuildResult", "ImageTask", "build_images",
 
 SEARCH_SHARE = 0.4  # of the time left after reading the data; the rest trains the winner (a full schedule)
 METRIC = "accuracy"
+CALIBRATION_WAIT_SHARE = 0.1  # of the time left, at most, waited for the worker pool before measuring the machine
 IMAGES_DIR = "images"  # the split images in the run, read by the workers
 DESIGNER_STATE = "designer"  # designer.json: the designer's state after its last tell
 # The workers of an image run need torch and the trial function, not the table run's model libraries.
@@ -204,6 +205,10 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
     space = CNNSpace()
     costs = NetworkCosts(space, task.in_shape, task.n_classes, options.n_threads)
     search_seconds = SEARCH_SHARE * clock.remaining
+    # The machine's throughput is measured on a quiet machine: after the worker pool's imports (started with the
+    # run, they overlap the data's reading), which would otherwise slow the measurement several times over and
+    # screen out every proposal as too slow.
+    wait_ready(CALIBRATION_WAIT_SHARE * clock.remaining)
     costs.calibrate()
     designer = make_image_designer(options, space, costs)
     records = _searched_trials(store)
