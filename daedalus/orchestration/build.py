@@ -282,7 +282,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
                      elapsed_seconds=round(clock.elapsed, 3))
     crash_point("explanations_started")
     if final is not None:  # explanations.json within the time left, then model_card.md/.json
-        explain_and_card(store, ctx, designer.study, stage_clock.remaining,
+        explain_and_card(store, ctx, designer.study, stage_clock.deadline(),
                          options.seed, search.memory_mb, explain=options.explain)
     crash_point("explanations_done")
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),
