@@ -292,7 +292,7 @@ def _leaderboard(run_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
     from daedalus.store.run import RunStore
 
     store = RunStore.open(run_dir)
-    if (store.root / "leaderboard.json").exists():
+    if store.path("leaderboard").exists():
         board: list[dict[str, Any]] = store.read("leaderboard")
         return board, None
     from daedalus.orchestration.leaderboard import partial_leaderboard

@@ -239,7 +239,7 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
     clock = BudgetClock(time_budget, started)
     reporter = reporter or Reporter()
     start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
-    store.check([store.data_path, store.root / "schema.json"], "resume from")  # the rows and schema as written
+    store.check([store.data_path, store.path("schema")], "resume from")  # the rows and schema as written
     schema = Schema.from_dict(store.read("schema"))
     frame = pd.read_parquet(store.data_path)
     ctx = _context(frame, schema, options)

@@ -265,6 +265,10 @@ class RunStore:
         """Trial ``number``'s saved fold models, in fold order (none once dropped)."""
         return layout.fold_files(self.trial_dir(number))
 
+    def network_dir(self, number: int) -> Path:
+        """Trial ``number``'s trained network (an image trial's, a ``NetworkModel`` directory)."""
+        return self.trial_dir(number) / layout.NETWORK_DIR
+
     def model_dir(self, name: str) -> Path:
         """The directory of a saved model (``model`` or ``best``), tolerating a swap cut short by a kill."""
         return layout.model_dir(self.root, name)
