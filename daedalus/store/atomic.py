@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def _temporary(path: Path) -> Path:
+def _temporary(path: Path, keep_suffix: bool = False) -> Path:
+    """``NAME.PID.tmp``; with ``keep_suffix``, ``STEM.PID.tmp.SUFFIX`` (NumPy appends its suffix otherwise)."""
+    if keep_suffix:
+        return path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
@@ -51,7 +54,7 @@ def save_array_atomic(path: Path, array: np.ndarray) -> None:
     import numpy as np  # here: the audit log and the keys write through this module, and need no NumPy
 
     path = Path(path)
-    tmp = _temporary(path).with_suffix(".npy")  # np.save appends .npy to a name without it
+    tmp = _temporary(path, keep_suffix=True)
     try:
         np.save(tmp, array, allow_pickle=False)
         os.replace(tmp, path)
@@ -65,7 +68,7 @@ def save_arrays_atomic(path: Path, **arrays: Any) -> None:
     import numpy as np
 
     path = Path(path)
-    tmp = _temporary(path).with_suffix(".npz")  # np.savez appends .npz to a name without it
+    tmp = _temporary(path, keep_suffix=True)
     try:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
