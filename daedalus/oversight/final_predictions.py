@@ -1,7 +1,7 @@
 """The final model's out-of-fold predictions on the training rows, rebuilt from what a tabular run stores;
 for an image run, the final network's predictions on the held-out validation images.
 
-The ensemble was chosen on its members' out-of-fold predictions (``trials/N/oof.npy``), so its own
+The ensemble was chosen on its members' out-of-fold predictions (``RunStore.oof_path(N)``), so its own
 out-of-fold prediction is their weighted sum with the weights in ``model/model.json`` (or ``best/`` while a
 run has no final model yet). Each row's prediction comes from models that never saw that row, which is what
 ROC, calibration and residual plots need to be honest. The rows scored are those of the run's validation plan:

@@ -31,6 +31,7 @@ from typing import Any
 RUN_FILE = "run.json"
 AUDIT_FILE = "audit.jsonl"
 DATA_FILE = "train.parquet"
+STUDY_FILE = "study.db"  # the Optuna study, when no --storage is given
 LOCK_FILE = ".lock"
 TRIALS_DIR = "trials"
 TRIAL_DIGITS = 5

@@ -1,7 +1,7 @@
 """The run directory: everything a run knows, on disk, so that it can be inspected, resumed and audited.
 
-    The layout (which file is where) is spelled once, in ``store/layout.py``; ``RunStore`` names every path
-    through it.
+Which file is where is spelled once, in ``store/layout.py``; ``RunStore`` names every path through it, and
+the rest of Daedalus asks ``RunStore`` (or ``layout``) for paths instead of spelling them.
 
 A run directory is complete or absent: ``RunStore.creating`` builds it under a hidden sibling name
 (``.RUN.partial-PID``) and renames it into place once everything ``resume`` needs is written. Every file written
@@ -42,7 +42,7 @@ PARTIAL_MARK = ".partial-"  # a run being created: '.NAME.partial-PID', next to 
 # The default storage, inside the run: stored with this placeholder, not an absolute path, so that the study is
 # found wherever the directory is (renamed into place at creation, or copied elsewhere by a user).
 RUN_PLACEHOLDER = "{RUN}"
-LOCAL_STORAGE = f"sqlite:///{RUN_PLACEHOLDER}/study.db"
+LOCAL_STORAGE = f"sqlite:///{RUN_PLACEHOLDER}/{layout.STUDY_FILE}"
 
 
 def replace_directory(tmp: Path, directory: Path) -> None:
