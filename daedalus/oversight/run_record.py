@@ -16,9 +16,8 @@ from typing import Any
 from daedalus.errors import RunError
 from daedalus.evaluation.metrics import METRICS
 from daedalus.store.audit import VerifyResult, verify
-from daedalus.store.layout import AUDIT_FILE, RUN_FILE, json_file
 
-__all__ = ["AUDIT_FILE", "RunRecord", "TrialEvent", "load_run"]
+AUDIT_FILE = "audit.jsonl"
 
 
 @dataclass(frozen=True)
@@ -125,15 +124,15 @@ def _optional_object(path: Path, problems: dict[str, str]) -> dict[str, Any] | N
 def load_run(run_dir: Path) -> RunRecord:
     """Everything a report needs from ``run_dir``; raises RunError when it is not a run."""
     root = Path(run_dir)
-    if not (root / RUN_FILE).exists():
+    if not (root / "run.json").exists():
         raise RunError(f"'{root}' is not a Daedalus run directory (no run.json); "
                        "pass the directory that 'daedalus build' created")
     problems: dict[str, str] = {}
-    info = _read_json(root / RUN_FILE, problems)
+    info = _read_json(root / "run.json", problems)
     if not isinstance(info, dict):
-        raise RunError(f"'{root / RUN_FILE}' {problems.get(RUN_FILE, 'is not a JSON object')}; "
+        raise RunError(f"'{root / 'run.json'}' {problems.get('run.json', 'is not a JSON object')}; "
                        "the run directory is damaged")
-    board = _read_json(root / json_file("leaderboard"), problems)
+    board = _read_json(root / "leaderboard.json", problems)
     audit_path = root / AUDIT_FILE
     has_audit = audit_path.exists()
     return RunRecord(
@@ -141,8 +140,8 @@ def load_run(run_dir: Path) -> RunRecord:
         leaderboard=[r for r in board if isinstance(r, dict)] if isinstance(board, list) else [],
         audit=_read_audit(audit_path) if has_audit else [],
         audit_check=verify(audit_path) if has_audit else None,
-        checks=_optional_object(root / json_file("checks"), problems),
-        explanations=_optional_object(root / json_file("explanations"), problems),
-        fairness=_optional_object(root / json_file("fairness"), problems),
-        pareto=_optional_object(root / json_file("pareto"), problems),
+        checks=_optional_object(root / "checks.json", problems),
+        explanations=_optional_object(root / "explanations.json", problems),
+        fairness=_optional_object(root / "fairness.json", problems),
+        pareto=_optional_object(root / "pareto.json", problems),
         problems=problems)
