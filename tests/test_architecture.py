@@ -1,11 +1,14 @@
 """The house rules of the package (see ARCHITECTURE.md): layers import downward only, no module imports itself
-through others (no import circle), and no file is over MAX_LINES lines.
+through others (no import circle), no file is over MAX_LINES lines, and the run directory's layout is spelled
+only in ``store/``.
 
 Imports are read with ``ast``, not by importing: imports inside functions and under ``if TYPE_CHECKING:`` count
 too (a circle of names is a circle for the reader, whenever Python resolves it).
 """
 
 import ast
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "daedalus"
@@ -14,6 +17,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "daedalus"
 LAYERS = {"errors": 0, "deadline": 0, "store": 1, "data": 1, "spaces": 2, "designers": 3, "evaluation": 4,
           "ensembles": 5, "oversight": 6, "orchestration": 7, "interfaces": 8}
 MAX_LINES = 500
+# Names of files inside a run, as code outside store/ would spell them (in string literals; an f-string's
+# fields read as {}): they must come from store/layout.py or RunStore instead.
+RUN_PATHS = re.compile(r"fold_(\{\}|\*|\d+)\.skops|member_(\{\}|\d+)\.skops|bag\.json|oof\.npy|trials/|trial\.json"
+                       r"|model\.json|holdout_predictions\.npz|refit\.tmp|\{\}:0\d+d")
 
 
 def _layer(module: str) -> str | None:
@@ -101,6 +108,22 @@ def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return circles
 
 
+def _string_literals(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, text) of the string literals of a module, docstrings left out, f-strings with ``{}`` fields."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        documented = isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+        if documented and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            skip.add(id(body[0].value))
+        if isinstance(node, ast.JoinedStr):
+            skip.update(id(v) for v in node.values)
+            yield node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            yield node.lineno, node.value
+
+
 def test_layers_import_downward_only():
     bad = []
     for path in PACKAGE.rglob("*.py"):
@@ -138,3 +161,16 @@ def test_no_file_over_the_line_limit():
     long = {name: n for name, path in _modules().items()
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long, f"files over {MAX_LINES} lines (split them): {long}"
+
+
+def test_run_paths_are_spelled_only_in_store():
+    """The run store owns its layout: a trial's directory, fold models, bag.json, oof.npy, model.json... are
+    named by store/layout.py and RunStore, and nowhere else (a second spelling drifts from the first)."""
+    found = []
+    for name, path in _modules().items():
+        if _layer(name) == "store":
+            continue
+        for line, text in _string_literals(ast.parse(path.read_text(encoding="utf-8"))):
+            if RUN_PATHS.search(text):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {text[:60]!r}")
+    assert not found, "run paths spelled outside store/ (use store.layout or RunStore):\n" + "\n".join(found)
