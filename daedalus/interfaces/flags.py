@@ -14,7 +14,15 @@ from collections.abc import Iterable
 from dataclasses import MISSING
 from typing import Any
 
-from daedalus.orchestration.option_spec import Boolean, Declared, check_value, cli_text, declarations, declared
+from daedalus.orchestration.option_spec import (
+    Boolean,
+    Declared,
+    StrOptions,
+    check_value,
+    cli_text,
+    declarations,
+    declared,
+)
 from daedalus.orchestration.options import BuildOptions, ImageBuildOptions
 
 # The kinds of build, in the order their flags are listed, and how --help names the second kind's defaults.
@@ -51,6 +59,8 @@ def _flag_kwargs(d: Declared, help_text: str, required: bool = False) -> dict[st
     kwargs["type"] = d.spec.constraint.reader()
     if d.spec.metavar:
         kwargs["metavar"] = d.spec.metavar
+    elif isinstance(d.spec.constraint, StrOptions) and not callable(d.spec.constraint.options):
+        kwargs["metavar"] = "{" + ",".join(d.spec.constraint.choices()) + "}"  # as argparse shows choices
     if required:
         kwargs["required"] = True
     return kwargs

@@ -61,19 +61,22 @@ class Interval(Constraint):
         wanted = numbers.Integral if self.kind is int else numbers.Real
         if isinstance(value, bool) or not isinstance(value, wanted):
             return False
-        x = float(value)
+        x: float = int(value) if isinstance(value, numbers.Integral) else float(value)  # big ints stay exact
         low_ok = self.low is None or (x >= self.low if self.closed in ("both", "left") else x > self.low)
         high_ok = self.high is None or (x <= self.high if self.closed in ("both", "right") else x < self.high)
         return bool(low_ok and high_ok)  # NaN fails both comparisons
 
     def describe(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
+        kind = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None and self.closed == "both":
+            return f"{kind} from {_number(self.low)} to {_number(self.high)}{unit}"
         parts = []
         if self.low is not None:
             parts.append(f"{'>=' if self.closed in ('both', 'left') else '>'} {_number(self.low)}{unit}")
         if self.high is not None:
             parts.append(f"{'<=' if self.closed in ('both', 'right') else '<'} {_number(self.high)}{unit}")
-        return f"{'an integer' if self.kind is int else 'a number'} {' and '.join(parts)}".strip()
+        return f"{kind} {' and '.join(parts)}".strip()
 
     def reader(self) -> Callable[[str], Any]:
         return self.kind
@@ -122,7 +125,7 @@ class Names(Constraint):
         return isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
 
     def describe(self) -> str:
-        return f"a list of {self.what} (comma-separated on the command line)"
+        return f"a list of {self.what}"
 
     def reader(self) -> Callable[[str], Any]:
         return comma_list
@@ -174,7 +177,8 @@ def comma_list(text: str) -> tuple[str, ...]:
 
 
 def _number(x: float) -> str:
-    return f"{x:g}"
+    """60.0 -> "60", 4294967295 -> "4294967295", 0.003 -> "0.003" (never "4.29497e+09")."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
 
 
 def _alternatives(values: Sequence[str]) -> str:

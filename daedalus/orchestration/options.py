@@ -71,8 +71,8 @@ class BuildOptions:
 
     target: str = required(Text("a column name"), "the column to predict", flag="--target", example="label")
     time_budget: float | None = option(
-        60.0, _POSITIVE_SECONDS, "seconds for the whole build, ensembling and refit included (with --trials alone: "
-        "no time limit)", flag="--time", metavar="S", python=True)
+        60.0, _POSITIVE_SECONDS, "seconds for the whole build, ensembling and refit included; with --trials alone, "
+        "no time limit", flag="--time", metavar="S", python=True)
     n_trials: int | None = option(None, _COUNT, "stop after N trials", flag="--trials", metavar="N", example=20,
                                   python=True)
     seed: int = option(0, _SEED, "seed of the search and the validation split", flag="--seed", python=True)
