@@ -114,7 +114,7 @@ def test_lists_kept_beside_the_declarations_match_their_sources() -> None:
     from daedalus.designers.nas.registry import BEST, DESIGNERS
     from daedalus.orchestration.options import TASKS, _designer_names
 
-    assert TASKS == tuple(t.value for t in Task)
+    assert tuple(t.value for t in Task) == TASKS
     assert _designer_names() == (*DESIGNERS, BEST)
 
 
