@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,11 @@ def _option_value(d: Declared, value: Any) -> Any:
     reads it, "linear,knn"), an empty one as the option's default (``families=[]``: every family)."""
     if not isinstance(d.spec.constraint, Names) or value is None:
         return value
-    names = comma_list(value) if isinstance(value, str) else tuple(value)
-    return names or d.default
+    if isinstance(value, str):
+        value = comma_list(value)
+    elif isinstance(value, Iterable):
+        value = tuple(value)
+    return value or d.default  # (anything else is left for the option's constraint to refuse)
 
 
 def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:

@@ -101,12 +101,15 @@ class StrOptions(Constraint):
 
 @dataclass(frozen=True)
 class ListOptions(Constraint):
-    """One of a few lists of names, written comma-separated on the command line ("metric,fairness")."""
+    """One of a few sets of names, written comma-separated on the command line ("metric,fairness"); their order
+    does not matter ("fairness,metric" is the same choice)."""
 
     options: tuple[tuple[str, ...], ...]
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, (tuple, list)) and tuple(value) in self.options
+        if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+            return False
+        return any(set(value) == set(o) for o in self.options)
 
     def describe(self) -> str:
         return f"one of {_alternatives([','.join(o) for o in self.options])}"

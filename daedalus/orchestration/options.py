@@ -133,7 +133,9 @@ class BuildOptions:
     def checked(self, style: Style = "cli") -> BuildOptions:
         """These options, once every one meets its declared constraint and they fit together; else a ConfigError
         naming the option as ``style`` spells it (``--time`` on the command line, ``time_budget`` in Python)."""
-        name = lambda option: declared(BuildOptions, option).shown(style)  # noqa: E731
+        def name(option: str) -> str:
+            return declared(BuildOptions, option).shown(style)
+
         if self.time_budget is None and self.n_trials is None:
             if style == "cli":
                 raise ConfigError("no budget given; pass --time SECONDS or --trials N")
