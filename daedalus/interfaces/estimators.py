@@ -38,11 +38,10 @@ def _option_value(d: Declared, value: Any) -> Any:
     reads it, "linear,knn"), an empty one as the option's default (``families=[]``: every family)."""
     if not isinstance(d.spec.constraint, Names) or value is None:
         return value
-    if isinstance(value, str):
-        value = comma_list(value)
-    elif isinstance(value, Iterable):
-        value = tuple(value)
-    return value or d.default  # (anything else is left for the option's constraint to refuse)
+    if not isinstance(value, Iterable):
+        return value  # for the option's constraint to refuse
+    names = comma_list(value) if isinstance(value, str) else tuple(value)
+    return names or d.default
 
 
 def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
