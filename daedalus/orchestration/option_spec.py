@@ -21,7 +21,7 @@ import numbers
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from daedalus.errors import ConfigError
@@ -264,7 +264,7 @@ def declarations(cls: type) -> tuple[Declared, ...]:
     for f in fields(cls):
         spec = f.metadata.get("spec")
         if spec is not None:
-            out.append(Declared(f.name, str(f.type), f.default if f.default is not MISSING else MISSING, spec))
+            out.append(Declared(f.name, str(f.type), f.default, spec))  # MISSING: no default
     return tuple(out)
 
 
