@@ -49,7 +49,7 @@ def _flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 def test_every_field_is_a_declared_option(cls: type) -> None:
     assert [d.name for d in declarations(cls)] == [f.name for f in fields(cls)]
     for d in declarations(cls):
-        assert d.spec.help and not d.spec.help[0].isupper(), d.name  # argparse's style: "threads per trial"
+        assert d.spec.help, d.name
 
 
 def test_every_build_flag_comes_from_a_declaration_and_every_declared_flag_is_there() -> None:
