@@ -32,9 +32,9 @@ from daedalus.data.io import read_table
 from daedalus.designers.base import Designer
 from daedalus.designers.nas.base import ArchDesigner
 from daedalus.designers.nas.multi_objective import ParetoDesigner
-from daedalus.designers.nas.registry import DEFAULT_DESIGNER, make_designer
+from daedalus.designers.nas.registry import make_designer, resolve_designer
 from daedalus.ensembles.network import NetworkModel
-from daedalus.errors import ConfigError, DataError
+from daedalus.errors import DataError
 from daedalus.evaluation.nas_trial import ARRAYS, save_arrays
 from daedalus.evaluation.runner import LocalRunner, TrialRunner
 from daedalus.evaluation.worker import start_early, wait_ready
@@ -43,6 +43,7 @@ from daedalus.orchestration.image_final import FINAL_DESIGNER, finish_image_run
 from daedalus.orchestration.image_search import BRACKET, ArchProposer, ImageEvaluator, load_trials
 from daedalus.orchestration.image_task import VALIDATION_FRACTION, ImageTask, NetworkCosts
 from daedalus.orchestration.loop import Limits, SearchLoop, TrialRecord, default_memory_mb
+from daedalus.orchestration.options import ImageBuildOptions
 from daedalus.orchestration.reporter import Reporter
 from daedalus.spaces.nas.base import Genotype
 from daedalus.spaces.nas.cnn import CNNSpace
@@ -63,57 +64,6 @@ IMAGE_PRELOAD = ("daedalus.evaluation.lifeline", "daedalus.evaluation.nas_trial"
 DESIGNER_OPTIONS: dict[str, dict[str, Any]] = {"predictor": {"initial": BRACKET}}
 
 
-@dataclass(frozen=True)
-class ImageBuildOptions:
-    target: str
-    image_shape: str  # "HxWxC"
-    time_budget: float = 600.0
-    seed: int = 0
-    designer: str = "best"
-    max_params: int | None = None
-    max_latency_ms: float | None = None  # per batch of LATENCY_BATCH images, on this machine
-    n_threads: int = 2
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    objective: str = "accuracy"  # or "accuracy,params" / "accuracy,latency": a Pareto front is searched
-    n_candidates: int | None = None  # stop the search after this many candidates (None: when its time is up)
-    final_epochs: int | None = None  # epochs of the final training (None: what the time left allows)
-    shift: int | None = None  # augmentation: random shifts of up to this many pixels (None: a tenth of the side)
-    flip: bool | None = None  # augmentation: random left-right mirroring (None: for colour images only)
-
-    def checked(self) -> ImageBuildOptions:
-        parse_image_shape(self.image_shape)
-        if not self.time_budget > 0:
-            raise ConfigError(f"--time must be a positive number of seconds, got {self.time_budget}")
-        if self.max_params is not None and self.max_params < 1:
-            raise ConfigError(f"--max-params must be a positive integer, got {self.max_params}")
-        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
-            raise ConfigError(f"--max-latency-ms must be positive, got {self.max_latency_ms}")
-        if self.n_threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {self.n_threads}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        if self.n_candidates is not None and self.n_candidates < 1:
-            raise ConfigError(f"--trials must be a positive integer, got {self.n_candidates}")
-        if self.shift is not None and self.shift < 0:
-            raise ConfigError(f"--shift must be zero or a positive number of pixels, got {self.shift}")
-        if self.final_epochs is not None and self.final_epochs < 1:
-            raise ConfigError(f"--final-epochs must be a positive integer, got {self.final_epochs}")
-        from daedalus.designers.nas.registry import designer_class
-
-        try:
-            designer_class(self.designer)
-        except ValueError as exc:
-            raise ConfigError(f"{exc} (--designer)") from None
-        return self
-
-    @property
-    def cost_objective(self) -> str | None:
-        """"params" or "latency" when the search trades accuracy against it, else None."""
-        return self.objective.split(",")[1] if "," in self.objective else None
-
-
-OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
 
 
 @dataclass(frozen=True)
@@ -123,20 +73,16 @@ class ImageBuildResult:
     final: NetworkModel | None
 
 
-def designer_name(name: str) -> str:
-    return DEFAULT_DESIGNER if name == "best" else name
-
-
 def make_image_designer(options: ImageBuildOptions, space: CNNSpace, costs: NetworkCosts) -> Designer[Genotype]:
     """The run's designer under the one contract, the space's portfolio proposed first."""
     constraint = costs.constraint(options.max_params, options.max_latency_ms)
     inner: ArchDesigner
     if options.cost_objective is None:
         inner = make_designer(options.designer, space, seed=options.seed, constraint=constraint,
-                              **DESIGNER_OPTIONS.get(designer_name(options.designer), {}))
+                              **DESIGNER_OPTIONS.get(resolve_designer(options.designer), {}))
     else:  # accuracy against a cost: one inner designer per trade-off weight (ParEGO)
-        inner = ParetoDesigner(space, seed=options.seed, constraint=constraint, inner=designer_name(options.designer),
-                               cost=costs.cost(options.cost_objective))
+        inner = ParetoDesigner(space, seed=options.seed, constraint=constraint,
+                               inner=resolve_designer(options.designer), cost=costs.cost(options.cost_objective))
     return ArchProposer(inner, space.portfolio())
 
 

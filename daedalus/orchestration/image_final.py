@@ -19,6 +19,7 @@ from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.loop import TrialRecord, trial_status
 from daedalus.oversight.final_predictions import save_image_holdout
 from daedalus.oversight.model_card import write_model_card
+from daedalus.store.layout import BEST_MODEL, FINAL_MODEL
 
 MIN_FINAL_SECONDS = 5.0
 FINAL_DESIGNER = "final"
@@ -106,11 +107,11 @@ def finish_image_run(evaluator: ImageEvaluator, clock: BudgetClock, options: Any
         final_trial, final_model = train_final(evaluator, winner, clock.child(clock.remaining - 2.0),
                                                options.final_epochs, memory_mb)
         if final_model is not None:
-            final_model.save(store.root / "model", store)
+            final_model.save(store.root / FINAL_MODEL, store)
             store.audit.append("final_model_saved", trial=final_trial.number, score=final_trial.score,
                                epochs=final_trial.extra["epochs"], architecture=final_trial.extra["architecture"])
     if final_model is None and winner is not None:  # no time for a final training: the best trial is the model
-        final_model = NetworkModel.load(store.root / "best", store)
+        final_model = NetworkModel.load(store.root / BEST_MODEL, store)
     if final_model is not None:
         source = "model" if final_trial is not None and final_trial.score is not None else "best"
         keep_holdout_predictions(evaluator, final_model, source, options.n_threads)

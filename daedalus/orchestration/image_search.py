@@ -32,6 +32,7 @@ from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.image_task import ImageTask, NetworkCosts
 from daedalus.orchestration.loop import Done, Evaluator, Limits, TrialRecord, trial_status
 from daedalus.spaces.nas.base import ArchSpace, Genotype
+from daedalus.store.layout import BEST_MODEL, TRIAL_FILE
 from daedalus.store.run import RunStore, write_json_atomic
 
 METRIC = "accuracy"
@@ -41,7 +42,6 @@ RUNGS = (1, 3)  # epochs: every candidate 1, the best third 3 (the trainers' sch
 MAX_ASKS_PER_CANDIDATE = 30  # asks per wanted candidate before a bracket settles for fewer (or the cheapest)
 FLOP_SCREEN_SLACK = 2.0  # the FLOP estimate may be this optimistic before a candidate's steps are timed
 START_SECONDS = 10.0  # a worker's start (the forkserver has torch) and the network's build, beyond its epochs
-TRIAL_FILE = "trial.json"  # an image trial's record in its directory (the study holds a table run's)
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -204,7 +204,7 @@ class ImageEvaluator(Evaluator[Genotype]):
         directory = self.store.trial_dir(record.number)
         outcome = self._weights.pop(record.number, None)
         if outcome is not None:
-            self.network_model(record, outcome.weights).save(directory / "network", self.store)
+            self.network_model(record, outcome.weights).save(self.store.network_dir(record.number), self.store)
         (directory / CHECKPOINT_FILE).unlink(missing_ok=True)  # its evaluation is over: no rung continues it
         save_trial(self.store, record)
         self.store.audit.append("trial_result", trial=record.number, family=record.family,
@@ -212,7 +212,7 @@ class ImageEvaluator(Evaluator[Genotype]):
                                 epochs=record.extra["epochs"], params=record.extra["params"], status=record.status,
                                 designer=record.designer, reason=record.reason)
         if ranked and ranked[0].number == record.number and outcome is not None:
-            self.network_model(record, outcome.weights).save(self.store.root / "best", self.store)
+            self.network_model(record, outcome.weights).save(self.store.root / BEST_MODEL, self.store)
             self.store.audit.append("best_model_saved", trial=record.number, score=record.score)
 
     def rank_key(self, record: TrialRecord) -> tuple[float, ...]:
@@ -243,7 +243,9 @@ def load_trials(store: RunStore) -> list[TrialRecord]:
     import json
 
     records = []
-    for path in sorted(store.trial_dir(0).parent.glob(f"*/{TRIAL_FILE}")):
+    for path in (store.trial_dir(n) / TRIAL_FILE for n in store.trial_numbers()):
+        if not path.exists():
+            continue
         raw = json.loads(path.read_text(encoding="utf-8"))
         records.append(TrialRecord(int(raw["number"]), str(raw["family"]), str(raw["status"]), raw["score"],
                                    float(raw["fit_seconds"]), str(raw["reason"]), designer=str(raw["designer"]),
