@@ -28,6 +28,7 @@ import numpy as np
 
 from daedalus.data.images import ImageTable, parse_image_shape, read_images
 from daedalus.data.io import read_table
+from daedalus.designers.base import OK, Proposal, Result
 from daedalus.designers.nas.base import ArchDesigner, Constraint
 from daedalus.designers.nas.multi_objective import ParetoDesigner, pareto_front
 from daedalus.designers.nas.registry import DEFAULT_DESIGNER, make_designer
@@ -337,6 +338,7 @@ class ImageSearch:
         # told their results like those of its own proposals.
         self.portfolio = frozenset(self.space.portfolio())
         self.warm_start = [g for g in self.space.portfolio() if self.designer.allowed(g)]
+        self._asked: dict[Genotype, list[Proposal[Genotype]]] = {}  # the designer's proposals not yet told
 
     def build_fn(self, genotype: Genotype) -> Callable[[], Any]:
         def build() -> Any:
@@ -361,7 +363,7 @@ class ImageSearch:
                 break
             genotype = self._next_proposal(scores)
             if genotype in scores or genotype in out:
-                self.designer.tell(genotype, scores.get(genotype))
+                self._tell(genotype, scores.get(genotype))
                 continue
             # Two screens: FLOPs (instant, optimistic for memory-bound networks), then a few timed steps.
             estimate = self.costs.epoch_seconds(genotype, len(self.task.y))
@@ -369,7 +371,7 @@ class ImageSearch:
                 estimate = self.costs.timed_epoch_seconds(genotype, len(self.task.y), self.task.batch_size)
             if estimate > self.epoch_allowance:
                 slow[genotype] = estimate
-                self.designer.tell(genotype, None)
+                self._tell(genotype, None)
                 continue
             out.append(genotype)
         if slow:
@@ -385,7 +387,16 @@ class ImageSearch:
             genotype = self.warm_start.pop(0)
             if genotype not in evaluated:
                 return genotype
-        return self.designer.ask()
+        proposal = self.designer.ask()
+        self._asked.setdefault(proposal.candidate, []).append(proposal)
+        return proposal.candidate
+
+    def _tell(self, genotype: Genotype, score: float | None) -> None:
+        """Tell the designer a result: of its own proposal of ``genotype`` when one waits, else of a foreign one
+        (a portfolio's starting point, a restored trial)."""
+        asked = self._asked.get(genotype)
+        proposal = asked.pop(0) if asked else self.designer.proposal_for(genotype, "a result told", "portfolio")
+        self.designer.tell(proposal, Result(OK, score) if score is not None else Result("failed"))
 
     def _origin(self, genotype: Genotype) -> str:
         return "portfolio" if genotype in self.portfolio else self.designer.name
@@ -409,7 +420,7 @@ class ImageSearch:
                 continue
             trial = NetworkTrial(**{**record, "genotype": tuple(record["genotype"])})
             self.trials.append(trial)
-            self.designer.tell(trial.genotype, trial.score)
+            self._tell(trial.genotype, trial.score)
             if trial.score is not None and (self.best is None or _better(trial, self.best)):
                 self.best = trial
         return len(self.trials)
@@ -451,7 +462,7 @@ class ImageSearch:
                 trial.extra["latency_ms"] = round(self.costs.latency_ms(entry.candidate), 3)
             self.costs.observe(entry.candidate, len(self.task.y), entry.epochs, entry.seconds)
             self._record(trial, trainer)
-            self.designer.tell(entry.candidate, score)
+            self._tell(entry.candidate, score)
         return evaluated
 
     def _record(self, trial: NetworkTrial, trainer: Trainer) -> None:

@@ -8,6 +8,7 @@ run killed at any moment loses at most the trial in flight, which ``resume`` run
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import psutil
 from optuna.trial import TrialState
 
 from daedalus.designers.base import Proposal, Result
-from daedalus.designers.optuna_designer import PORTFOLIO_ATTR, STEERED_ATTR, OptunaDesigner
+from daedalus.designers.optuna_designer import OptunaDesigner
 from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
 from daedalus.evaluation.metrics import Metric
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
@@ -25,7 +26,8 @@ from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.fairness_search import fairness_setup, violation
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Progress, Reporter
-from daedalus.oversight.steering import Steering
+from daedalus.orchestration.steered import POLL_SECONDS, SteeredDesigner
+from daedalus.oversight.steering import family_spaces
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import ARTIFACTS_FIELD, relative_name
 from daedalus.store.run import RunStore
@@ -70,7 +72,9 @@ class Search:
         self.records: list[TrialRecord] = load_records(designer.study)
         self.memory_mb = options.memory_mb or default_memory_mb()
         self.fairness = fairness_setup(options, ctx)
-        self.steering = Steering(store, designer, clock, reporter)
+        self.steering = SteeredDesigner(designer, store, clock, reporter, families=designer.families,
+                                        space_of=family_spaces(designer.task, designer.n_rows),
+                                        out_of_time=self._out_of_time)
 
     # -- budget --------------------------------------------------------------------------------------------
     def final_stage_reserve(self) -> float:
@@ -120,9 +124,10 @@ class Search:
             self.steering.apply_commands()  # 'daedalus steer' commands, before the budget check: add-time counts
             if self._done(ran):
                 break
-            proposal = self.steering.next_proposal(self._out_of_time)  # waits while paused; audits the proposal
-            if proposal is None:
-                break
+            proposal = self.steering.ask()  # audits the proposal; None while paused
+            if proposal is None:  # wait, then check the budget again (a pause ends with the search's time)
+                time.sleep(POLL_SECONDS)
+                continue
             self._report(f"trial {proposal.number}: {proposal.family}")
             self.records.append(self._evaluate(proposal))
             ran += 1
@@ -148,7 +153,7 @@ class Search:
                     "designer": proposal.designer}
             fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
             info.update(fair)
-            self.designer.tell(proposal, Result("ok", outcome.score, info))
+            self.steering.tell(proposal, Result("ok", outcome.score, info))
             crash_point("trial_recorded")
             self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
                                     status="ok", score=outcome.score, metric=self.metric.name,
@@ -158,7 +163,7 @@ class Search:
             self._after_success(record, outcome)
             return record
         reason = result.reason.strip().splitlines()[0] if result.reason else result.status
-        self.designer.tell(proposal, Result(result.status, None, {
+        self.steering.tell(proposal, Result(result.status, None, {
             "reason": result.reason[-2000:], "fit_seconds": round(result.seconds, 3), "designer": proposal.designer}))
         self.store.audit.append("trial_failed", trial=proposal.number, family=proposal.family,
                                 status=result.status, reason=reason)
@@ -226,15 +231,3 @@ def load_records(study: optuna.Study) -> list[TrialRecord]:
                                str(t.user_attrs.get("reason", ""))[:200],
                                gap=t.user_attrs.get("fairness_gap"), violation=violation(t.user_attrs)))
     return out
-
-
-def requeue_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Trials left RUNNING by a killed run are marked failed ('interrupted') and queued to run again."""
-    numbers = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(dict(t.params), user_attrs={k: v for k, v in t.user_attrs.items()
-                                                         if k in (PORTFOLIO_ATTR, STEERED_ATTR)})
-        numbers.append(t.number)
-    return numbers
