@@ -48,7 +48,6 @@ REASON_ATTR = "reason"
 CONSTRAINT_ATTR = "constraint"
 CONSTRAINT_NAME = "fairness"
 MITIGATION_OF_ATTR = "mitigation_of"  # the trial a mitigation was proposed around
-__all__ = ["OptunaDesigner", "PORTFOLIO_ATTR", "STEERED_ATTR", "make_sampler", "split_params", "suggest"]
 
 
 def split_params(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:

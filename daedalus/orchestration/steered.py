@@ -92,6 +92,12 @@ class SteeredDesigner(Designer[C]):
     def tell(self, proposal: Proposal[C], result: Result) -> None:
         self.inner.tell(proposal, result)
 
+    def enqueue(self, family: str, candidate: C, reason: str, by: str = "steering") -> None:
+        """Passed on to the inner designer, so that wrappers compose (``Enqueues``)."""
+        if not isinstance(self.inner, Enqueues):
+            raise ValueError(f"the {self.inner.name} designer takes no enqueued candidates")
+        self.inner.enqueue(family, candidate, reason, by)
+
     def get_state(self) -> dict[str, Any]:
         # The steering itself is replayed from the audit log (steering_state), not kept here.
         return {"inner": self.inner.get_state()}
