@@ -105,14 +105,14 @@ def table_case(suffix: str = "", wrap: Callable[[Designer[Any], Path], Designer[
         return Proposal(10_000 + i, family, get_family(family).default_config(Task.BINARY, 200), "a warm start",
                         "warm-start")
 
-    return DesignerCase(f"optuna{suffix}", build, score, allowed, foreign, steps=14)
+    return DesignerCase(f"optuna{suffix}", build, score, allowed, foreign, steps=10)
 
 
 # -- the steering wrapper ------------------------------------------------------------------------------------
 def steered_table(designer: Designer[Any], directory: Path) -> Designer[Any]:
     root = directory / "run"
     if not (root / "run.json").exists():
-        RunStore.create(root, {"status": "running", "families": FAMILIES, "task": "binary"})
+        RunStore.create(root, {"status": "running", "families": FAMILIES, "task": "binary", "options": {}})
         issue_command(root, "exclude", EXCLUDED)
     return SteeredDesigner(designer, RunStore.open(root), BudgetClock(60.0), Reporter(), families=FAMILIES,
                            space_of=family_spaces(Task.BINARY, 200))
@@ -121,7 +121,7 @@ def steered_table(designer: Designer[Any], directory: Path) -> Designer[Any]:
 def steered_arch(designer: Designer[Any], directory: Path) -> Designer[Any]:
     root = directory / "run"
     if not (root / "run.json").exists():
-        RunStore.create(root, {"status": "running", "kind": "image", "space": "toy-depth"})
+        RunStore.create(root, {"status": "running", "kind": "image", "space": "toy-depth", "options": {}})
         issue_command(root, "add-time", "5")
     return SteeredDesigner(designer, RunStore.open(root), BudgetClock(60.0), Reporter())
 

@@ -341,7 +341,8 @@ def test_a_steered_trial_interrupted_by_a_kill_runs_again_as_steered(tmp_path):
 
 # -- image runs: pause, resume and add-time steer an architecture search; family commands are refused ----------
 def _image_store(tmp_path: Path) -> RunStore:
-    return RunStore.create(tmp_path / "img", {"status": "running", "kind": "image", "space": "cnn", "task": "image"})
+    return RunStore.create(tmp_path / "img", {"status": "running", "kind": "image", "space": "cnn", "task": "image",
+                                                  "options": {}})
 
 
 @pytest.mark.parametrize("action,value", [("exclude", "cnn"), ("enqueue", "cfg.json")])

@@ -9,8 +9,9 @@ checked and how a resumed run replays them is ``oversight/steering.py``'s; this 
   (``AuditLog.records_after``), applies each and records ``steer_applied``. ``ask`` calls it first; the loop also
   calls it before each budget check, so time added by ``add-time`` counts at once.
 - ``ask()`` returns None while the search is paused: the loop waits a moment (``POLL_SECONDS``), checks its
-  budget and asks again. When ``out_of_time`` says the search's time ran out during the pause, the wrapper
-  records ``pause_expired`` (a resumed run is then no longer paused) and the loop ends on its budget check.
+  budget and asks again. When ``out_of_time`` says the search's time ran out during the pause,
+  ``apply_commands`` records ``pause_expired`` (a resumed run is then no longer paused) and the loop ends on its
+  budget check.
 - Every proposal the inner designer makes is recorded as ``trial_proposed``. One of an excluded family is not
   handed on: it is told to the inner designer as PRUNED (so TPE learns to leave the family) and recorded as
   ``trial_pruned``; after ``MAX_PRUNED_IN_A_ROW`` such proposals in a row an allowed family is enqueued (when the
@@ -115,10 +116,6 @@ class SteeredDesigner(Designer[C]):
             else:
                 self.reporter.message("search paused by 'daedalus steer'; 'steer RUN resume' continues it")
             self._announced, self._carried_pause = True, None
-        if not self._expired and self.out_of_time():
-            self._expired = True
-            self.store.audit.append("pause_expired", reason="the search's time ran out while paused; "
-                                    "the build finishes with the models it has")
 
     def _steer_to_allowed(self, number: int) -> None:
         """The inner designer keeps proposing excluded families (TPE still samples at random): enqueue an allowed
@@ -137,7 +134,8 @@ class SteeredDesigner(Designer[C]):
         return records
 
     def apply_commands(self) -> None:
-        """Apply the commands issued since the last call, each recorded as ``steer_applied``."""
+        """Apply the commands issued since the last call, each recorded as ``steer_applied``; record
+        ``pause_expired`` when the search is paused and its time has run out."""
         commands = self._pending + [r for r in self._new_records() if r.get("event") == "steer"]
         self._pending = []
         for command in commands:
@@ -146,6 +144,10 @@ class SteeredDesigner(Designer[C]):
             self.store.audit.append("steer_applied", command_seq=command["seq"], command=command.get("command"),
                                     applied=applied, effect=effect, **extra)
             self.reporter.message(f"steering: {command.get('command')}: {effect}")
+        if self.paused and not self._expired and self.out_of_time():  # here: the loop's budget check comes next
+            self._expired = True
+            self.store.audit.append("pause_expired", reason="the search's time ran out while paused; "
+                                    "the build finishes with the models it has")
 
     def _apply(self, command: dict[str, Any]) -> tuple[bool, str]:
         action = command.get("command")
