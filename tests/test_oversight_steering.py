@@ -379,3 +379,27 @@ def test_pause_resume_and_add_time_steer_an_architecture_search(tmp_path):
     assert steered.ask() is not None
     last = _events(store, "steer_applied")[-1]
     assert last["command"] == "exclude" and last["applied"] is False and "no model families" in last["effect"]
+
+
+def test_the_audit_logs_incremental_reader(tmp_path):
+    import shutil
+
+    from daedalus.store.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    assert log.records_after(-1) == []
+    for event in ("one", "two"):
+        log.append(event)
+    assert [r["event"] for r in log.records_after(-1)] == ["one", "two"]
+    log.append("three")
+    assert [r["event"] for r in log.records_after(1)] == ["three"]  # read on from where the last call ended
+    with open(log.path, "ab") as f:
+        f.write(b'{"seq": 3, "event": "fo')  # a line still being written: left for the next call
+    assert log.records_after(2) == []
+    assert [r["seq"] for r in log.records_after(0)] == [1, 2]  # any seq: from the start
+    other = AuditLog(tmp_path / "other.jsonl")
+    for event in ("a-much-longer-event-name", "x", "y", "z"):
+        other.append(event)
+    shutil.copy(other.path, log.path)  # the log replaced under the reader
+    assert [r["event"] for r in log.records_after(2)] == ["z"]  # read again from the start, not mid-line
+    assert log.records_after(3) == []

@@ -133,12 +133,13 @@ class AuditLog:
             return []
         last, offset = self._cursor if self._cursor is not None and self._cursor[0] == seq else (None, 0)
         with open(self.path, "rb") as f:
-            shrunk = f.seek(0, os.SEEK_END) < offset
+            if offset and (f.seek(0, os.SEEK_END) < offset or f.seek(offset - 1) < 0 or f.read(1) != b"\n"):
+                last, offset = None, 0  # the file was replaced: no line ends where the last read ended
             f.seek(offset)
             raw = f.read()
         complete = raw[: raw.rfind(b"\n") + 1]  # a line still being written is read next time
         records = [json.loads(line) for line in complete.splitlines() if line.strip()]
-        if last is not None and (shrunk or records and records[0]["seq"] != last + 1):  # replaced: read it all
+        if last is not None and records and records[0]["seq"] != last + 1:  # replaced, lines aligned by chance
             self._cursor = None
             return self.records_after(seq)
         if records:
