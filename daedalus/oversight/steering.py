@@ -41,7 +41,6 @@ Every command keeps its effect across ``daedalus resume`` (after Ctrl-C or a kil
 
 from __future__ import annotations
 
-import getpass
 import json
 import math
 from collections.abc import Callable
@@ -54,6 +53,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from daedalus.data.schema import Task
 from daedalus.errors import ConfigError, RunError
 from daedalus.spaces.registry import get_family
+from daedalus.store.audit import os_user
 from daedalus.store.run import RunStore
 
 ACTIONS = ("pause", "resume", "exclude", "add-time", "enqueue")
@@ -106,7 +106,7 @@ def issue_command(run_dir: Path, action: str, value: str | None) -> dict[str, An
         task, n_rows = Task(info["task"]), _n_rows(store)
         family, config = check_config(_read_json(value), families, excluded, family_spaces(task, n_rows))
         fields.update(family=family, config=config, source=str(value))
-    return store.audit.append("steer", command=action, **fields, os_user=_os_user())
+    return store.audit.append("steer", command=action, **fields, os_user=os_user())
 
 
 def excluded_families(records: list[dict[str, Any]]) -> set[str]:
@@ -185,13 +185,6 @@ def _n_rows(store: RunStore) -> int:
     import pyarrow.parquet as pq
 
     return int(pq.read_metadata(store.data_path).num_rows)
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 # -- what earlier sessions leave in force -------------------------------------------------------------------
