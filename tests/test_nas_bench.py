@@ -55,10 +55,10 @@ class Scripted(ArchDesigner):
         self.proposals: Iterator[Genotype] = itertools.chain(self.script, itertools.repeat(self.script[-1]))
         self.told: list[tuple[Genotype, float | None]] = []
 
-    def ask(self) -> Genotype:
+    def propose(self) -> Genotype:
         return next(self.proposals)
 
-    def tell(self, genotype: Genotype, score: float | None) -> None:
+    def learn(self, genotype: Genotype, score: float | None) -> None:
         self.told.append((genotype, score))
 
 

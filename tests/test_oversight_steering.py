@@ -1,8 +1,9 @@
 """Steering a running search: 'daedalus steer' commands change what the next trial does.
 
-The fast tests drive the real steering layer with a real run store, a real Optuna study and the real designer (no
-model is trained: each proposal is told a score, as the search would). The slow ones run real builds in a
-subprocess and steer them from the test, as a user would from another terminal.
+The fast tests drive the real steering wrapper (``SteeredDesigner``) around the real Optuna designer, with a real
+run store and study (no model is trained: each proposal is told a score, as the search loop would), and around an
+architecture designer as an image run has it. The slow ones run real builds in a subprocess and steer them from
+the test, as a user would from another terminal.
 """
 
 import json
@@ -21,7 +22,8 @@ from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
 from daedalus.errors import ConfigError, RunError
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.reporter import Reporter
-from daedalus.oversight.steering import Steering, issue_command
+from daedalus.orchestration.steered import POLL_SECONDS, SteeredDesigner
+from daedalus.oversight.steering import family_spaces, issue_command
 from daedalus.store.audit import verify
 from daedalus.store.run import RunStore
 from tests.conftest import run_cli
@@ -38,21 +40,42 @@ def _store(tmp_path: Path, status: str = "running") -> RunStore:
     return store
 
 
-def _steering(store: RunStore, clock_seconds: float | None = 60.0) -> tuple[Steering, OptunaDesigner, BudgetClock]:
+def _wrap(store: RunStore, designer: OptunaDesigner, clock: BudgetClock, out_of_time=lambda: False,
+          reporter: Reporter | None = None) -> SteeredDesigner:
+    """The wrapper as the search loop builds it for a table run."""
+    return SteeredDesigner(designer, store, clock, reporter or Reporter(), families=FAMILIES,
+                           space_of=family_spaces(Task.BINARY, 200), out_of_time=out_of_time)
+
+
+def _steering(store: RunStore, clock_seconds: float | None = 60.0, out_of_time=lambda: False
+              ) -> tuple[SteeredDesigner, OptunaDesigner, BudgetClock]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(0))
     designer = OptunaDesigner(study, FAMILIES, Task.BINARY, 200)
     designer.enqueue_portfolio()
     clock = BudgetClock(clock_seconds)
-    return Steering(store, designer, clock, Reporter()), designer, clock
+    return _wrap(store, designer, clock, out_of_time), designer, clock
 
 
-def _run_trials(steering: Steering, designer: OptunaDesigner, n: int) -> list:
+def next_proposal(steered: SteeredDesigner):
+    """What the search loop does for each trial: apply commands, check the budget, ask; while the answer is None
+    (paused), wait and go round again. None when the search's time ran out."""
+    while True:
+        steered.apply_commands()
+        if steered.out_of_time():
+            return None
+        proposal = steered.ask()
+        if proposal is not None:
+            return proposal
+        time.sleep(POLL_SECONDS)
+
+
+def _run_trials(steering: SteeredDesigner, designer: OptunaDesigner, n: int) -> list:
     """What the search loop does around steering, with a made-up score in place of training."""
     proposals = []
     for i in range(n):
-        proposal = steering.next_proposal(lambda: False)
-        designer.tell(proposal, Result("ok", 0.5 + 0.01 * i))
+        proposal = next_proposal(steering)
+        steering.tell(proposal, Result("ok", 0.5 + 0.01 * i))
         proposals.append(proposal)
     return proposals
 
@@ -127,7 +150,7 @@ def test_pause_waits_until_resume(tmp_path):
     issue_command(store.root, "pause", None)
     threading.Timer(1.5, issue_command, args=(store.root, "resume", None)).start()
     t0 = time.monotonic()
-    proposal = steering.next_proposal(lambda: False)
+    proposal = next_proposal(steering)
     assert time.monotonic() - t0 >= 1.4 and proposal is not None
     events = [r["event"] for r in store.audit.records()]
     # No trial was proposed between the pause taking effect and the resume.
@@ -136,11 +159,11 @@ def test_pause_waits_until_resume(tmp_path):
 
 def test_a_paused_search_still_stops_at_its_budget(tmp_path):
     store = _store(tmp_path)
-    steering, _, _ = _steering(store)
-    issue_command(store.root, "pause", None)
     deadline = time.monotonic() + 1.0
-    assert steering.next_proposal(lambda: time.monotonic() > deadline) is None
-    assert _events(store, "pause_expired")
+    steering, _, _ = _steering(store, out_of_time=lambda: time.monotonic() > deadline)
+    issue_command(store.root, "pause", None)
+    assert next_proposal(steering) is None
+    assert len(_events(store, "pause_expired")) == 1
 
 
 def test_exclusions_and_a_pause_outlive_a_resume(tmp_path):
@@ -150,7 +173,7 @@ def test_exclusions_and_a_pause_outlive_a_resume(tmp_path):
     _run_trials(steering, designer, 1)
     issue_command(store.root, "pause", None)  # issued to the first session, which then stopped (e.g. killed)
     store.audit.append("resumed")
-    again = Steering(store, designer, BudgetClock(60.0), Reporter())
+    again = _wrap(store, designer, BudgetClock(60.0))
     assert again.excluded == {"linear"}
     again.apply_commands()
     assert again.paused  # the resumed run stays paused until told to resume
@@ -302,15 +325,81 @@ def test_add_time_lets_a_build_search_past_its_original_budget(small_binary_csv,
 
 
 def test_a_steered_trial_interrupted_by_a_kill_runs_again_as_steered(tmp_path):
-    from daedalus.orchestration.search import requeue_interrupted
+    from daedalus.designers.optuna_queue import requeue_interrupted
 
     store = _store(tmp_path)
     steering, designer, _ = _steering(store)
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps({"family": "knn", "n_neighbors": 5}))
     issue_command(store.root, "enqueue", str(config))
-    killed = steering.next_proposal(lambda: False)  # the build is killed while this trial runs
+    killed = next_proposal(steering)  # the build is killed while this trial runs
     assert killed.designer == "steering"
-    requeue_interrupted(designer.study, designer.study._storage)
-    again = Steering(store, designer, BudgetClock(60.0), Reporter()).next_proposal(lambda: False)
+    requeue_interrupted(designer.study)
+    again = next_proposal(_wrap(store, designer, BudgetClock(60.0)))
     assert again.designer == "steering" and again.candidate["n_neighbors"] == 5 and again.number != killed.number
+
+
+# -- image runs: pause, resume and add-time steer an architecture search; family commands are refused ----------
+def _image_store(tmp_path: Path) -> RunStore:
+    return RunStore.create(tmp_path / "img", {"status": "running", "kind": "image", "space": "cnn", "task": "image",
+                                                  "options": {}})
+
+
+@pytest.mark.parametrize("action,value", [("exclude", "cnn"), ("enqueue", "cfg.json")])
+def test_an_image_run_refuses_family_commands(tmp_path, action, value):
+    store = _image_store(tmp_path)
+    with pytest.raises(ConfigError, match="chooses among model families, and this image run"):
+        issue_command(store.root, action, value)
+    assert not _events(store, "steer")
+
+
+def test_cli_exclude_on_an_image_run_is_one_line_exit_2(tmp_path):
+    store = _image_store(tmp_path)
+    result = run_cli("steer", store.root, "exclude", "cnn")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "image run" in result.stderr
+
+
+def test_pause_resume_and_add_time_steer_an_architecture_search(tmp_path):
+    from daedalus.designers.nas import make_designer
+    from daedalus.spaces.nas.nb201 import NB201Space
+
+    store = _image_store(tmp_path)
+    clock = BudgetClock(30.0)
+    steered = SteeredDesigner(make_designer("random", NB201Space(), seed=0), store, clock, Reporter())
+    issue_command(store.root, "add-time", "10")
+    issue_command(store.root, "pause", None)
+    assert steered.ask() is None and clock.seconds == pytest.approx(40.0)
+    threading.Timer(1.0, issue_command, args=(store.root, "resume", None)).start()
+    t0 = time.monotonic()
+    proposal = next_proposal(steered)
+    assert time.monotonic() - t0 >= 0.9 and proposal.family == "nb201"
+    steered.tell(proposal, Result("ok", 70.0))
+    store.audit.append("steer", command="exclude", family="cnn")  # as if it slipped past 'steer': not applied
+    assert steered.ask() is not None
+    last = _events(store, "steer_applied")[-1]
+    assert last["command"] == "exclude" and last["applied"] is False and "no model families" in last["effect"]
+
+
+def test_the_audit_logs_incremental_reader(tmp_path):
+    import shutil
+
+    from daedalus.store.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    assert log.records_after(-1) == []
+    for event in ("one", "two"):
+        log.append(event)
+    assert [r["event"] for r in log.records_after(-1)] == ["one", "two"]
+    log.append("three")
+    assert [r["event"] for r in log.records_after(1)] == ["three"]  # read on from where the last call ended
+    with open(log.path, "ab") as f:
+        f.write(b'{"seq": 3, "event": "fo')  # a line still being written: left for the next call
+    assert log.records_after(2) == []
+    assert [r["seq"] for r in log.records_after(0)] == [1, 2]  # any seq: from the start
+    other = AuditLog(tmp_path / "other.jsonl")
+    for event in ("a-much-longer-event-name", "x", "y", "z"):
+        other.append(event)
+    shutil.copy(other.path, log.path)  # the log replaced under the reader
+    assert [r["event"] for r in log.records_after(2)] == ["z"]  # read again from the start, not mid-line
+    assert log.records_after(3) == []

@@ -24,10 +24,12 @@ from daedalus.designers.base import Result
 from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.reporter import Reporter
-from daedalus.oversight.steering import Steering, issue_command, steering_state
+from daedalus.orchestration.steered import SteeredDesigner
+from daedalus.oversight.steering import family_spaces, issue_command, steering_state
 from daedalus.store.audit import verify
 from daedalus.store.run import RunStore
 from tests.conftest import run_cli
+from tests.test_oversight_steering import next_proposal
 
 FAMILIES = ["linear", "random_forest", "knn"]
 
@@ -57,9 +59,15 @@ def _designer() -> OptunaDesigner:
     return designer
 
 
-def _trial(steering: Steering, designer: OptunaDesigner):
-    proposal = steering.next_proposal(lambda: False)
-    designer.tell(proposal, Result("ok", 0.5))
+def _wrap(store: RunStore, designer: OptunaDesigner, clock: BudgetClock, reporter: Reporter | None = None
+          ) -> SteeredDesigner:
+    return SteeredDesigner(designer, store, clock, reporter or Reporter(), families=FAMILIES,
+                           space_of=family_spaces(Task.BINARY, 200))
+
+
+def _trial(steering: SteeredDesigner, designer: OptunaDesigner):
+    proposal = next_proposal(steering)
+    steering.tell(proposal, Result("ok", 0.5))
     return proposal
 
 
@@ -71,7 +79,7 @@ def _events(records: list[dict], event: str, after: int = -1) -> list[dict]:
 def test_the_state_replayed_from_the_log(tmp_path):
     store = _store(tmp_path)
     designer = _designer()
-    first = Steering(store, designer, BudgetClock(60.0), Reporter())
+    first = _wrap(store, designer, BudgetClock(60.0))
     pause = issue_command(store.root, "pause", None)
     issue_command(store.root, "add-time", "7")
     issue_command(store.root, "exclude", "knn")
@@ -87,17 +95,17 @@ def test_the_state_replayed_from_the_log(tmp_path):
 def test_a_paused_session_resumes_paused_and_a_command_issued_while_stopped_applies(tmp_path):
     store = _store(tmp_path)
     designer = _designer()
-    first = Steering(store, designer, BudgetClock(60.0), Reporter())
+    first = _wrap(store, designer, BudgetClock(60.0))
     _trial(first, designer)
     issue_command(store.root, "pause", None)
     first.apply_commands()  # paused, then killed
     issue_command(store.root, "add-time", "5")  # while the run is stopped
     store.audit.append("resumed")
     clock, said = BudgetClock(60.0), Said()
-    again = Steering(store, designer, clock, said)
+    again = _wrap(store, designer, clock, said)
     threading.Timer(1.5, issue_command, args=(store.root, "resume", None)).start()
     t0 = time.monotonic()
-    proposal = again.next_proposal(lambda: False)
+    proposal = next_proposal(again)
     assert time.monotonic() - t0 >= 1.4 and proposal is not None  # waited for 'steer resume'
     assert clock.seconds == 65.0  # the command issued while stopped was applied
     assert any("stays paused after the resume" in line for line in said.lines)

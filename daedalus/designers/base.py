@@ -26,9 +26,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 C = TypeVar("C")  # what is proposed: a configuration or a genotype
+C_contra = TypeVar("C_contra", contravariant=True)
 
 OK = "ok"
 PRUNED = "pruned"  # never evaluated (e.g. a family excluded by steering); learned from as the worst result
@@ -76,3 +77,15 @@ class Designer(ABC, Generic[C]):
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Continue from ``get_state``'s mapping (called once, on a fresh designer, before the first ask)."""
+
+
+@runtime_checkable
+class Enqueues(Protocol[C_contra]):
+    """A designer that can be handed a candidate to propose next (as Optuna's ``enqueue_trial``): a steering
+    command's configuration, a space's hand-designed starting points. Wrappers test for it with ``isinstance``,
+    never for a concrete designer class."""
+
+    def enqueue(self, family: str, candidate: C_contra, reason: str, by: str = "steering") -> None:
+        """Propose ``candidate`` (of ``family``) at the next ask, ahead of the designer's own proposals. Its proposal
+        carries ``reason`` (which the designer may prefix) and ``by`` as its ``designer``; a candidate outside the
+        designer's space or constraint raises ``ValueError``."""

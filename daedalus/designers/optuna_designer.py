@@ -12,7 +12,7 @@ strong defaults find a good model within seconds, and they give TPE a spread of 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -21,6 +21,15 @@ from optuna.trial import TrialState
 
 from daedalus.data.schema import Task
 from daedalus.designers.base import OK, PRUNED, Designer, Proposal, Result
+from daedalus.designers.optuna_queue import (
+    ENQUEUED_BY_ATTR,
+    PORTFOLIO_ATTR,
+    STEERED_ATTR,
+    claim_waiting,
+    running_trial,
+    sampler_state,
+    set_sampler_state,
+)
 from daedalus.spaces.mitigation import (
     BASE_PARAM,
     CONSTRAINT_PARAM,
@@ -33,14 +42,12 @@ from daedalus.spaces.registry import get_family
 FAMILY_PARAM = "family"
 STATUS_ATTR = "status"
 REASON_ATTR = "reason"
-PORTFOLIO_ATTR = "portfolio"
 # A trial's fairness constraint value (a list; <= 0 is feasible), measured by the search on its out-of-fold
 # predictions; the designer sets it as the trial's Optuna constraint (``Trial.set_constraint``) before telling
 # the result, and TPE then models feasible and infeasible trials apart (Optuna's constrained TPE).
 CONSTRAINT_ATTR = "constraint"
 CONSTRAINT_NAME = "fairness"
 MITIGATION_OF_ATTR = "mitigation_of"  # the trial a mitigation was proposed around
-STEERED_ATTR = "steered"  # a configuration enqueued by 'daedalus steer enqueue': why, as the audit log says
 
 
 def split_params(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -79,7 +86,7 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         # Fairlearn's name of the fairness constraint that mitigation families enforce in this run (one only).
         self.mitigation_constraint = mitigation_constraint
         self._best_unfair: float | None = None  # utility of the best infeasible trial wrapped so far
-        self._running: dict[int, optuna.trial.Trial] = {}
+        self._running: dict[int, tuple[optuna.trial.Trial, Proposal[dict[str, Any]]]] = {}  # asked, not yet told
 
     def enqueue_portfolio(self) -> None:
         """Queue each family's default configuration (called once, when the study is created)."""
@@ -113,17 +120,22 @@ class OptunaDesigner(Designer[dict[str, Any]]):
                 for sub, sub_dist in model_family.base_space(value, self.task, self.n_rows).items():
                     suggest(trial, f"{family}.{sub}", sub_dist)
 
-    def enqueue_steered(self, family: str, config: dict[str, Any], why: str) -> None:
-        """Queue a configuration (parameters left out are sampled) to run next, ahead of the portfolio."""
-        params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in config.items()}}
-        self.study.enqueue_trial(params, user_attrs={STEERED_ATTR: why}, skip_if_exists=False)
+    def enqueue(self, family: str, candidate: dict[str, Any], reason: str, by: str = "steering") -> None:
+        """Queue a configuration (parameters left out are sampled) to run next, ahead of the portfolio (the
+        :class:`~daedalus.designers.base.Enqueues` capability); its proposal's reason is ``"{by}: {reason}"``."""
+        if family not in self.families:
+            raise ValueError(f"family {family!r} is not searched by this designer; use one of "
+                             f"{', '.join(self.families)}")
+        params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in candidate.items()}}
+        marks = {STEERED_ATTR: reason, **({} if by == "steering" else {ENQUEUED_BY_ATTR: by})}
+        self.study.enqueue_trial(params, user_attrs=marks, skip_if_exists=False)
 
     def ask(self) -> Proposal[dict[str, Any]]:
         # The family choice is a fixed categorical over the run's families, so its distribution stays the
         # same in every trial (Optuna needs that for TPE to model it).
         family_dist = CategoricalDistribution(self.families)
         # Steered trials first, then mitigations of a model that breaks the fairness constraint, then the queue.
-        trial = (self._claim_waiting(STEERED_ATTR) or self._claim_waiting(MITIGATION_OF_ATTR)
+        trial = (claim_waiting(self.study, STEERED_ATTR) or claim_waiting(self.study, MITIGATION_OF_ATTR)
                  or self.study.ask({FAMILY_PARAM: family_dist}))
         family = suggest(trial, FAMILY_PARAM, family_dist)
         self._suggest_config(trial, family)
@@ -133,7 +145,8 @@ class OptunaDesigner(Designer[dict[str, Any]]):
                                   f"{trial.user_attrs[MITIGATION_OF_ATTR]}, the best model so far that breaks "
                                   "the fairness constraint", "mitigation")
         if STEERED_ATTR in trial.user_attrs:
-            return self._proposal(trial, family, config, f"steering: {trial.user_attrs[STEERED_ATTR]}", "steering")
+            by = str(trial.user_attrs.get(ENQUEUED_BY_ATTR, "steering"))
+            return self._proposal(trial, family, config, f"{by}: {trial.user_attrs[STEERED_ATTR]}", by)
         if trial.user_attrs.get(PORTFOLIO_ATTR):
             return self._proposal(trial, family, config, f"portfolio: the default configuration of {family}, "
                                   "tried before the search proper", "portfolio")
@@ -142,20 +155,16 @@ class OptunaDesigner(Designer[dict[str, Any]]):
 
     def _proposal(self, trial: optuna.trial.Trial, family: str, config: dict[str, Any], reason: str,
                   designer: str) -> Proposal[dict[str, Any]]:
-        self._running[trial.number] = trial
-        return Proposal(trial.number, family, config, reason, designer)
-
-    def _claim_waiting(self, attr: str) -> optuna.trial.Trial | None:
-        """A waiting trial marked with ``attr`` (steered, or a mitigation), taken out of the queue before the
-        older (portfolio) ones, as Optuna's own ``ask`` takes a waiting trial: by moving it to RUNNING."""
-        for waiting in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if attr in waiting.user_attrs and self.study._storage.set_trial_state_values(
-                    waiting._trial_id, TrialState.RUNNING):
-                return optuna.trial.Trial(self.study, waiting._trial_id)
-        return None
+        proposal = Proposal(trial.number, family, config, reason, designer)
+        self._running[trial.number] = (trial, proposal)
+        return proposal
 
     def tell(self, proposal: Proposal[dict[str, Any]], result: Result) -> None:
-        trial = self._running.pop(proposal.number)
+        own = self._running.get(proposal.number)
+        if own is None or own[1] != proposal:
+            self._tell_foreign(proposal, result)
+            return
+        trial = self._running.pop(proposal.number)[0]
         status, value, info = result.status, result.score, result.info
         for key, val in info.items():
             trial.set_user_attr(key, val)
@@ -170,6 +179,41 @@ class OptunaDesigner(Designer[dict[str, Any]]):
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
+
+    def _tell_foreign(self, proposal: Proposal[dict[str, Any]], result: Result) -> None:
+        """A result of a configuration this designer did not propose (a warm start): added to the study as a
+        finished trial, so TPE learns from it too."""
+        family, config = proposal.family, proposal.candidate
+        params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in config.items()}}
+        spaces = {FAMILY_PARAM: CategoricalDistribution(self.families), **self.distributions(family)}
+        model_family = get_family(family)
+        if isinstance(model_family, MitigationFamily) and BASE_PARAM in config:
+            spaces.update({f"{family}.{k}": d for k, d in
+                           model_family.base_space(config[BASE_PARAM], self.task, self.n_rows).items()})
+        unknown = sorted(set(params) - set(spaces))
+        if family not in self.families or unknown:
+            raise ValueError(f"a {family} configuration with {', '.join(unknown) or 'its family'} is outside this "
+                             "designer's space; tell results of its families' hyperparameters only")
+        ok = result.status == OK and result.score is not None
+        state = TrialState.COMPLETE if ok else TrialState.PRUNED if result.status == PRUNED else TrialState.FAIL
+        self.study.add_trial(optuna.trial.create_trial(
+            state=state, value=result.score if ok else None, params=params,
+            distributions={k: spaces[k] for k in params},
+            user_attrs={**result.info, STATUS_ATTR: result.status, "told_by": proposal.designer}))
+
+    def get_state(self) -> dict[str, Any]:
+        """The study lives in the run's storage; this is what the designer holds beside it: the proposals in
+        flight, the sampler's random position, and the best unfair result wrapped so far."""
+        return {"running": [[p.number, p.family, p.candidate, p.reason, p.designer] for _, p in self._running.values()],
+                "sampler": sampler_state(self.study.sampler), "best_unfair": self._best_unfair}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        for number, family, config, reason, by in state["running"]:
+            trial = running_trial(self.study, int(number))
+            if trial is not None:  # else a resumed run closed it as interrupted (and queued it again)
+                self._running[int(number)] = (trial, Proposal(int(number), family, dict(config), reason, by))
+        set_sampler_state(self.study.sampler, state["sampler"])
+        self._best_unfair = state["best_unfair"]
 
     def _mitigate(self, proposal: Proposal[dict[str, Any]], value: float) -> None:
         """Queue ThresholdOptimizer around a trial that breaks the fairness constraint, when it is the best

@@ -4,9 +4,10 @@
 
 The command is checked and recorded in the run's audit log at once; the search applies it before its next trial
 and records what it did (``steer_applied``). A run stopped by Ctrl-C or a kill can be steered too: the command
-is applied when ``daedalus resume`` continues it, and every command keeps its effect across a resume. A bad
-command (unknown family, bad JSON, a non-positive number of seconds, not a running tabular run) exits with
-status 2 and one line.
+is applied when ``daedalus resume`` continues it, and every command keeps its effect across a resume. Pause,
+resume and add-time steer any run; exclude and enqueue choose among model families, so an image run refuses them.
+A bad command (unknown family, bad JSON, a non-positive number of seconds, a run not running, exclude on an image
+run) exits with status 2 and one line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
                                      "enqueue CONFIG.json")
     p.add_argument("run_dir", type=Path, metavar="RUN")
     p.add_argument("action", metavar="COMMAND",
-                   help="pause, resume, exclude, add-time or enqueue; takes effect before the next trial")
+                   help="pause, resume, exclude, add-time or enqueue (exclude and enqueue: table runs only); "
+                        "takes effect before the next trial")
     p.add_argument("value", nargs="?", default=None,
                    help="exclude: a family; add-time: seconds; enqueue: a JSON file such as "
                         '{"family": "lightgbm", "num_leaves": 63} (parameters left out are sampled)')

@@ -29,6 +29,7 @@ from daedalus.data import (
 from daedalus.data.schema import Schema, Task
 from daedalus.data.sensitive import mark_sensitive, sensitive_frame, with_sensitive_columns
 from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
+from daedalus.designers.optuna_queue import requeue_interrupted
 from daedalus.errors import DataError
 from daedalus.evaluation.metrics import get_metric
 from daedalus.evaluation.trial import EvalContext
@@ -45,7 +46,7 @@ from daedalus.orchestration.finalize import FinalModel, finalize
 from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Reporter
-from daedalus.orchestration.search import Search, requeue_interrupted
+from daedalus.orchestration.search import Search
 from daedalus.oversight.approval import attach_policy
 from daedalus.oversight.explain import explain_and_card
 from daedalus.oversight.policy import load_policy
@@ -207,7 +208,7 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
     frame = pd.read_parquet(store.data_path)
     ctx = _context(frame, schema, options)
     study, storage = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), info=info)
-    requeued = requeue_interrupted(study, storage)
+    requeued = requeue_interrupted(study)
     store.update_run(status="running")
     store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued,
                        steering=steering.to_record())

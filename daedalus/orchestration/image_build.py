@@ -29,7 +29,6 @@ from typing import Any
 
 from daedalus.data.images import parse_image_shape, read_images
 from daedalus.data.io import read_table
-from daedalus.designers.base import Designer
 from daedalus.designers.nas.base import ArchDesigner
 from daedalus.designers.nas.multi_objective import ParetoDesigner
 from daedalus.designers.nas.registry import make_designer, resolve_designer
@@ -40,12 +39,12 @@ from daedalus.evaluation.runner import LocalRunner, TrialRunner
 from daedalus.evaluation.worker import start_early, wait_ready
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.image_final import FINAL_DESIGNER, finish_image_run
-from daedalus.orchestration.image_search import BRACKET, ArchProposer, ImageEvaluator, load_trials
+from daedalus.orchestration.image_search import BRACKET, ImageEvaluator, load_trials
 from daedalus.orchestration.image_task import VALIDATION_FRACTION, ImageTask, NetworkCosts
-from daedalus.orchestration.loop import Limits, SearchLoop, TrialRecord, default_memory_mb
+from daedalus.orchestration.loop import MIN_TRIAL_SECONDS, Limits, SearchLoop, TrialRecord, default_memory_mb
 from daedalus.orchestration.options import ImageBuildOptions
 from daedalus.orchestration.reporter import Reporter
-from daedalus.spaces.nas.base import Genotype
+from daedalus.orchestration.steered import SteeredDesigner
 from daedalus.spaces.nas.cnn import CNNSpace
 from daedalus.store.run import RunStore
 
@@ -73,17 +72,34 @@ class ImageBuildResult:
     final: NetworkModel | None
 
 
-def make_image_designer(options: ImageBuildOptions, space: CNNSpace, costs: NetworkCosts) -> Designer[Genotype]:
-    """The run's designer under the one contract, the space's portfolio proposed first."""
+def make_image_designer(options: ImageBuildOptions, space: CNNSpace, costs: NetworkCosts) -> ArchDesigner:
+    """The run's designer, the space's hand-designed networks (those the constraint allows) enqueued first."""
     constraint = costs.constraint(options.max_params, options.max_latency_ms)
-    inner: ArchDesigner
+    designer: ArchDesigner
     if options.cost_objective is None:
-        inner = make_designer(options.designer, space, seed=options.seed, constraint=constraint,
-                              **DESIGNER_OPTIONS.get(resolve_designer(options.designer), {}))
+        designer = make_designer(options.designer, space, seed=options.seed, constraint=constraint,
+                                 **DESIGNER_OPTIONS.get(resolve_designer(options.designer), {}))
     else:  # accuracy against a cost: one inner designer per trade-off weight (ParEGO)
-        inner = ParetoDesigner(space, seed=options.seed, constraint=constraint,
-                               inner=resolve_designer(options.designer), cost=costs.cost(options.cost_objective))
-    return ArchProposer(inner, space.portfolio())
+        designer = ParetoDesigner(space, seed=options.seed, constraint=constraint,
+                                  inner=resolve_designer(options.designer), cost=costs.cost(options.cost_objective))
+    for genotype in space.portfolio():
+        if designer.allowed(genotype):
+            designer.enqueue(space.name, genotype, "a hand-designed starting point of the space, its result told "
+                             f"to the {designer.name} designer", "portfolio")
+    return designer
+
+
+class _RunAndSearchClocks:
+    """'daedalus steer add-time' on an image run: the seconds go to the search's share and to the run's clock."""
+
+    def __init__(self, run: BudgetClock, search: BudgetClock) -> None:
+        self.run, self.search = run, search
+        self.seconds = run.seconds
+
+    def add(self, seconds: float) -> None:
+        self.run.add(seconds)
+        self.search.add(seconds)
+        self.seconds = self.run.seconds
 
 
 def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter: Reporter | None = None,
@@ -156,7 +172,11 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
     # screen out every proposal as too slow.
     wait_ready(CALIBRATION_WAIT_SHARE * clock.remaining)
     costs.calibrate()
-    designer = make_image_designer(options, space, costs)
+    search_clock = clock.child(SEARCH_SHARE * clock.remaining)  # the search's share, from now
+    # 'daedalus steer' pause, resume and add-time act on an image run too (exclude and enqueue name families).
+    designer = SteeredDesigner(make_image_designer(options, space, costs), store,
+                               _RunAndSearchClocks(clock, search_clock), reporter,
+                               out_of_time=lambda: loop.search_time_left() < MIN_TRIAL_SECONDS)
     records = _searched_trials(store)
     if resumed:
         state = store.read(DESIGNER_STATE, default={})
@@ -167,12 +187,10 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
     latency = options.cost_objective == "latency" or options.max_latency_ms is not None
     memory_mb = default_memory_mb()
     to_run = None if options.n_candidates is None else max(0, options.n_candidates - len(records))
-    # The search's share of the one clock, from now (after the calibration, as the search's time always was).
-    search_clock = clock.child(SEARCH_SHARE * clock.remaining)
     evaluator = ImageEvaluator(store, task, space, costs, data, records, search_seconds, options.n_candidates,
                                latency, search_clock)
     loop = SearchLoop(evaluator, designer, search_clock, reporter, to_run, Limits(memory_mb, math.inf),
-                      runner or LocalRunner(),
+                      runner or LocalRunner(), before_budget_check=[designer.apply_commands],
                       after_tell=[lambda: store.write(DESIGNER_STATE, designer.get_state())])
     loop.run()
     board, final = finish_image_run(evaluator, clock, options, memory_mb)

@@ -20,8 +20,7 @@ import torch
 
 from daedalus.data.images import parse_image_shape
 from daedalus.data.schema import Task
-from daedalus.designers.base import Designer, Proposal, Result
-from daedalus.designers.nas.base import ArchDesigner
+from daedalus.designers.base import Proposal, Result
 from daedalus.ensembles.network import NetworkModel, NetworkSpec
 from daedalus.evaluation.halving import Bracket
 from daedalus.evaluation.metrics import get_metric
@@ -251,38 +250,3 @@ def load_trials(store: RunStore) -> list[TrialRecord]:
                                    float(raw["fit_seconds"]), str(raw["reason"]), designer=str(raw["designer"]),
                                    extra=dict(raw["extra"])))
     return sorted(records, key=lambda r: r.number)
-
-
-class ArchProposer(Designer[Genotype]):
-    """Today's architecture designer (``ArchDesigner``: ask -> genotype, tell(genotype, score)) behind the one
-    contract, the space's portfolio of hand-designed networks proposed first (those the constraint allows)."""
-
-    def __init__(self, inner: ArchDesigner, portfolio: list[Genotype]) -> None:
-        self.inner, self.name = inner, inner.name
-        self.queue = [g for g in portfolio if inner.allowed(g)]
-        self.next_number = 0
-        self.tells: list[tuple[list[int], float | None]] = []
-
-    def ask(self) -> Proposal[Genotype]:
-        number, self.next_number = self.next_number, self.next_number + 1
-        if self.queue:
-            return Proposal(number, self.inner.space.name, self.queue.pop(0), "a hand-designed starting point of "
-                            f"the space, its result told to the {self.name} designer", "portfolio")
-        return Proposal(number, self.inner.space.name, self.inner.ask(), f"proposed by the {self.name} designer",
-                        self.name)
-
-    def tell(self, proposal: Proposal[Genotype], result: Result) -> None:
-        score = result.score if result.ok else None
-        self.inner.tell(proposal.candidate, score)
-        self.tells.append((list(proposal.candidate), score))
-
-    def get_state(self) -> dict[str, Any]:
-        return {"next_number": self.next_number, "queue": [list(g) for g in self.queue], "tells": self.tells}
-
-    def set_state(self, state: Any) -> None:
-        """The designer's learning is a function of its tells: they are replayed into the fresh designer."""
-        self.next_number = int(state["next_number"])
-        self.queue = [tuple(g) for g in state["queue"]]
-        for genotype, score in state["tells"]:
-            self.inner.tell(tuple(genotype), score)
-        self.tells = [(list(g), s) for g, s in state["tells"]]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from daedalus.designers.base import OK, Result
 from daedalus.designers.nas.registry import BEST, DESIGNERS, make_designer, resolve_designer
 from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.nas_table import BenchTable, load_table
@@ -38,7 +39,10 @@ def run_once(table: BenchTable, designer: str, queries: int, seed: int,
     asks = 0
     while len(read) < queries and asks < MAX_ASKS_PER_QUERY * queries:
         asks += 1
-        genotype = searcher.ask()
+        proposal = searcher.ask()
+        if proposal is None:  # nothing to propose: a stall
+            break
+        genotype = proposal.candidate
         value = table.val12[genotype]
         if genotype not in read:
             read.add(genotype)
@@ -46,7 +50,7 @@ def run_once(table: BenchTable, designer: str, queries: int, seed: int,
                 best_val, best_test = value, table.test200[genotype]
             if len(read) in wanted:
                 scores[len(read)] = best_test
-        searcher.tell(genotype, value)
+        searcher.tell(proposal, Result(OK, value))
     for b in wanted:  # a stalled designer keeps its last score
         scores.setdefault(b, best_test)
     return scores

@@ -9,15 +9,14 @@ run killed at any moment loses at most the trials in flight, which ``resume`` ru
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from daedalus.designers.base import Designer, Proposal, Result
-from daedalus.designers.optuna_designer import PORTFOLIO_ATTR, STEERED_ATTR, OptunaDesigner
+from daedalus.designers.base import Proposal, Result
+from daedalus.designers.optuna_designer import OptunaDesigner
 from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
 from daedalus.evaluation.runner import Job, TrialRunner
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
@@ -35,7 +34,8 @@ from daedalus.orchestration.loop import (
 )
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Reporter
-from daedalus.oversight.steering import Steering
+from daedalus.orchestration.steered import SteeredDesigner
+from daedalus.oversight.steering import family_spaces
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import ARTIFACTS_FIELD, relative_name
 from daedalus.store.layout import BEST_MODEL
@@ -164,22 +164,6 @@ class TableEvaluator(Evaluator[Config]):
         self.store.audit.append("best_model_saved", trial=record.number, family=record.family, score=record.score)
 
 
-class _SteeredAsk(Designer[Config]):
-    """The steering of ``oversight.steering`` in front of the designer's ask: it waits while paused (None
-    once the search's time ran out), prunes excluded families and serves enqueued configurations."""
-
-    name = "steering"
-
-    def __init__(self, steering: Steering, inner: OptunaDesigner, out_of_time: Callable[[], bool]) -> None:
-        self.steering, self.inner, self.out_of_time = steering, inner, out_of_time
-
-    def ask(self) -> Proposal[Config] | None:
-        return self.steering.next_proposal(self.out_of_time)
-
-    def tell(self, proposal: Proposal[Config], result: Result) -> None:
-        self.inner.tell(proposal, result)
-
-
 class Search(SearchLoop[Config]):
     """The table run's search: ``search.records``, ``ranked_ok()``, ``study`` and the options are what the
     final stage reads."""
@@ -191,11 +175,13 @@ class Search(SearchLoop[Config]):
         self.memory_mb = options.memory_mb or default_memory_mb()
         self.fairness = fairness_setup(options, ctx)
         evaluator = TableEvaluator(store, ctx, options, load_records(designer.study), self.fairness)
-        self.steering = Steering(store, designer, clock, reporter)
+        # 'daedalus steer' commands around the designer; applied before each budget check too ('add-time' counts).
+        self.steering = SteeredDesigner(designer, store, clock, reporter, families=designer.families,
+                                        space_of=family_spaces(designer.task, designer.n_rows),
+                                        out_of_time=lambda: self._out_of_time())
         cap = options.trial_timeout or (DEFAULT_TRIAL_TIMEOUT if clock.seconds is None else math.inf)
-        super().__init__(evaluator, _SteeredAsk(self.steering, designer, lambda: self._out_of_time()), clock,
-                         reporter, trials_to_run, Limits(self.memory_mb, cap), runner,
-                         before_budget_check=[self.steering.apply_commands])  # 'add-time' counts
+        super().__init__(evaluator, self.steering, clock, reporter, trials_to_run, Limits(self.memory_mb, cap),
+                         runner, before_budget_check=[self.steering.apply_commands])
 
     def final_stage_reserve(self) -> float:
         assert isinstance(self.evaluator, TableEvaluator)
@@ -224,15 +210,3 @@ def load_records(study: optuna.Study) -> list[TrialRecord]:
                                gap=t.user_attrs.get("fairness_gap"), violation=violation(t.user_attrs),
                                designer=str(t.user_attrs.get("designer", ""))))
     return out
-
-
-def requeue_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Trials left RUNNING by a killed run are marked failed ('interrupted') and queued to run again."""
-    numbers = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(dict(t.params), user_attrs={k: v for k, v in t.user_attrs.items()
-                                                         if k in (PORTFOLIO_ATTR, STEERED_ATTR)})
-        numbers.append(t.number)
-    return numbers

@@ -3,10 +3,15 @@
     daedalus steer RUN pause | resume | exclude FAMILY | add-time S | enqueue CONFIG.json
 
 The command is checked (:func:`issue_command`) and appended to the run's audit log as a ``steer`` record; the
-audit log is the queue. The search loop (:class:`Steering`, called before every trial) reads the records added
-since it last looked, applies each command and records what it did as ``steer_applied`` (with the command's
-``seq``). So a command takes effect before the next trial starts, at most one trial after it was issued, and
-both the order and the effect are in the hash chain.
+audit log is the queue. The search's designer is wrapped in ``orchestration.steered.SteeredDesigner``, which
+reads the records added since it last looked before every ask (and the loop before every budget check), applies
+each command and records what it did as ``steer_applied`` (with the command's ``seq``). So a command takes
+effect before the next trial starts, at most one trial after it was issued, and both the order and the effect
+are in the hash chain. This module is the oversight side: issuing and checking commands, and replaying what
+they leave in force.
+
+Pause, resume and add-time apply to any search; exclude and enqueue choose among model families, so they are for
+table runs only (an image run searches architectures of one space: ``steer`` refuses them).
 
 - ``pause``: the loop waits before its next trial, polling for commands. The budget clock keeps running, since
   ``--time`` bounds the whole build: when the time left for the search runs out while paused, the pause ends
@@ -38,38 +43,30 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from daedalus.data.schema import Task
-from daedalus.designers.base import PRUNED, Proposal, Result
-from daedalus.designers.optuna_designer import OptunaDesigner
 from daedalus.errors import ConfigError, RunError
 from daedalus.spaces.registry import get_family
 from daedalus.store.audit import os_user
 from daedalus.store.run import RunStore
 
 ACTIONS = ("pause", "resume", "exclude", "add-time", "enqueue")
-POLL_SECONDS = 0.25  # how often a paused search looks for new commands
+FAMILY_ACTIONS = ("exclude", "enqueue")  # they choose among model families: table runs only
 SEARCH_OVER = ("ensemble_selected", "ensemble_skipped", "build_finished")  # events after the search loop
-MAX_PRUNED_IN_A_ROW = 25  # proposals of excluded families in a row before one is steered to an allowed family
 
-SpaceOf = Callable[[str], dict[str, BaseDistribution]]
-
-
-class Clock(Protocol):
-    seconds: float | None
-
-    def add(self, seconds: float) -> None: ...
+SpaceOf = Callable[[str], dict[str, BaseDistribution]]  # a family's search space, by name
 
 
-class Messages(Protocol):
-    def message(self, text: str, **fields: Any) -> None: ...
+def family_spaces(task: Task, n_rows: int) -> SpaceOf:
+    """The search space of each family for this run's task and rows (what enqueued configurations are checked
+    against)."""
+    return lambda family: get_family(family).space(task, n_rows)
 
 
 # -- issuing a command (the 'steer' command's side) ----------------------------------------------------------
@@ -79,8 +76,9 @@ def issue_command(run_dir: Path, action: str, value: str | None) -> dict[str, An
         raise ConfigError(f"unknown steering command '{action}'; use one of {', '.join(ACTIONS)}")
     store = RunStore.open(run_dir)
     info = store.read("run")
-    if info.get("kind") == "image":
-        raise ConfigError("steering applies to the tabular search; this is an image run (architecture search)")
+    if info.get("kind") == "image" and action in FAMILY_ACTIONS:
+        raise ConfigError(f"'steer {action}' chooses among model families, and this image run searches "
+                          f"architectures of one space ({info.get('space', 'cnn')}); use pause, resume or add-time")
     if info.get("status") != "running":
         raise RunError(f"run '{run_dir}' is not running (status {info.get('status')}); steering acts on a running "
                        f"search: continue it with 'daedalus resume {run_dir}' and steer it then")
@@ -106,8 +104,7 @@ def issue_command(run_dir: Path, action: str, value: str | None) -> dict[str, An
         fields["seconds"] = _positive_seconds(value)
     elif action == "enqueue":
         task, n_rows = Task(info["task"]), _n_rows(store)
-        family, config = check_config(_read_json(value), families, excluded,
-                                      lambda f: get_family(f).space(task, n_rows))
+        family, config = check_config(_read_json(value), families, excluded, family_spaces(task, n_rows))
         fields.update(family=family, config=config, source=str(value))
     return store.audit.append("steer", command=action, **fields, os_user=os_user())
 
@@ -246,116 +243,3 @@ def steering_state(records: list[dict[str, Any]]) -> SteeringState:
             added += float(commands.get(r.get("command_seq"), {}).get("seconds", 0.0))
     pending = tuple(r for seq, r in commands.items() if seq not in applied)
     return SteeringState(paused_by, frozenset(excluded), added, pending)
-
-
-# -- applying commands (the search loop's side) --------------------------------------------------------------
-class Steering:
-    """Stands between the designer and the evaluation: before each trial it applies new commands, waits while
-    paused, and hands over the next proposal of a family that is not excluded (see the module docstring)."""
-
-    def __init__(self, store: RunStore, designer: OptunaDesigner, clock: Clock, reporter: Messages) -> None:
-        self.store = store
-        self.designer = designer
-        self.clock = clock
-        self.reporter = reporter
-        self._offset = 0  # bytes of the audit log read so far (complete lines only)
-        state = steering_state(self._new_records())  # what earlier sessions left in force
-        self.paused = state.paused_by is not None
-        self._carried_pause = state.paused_by
-        self.excluded: set[str] = set(state.excluded)
-        self._pending = list(state.pending)  # e.g. issued while the run was stopped: applied before any trial
-
-    def next_proposal(self, out_of_time: Callable[[], bool]) -> Proposal | None:
-        """The next proposal to evaluate, or None when the search's time ran out while paused."""
-        self.apply_commands()
-        if self.paused:
-            if self._carried_pause is not None:
-                self.reporter.message(f"search paused by 'daedalus steer' (audit record {self._carried_pause}) "
-                                      f"before the run stopped; it stays paused after the resume: 'daedalus steer "
-                                      f"{self.store.root} resume' continues it")
-            else:
-                self.reporter.message("search paused by 'daedalus steer'; 'steer RUN resume' continues it")
-            self._carried_pause = None
-            while self.paused:
-                if out_of_time():
-                    self.store.audit.append("pause_expired", reason="the search's time ran out while paused; "
-                                            "the build finishes with the models it has")
-                    return None
-                time.sleep(POLL_SECONDS)
-                self.apply_commands()
-            if out_of_time():
-                return None
-        return self._allowed_proposal()
-
-    def _allowed_proposal(self) -> Proposal:
-        for _ in range(MAX_PRUNED_IN_A_ROW):
-            proposal = self.designer.ask()
-            self.store.audit.append("trial_proposed", trial=proposal.number, family=proposal.family,
-                                    config=proposal.candidate, designer=proposal.designer, reason=proposal.reason)
-            if proposal.family not in self.excluded:
-                return proposal
-            reason = f"family {proposal.family} excluded by 'daedalus steer'"
-            self.designer.tell(proposal, Result(PRUNED, None, {"reason": reason, "designer": proposal.designer}))
-            self.store.audit.append("trial_pruned", trial=proposal.number, family=proposal.family, reason=reason)
-        # TPE keeps proposing excluded families (it is still sampling at random): steer it to an allowed one.
-        allowed = [f for f in self.designer.families if f not in self.excluded]
-        family = allowed[self.designer.study.trials[-1].number % len(allowed)]
-        self.designer.enqueue_steered(family, {}, f"{MAX_PRUNED_IN_A_ROW} proposals in a row were of excluded "
-                                                  f"families, so {family} is tried, its parameters sampled")
-        return self._allowed_proposal()
-
-    # -- commands --------------------------------------------------------------------------------------------
-    def _new_records(self) -> list[dict[str, Any]]:
-        path = self.store.audit.path
-        if not path.exists():
-            return []
-        with open(path, "rb") as f:
-            f.seek(self._offset)
-            raw = f.read()
-        complete = raw[: raw.rfind(b"\n") + 1]  # a line still being written is read next time
-        self._offset += len(complete)
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
-
-    def apply_commands(self) -> None:
-        """Apply the commands issued since the last call, each recorded as ``steer_applied``."""
-        commands = self._pending + [r for r in self._new_records() if r.get("event") == "steer"]
-        self._pending = []
-        for command in commands:
-            applied, effect = self._apply(command)
-            extra = {"family": command["family"]} if command.get("command") == "exclude" else {}
-            self.store.audit.append("steer_applied", command_seq=command["seq"], command=command.get("command"),
-                                    applied=applied, effect=effect, **extra)
-            self.reporter.message(f"steering: {command.get('command')}: {effect}")
-
-    def _apply(self, command: dict[str, Any]) -> tuple[bool, str]:
-        action = command.get("command")
-        if action in ("pause", "resume"):
-            self._carried_pause = None  # a pause or resume applied in this session supersedes the carried one
-        if action == "pause":
-            self.paused = True
-            return True, "the search waits before its next trial (the budget clock keeps running)"
-        if action == "resume":
-            was_paused, self.paused = self.paused, False
-            return was_paused, "the search continues" if was_paused else "the search was not paused"
-        try:
-            if action == "exclude":
-                family = check_exclusion(str(command.get("family")), self.designer.families, self.excluded)
-                self.excluded.add(family)
-                left = [f for f in self.designer.families if f not in self.excluded]
-                return True, f"no further trial of {family}; families left: {', '.join(left)}"
-            if action == "add-time":
-                if self.clock.seconds is None:
-                    return False, "this session has no time budget (--trials only), so there is no time to add"
-                self.clock.add(float(command["seconds"]))
-                return True, f"the budget is now {self.clock.seconds:.1f} s"
-            if action == "enqueue":
-                task, n_rows = self.designer.task, self.designer.n_rows
-                family, config = check_config({"family": command.get("family"), "config": command.get("config")},
-                                              self.designer.families, self.excluded,
-                                              lambda f: get_family(f).space(task, n_rows))
-                self.designer.enqueue_steered(family, config, f"enqueued by 'daedalus steer' (audit record "
-                                                              f"{command['seq']})")
-                return True, f"the next trial runs this {family} configuration"
-        except ConfigError as exc:  # e.g. a family excluded after the configuration was enqueued
-            return False, f"not applied: {exc}"
-        return False, f"unknown command {action!r}"

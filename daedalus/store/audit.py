@@ -101,6 +101,7 @@ class _Tail:
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._cursor: tuple[int, int] | None = None  # records_after's place: (last seq read, bytes read)
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one record."""
@@ -135,6 +136,26 @@ class AuditLog:
             return []
         raw = self.path.read_bytes()
         return [json.loads(line) for line in raw[: raw.rfind(b"\n") + 1].splitlines() if line.strip()]
+
+    def records_after(self, seq: int) -> list[dict[str, Any]]:
+        """The complete records whose ``seq`` is above ``seq``, in order: a poller's reader. When the last call
+        read up to record ``seq``, it reads on from there, so a poll costs what was appended since, not the log."""
+        if not self.path.exists():
+            return []
+        last, offset = self._cursor if self._cursor is not None and self._cursor[0] == seq else (None, 0)
+        with open(self.path, "rb") as f:
+            if offset and (f.seek(0, os.SEEK_END) < offset or f.seek(offset - 1) < 0 or f.read(1) != b"\n"):
+                last, offset = None, 0  # the file was replaced: no line ends where the last read ended
+            f.seek(offset)
+            raw = f.read()
+        complete = raw[: raw.rfind(b"\n") + 1]  # a line still being written is read next time
+        records = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        if last is not None and records and records[0]["seq"] != last + 1:  # replaced, lines aligned by chance
+            self._cursor = None
+            return self.records_after(seq)
+        if records:
+            self._cursor = (records[-1]["seq"], offset + len(complete))
+        return [r for r in records if r["seq"] > seq]
 
 
 def _write_line(f: BinaryIO, record: dict[str, Any]) -> None:

@@ -14,8 +14,10 @@ ask falls back to an unseen random sample.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 
-from daedalus.designers.nas.base import Constraint
+from daedalus.designers.nas.base import Constraint, genotypes_in, genotypes_out
 from daedalus.designers.nas.random_search import RandomDesigner
 from daedalus.spaces.nas.base import ArchSpace, Genotype
 
@@ -36,7 +38,7 @@ class EvolutionDesigner(RandomDesigner):
         self.population: deque[tuple[Genotype, float]] = deque(maxlen=population)  # append drops the oldest
         self.pending: set[Genotype] = set()  # asked, not yet told
 
-    def ask(self) -> Genotype:
+    def propose(self) -> Genotype:
         # Asks in flight count towards the initial population, so a caller that asks ahead does not get
         # more random samples than it would one at a time.
         if len(self.population) + len(self.pending) >= self.population_size and self.population:
@@ -44,7 +46,7 @@ class EvolutionDesigner(RandomDesigner):
         else:
             child = None
         if child is None:
-            child = super().ask()
+            child = super().propose()
         self.seen.add(child)
         self.pending.add(child)
         return child
@@ -56,8 +58,18 @@ class EvolutionDesigner(RandomDesigner):
         fresh = [g for g in self.space.neighbours(winner) if g not in self.seen and self.allowed(g)]
         return fresh[int(self.rng.integers(len(fresh)))] if fresh else None
 
-    def tell(self, genotype: Genotype, score: float | None) -> None:
-        super().tell(genotype, score)
+    def learn(self, genotype: Genotype, score: float | None) -> None:
+        super().learn(genotype, score)
         self.pending.discard(genotype)
         if score is not None:  # a failed candidate takes no place in the population
             self.population.append((genotype, float(score)))
+
+    def learned_state(self) -> dict[str, Any]:
+        return {**super().learned_state(), "population": [[list(g), s] for g, s in self.population],
+                "pending": genotypes_out(self.pending)}
+
+    def restore_learned(self, state: Mapping[str, Any]) -> None:
+        super().restore_learned(state)
+        self.population.clear()
+        self.population.extend((tuple(g), float(s)) for g, s in state["population"])
+        self.pending = set(genotypes_in(state["pending"]))

@@ -20,9 +20,10 @@ baseline. Every result told trains it, its own samples and foreign genotypes ali
 
 from __future__ import annotations
 
+import base64
 import bisect
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from daedalus.designers.nas.base import ArchDesigner, Constraint
+from daedalus.designers.nas.base import ArchDesigner, Constraint, genotypes_in, genotypes_out, scores_in, scores_out
 from daedalus.spaces.nas.base import ArchSpace, Genotype
 
 # Samples drawn per batch, and batches tried, for an unseen allowed genotype before falling back on a neighbour.
@@ -121,13 +122,30 @@ class GenerativeDesigner(ArchDesigner):
         self.pending: set[Genotype] = set()  # asked, not yet told
 
     # ----- the contract -----
-    def ask(self) -> Genotype:
+    def propose(self) -> Genotype:
         with one_thread():
             return self._ask()
 
-    def tell(self, genotype: Genotype, score: float | None) -> None:
+    def learn(self, genotype: Genotype, score: float | None) -> None:
         with one_thread():
             self._tell(genotype, score)
+
+    def learned_state(self) -> dict[str, Any]:
+        # The policy is trained in asks too (rejected samples), so its weights are kept, not its tells replayed.
+        optimizer = self.optimizer.state_dict()["state"]
+        return {"policy": {k: tensor_out(v) for k, v in self.policy.state_dict().items()},
+                "optimizer": [[int(i), {k: tensor_out(v) for k, v in state.items()}] for i, state in optimizer.items()],
+                "baseline": self.baseline, "scores": scores_out(self.scores), "pending": genotypes_out(self.pending)}
+
+    def restore_learned(self, state: Mapping[str, Any]) -> None:
+        self.policy.load_state_dict({k: tensor_in(v) for k, v in state["policy"].items()})
+        optimizer = self.optimizer.state_dict()
+        optimizer["state"] = {int(i): {k: tensor_in(v) for k, v in s.items()} for i, s in state["optimizer"]}
+        self.optimizer.load_state_dict(optimizer)
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        self.scores = {g: -math.inf if s is None else s for g, s in scores_in(state["scores"]).items()}
+        self.sorted_scores = sorted(self.scores.values())
+        self.pending = set(genotypes_in(state["pending"]))
 
     # ----- internals -----
     def _ask(self) -> Genotype:
@@ -193,3 +211,14 @@ class GenerativeDesigner(ArchDesigner):
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+
+
+def tensor_out(tensor: torch.Tensor) -> dict[str, Any]:
+    """A tensor as JSON, bit for bit (its bytes in base64)."""
+    array = tensor.detach().cpu().numpy()
+    return {"dtype": str(array.dtype), "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+
+
+def tensor_in(form: Mapping[str, Any]) -> torch.Tensor:
+    array = np.frombuffer(base64.b64decode(form["data"]), dtype=form["dtype"]).reshape(form["shape"])
+    return torch.from_numpy(array.copy())

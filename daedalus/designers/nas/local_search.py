@@ -12,7 +12,10 @@ proposed again: under a distinct-evaluation budget a repeat costs nothing but te
 
 from __future__ import annotations
 
-from daedalus.designers.nas.base import Constraint
+from collections.abc import Mapping
+from typing import Any
+
+from daedalus.designers.nas.base import Constraint, genotypes_in, score_out, scores_in, scores_out
 from daedalus.designers.nas.random_search import RandomDesigner
 from daedalus.spaces.nas.base import ArchSpace, Genotype
 
@@ -32,7 +35,7 @@ class LocalSearchDesigner(RandomDesigner):
         self.queue: list[Genotype] = []  # the current architecture's neighbours still to try (popped from the end)
         self.neighbourhood: set[Genotype] = set()
 
-    def ask(self) -> Genotype:
+    def propose(self) -> Genotype:
         while self.current is not None and self.queue:
             candidate = self.queue.pop()
             if not self.allowed(candidate):
@@ -46,10 +49,10 @@ class LocalSearchDesigner(RandomDesigner):
             self.seen.add(candidate)
             return candidate
         self.current = None  # no start yet, or stuck at a local optimum: restart at random
-        return super().ask()
+        return super().propose()
 
-    def tell(self, genotype: Genotype, score: float | None) -> None:
-        super().tell(genotype, score)
+    def learn(self, genotype: Genotype, score: float | None) -> None:
+        super().learn(genotype, score)
         value = FAILED if score is None else float(score)
         self.scores[genotype] = value
         if self.current is None:
@@ -57,6 +60,21 @@ class LocalSearchDesigner(RandomDesigner):
                 self._move(genotype)
         elif value > self.current_score and genotype in self.neighbourhood:
             self._move(genotype)  # first improvement
+
+    def learned_state(self) -> dict[str, Any]:
+        # The climb is a function of the order of asks and tells, not of the tells alone: kept as it stands.
+        return {**super().learned_state(), "scores": scores_out(self.scores),
+                "current": None if self.current is None else list(self.current),
+                "current_score": score_out(self.current_score),
+                "queue": [list(g) for g in self.queue]}
+
+    def restore_learned(self, state: Mapping[str, Any]) -> None:
+        super().restore_learned(state)
+        self.scores = {g: FAILED if s is None else s for g, s in scores_in(state["scores"]).items()}
+        self.current = None if state["current"] is None else tuple(state["current"])
+        self.current_score = FAILED if state["current_score"] is None else float(state["current_score"])
+        self.queue = genotypes_in(state["queue"])
+        self.neighbourhood = set(self.space.neighbours(self.current)) if self.current is not None else set()
 
     def _move(self, genotype: Genotype) -> None:
         self.current, self.current_score = genotype, self.scores[genotype]

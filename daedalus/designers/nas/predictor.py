@@ -30,6 +30,8 @@ candidate with the highest expected improvement (EI).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
@@ -37,7 +39,7 @@ from scipy.special import ndtr, ndtri
 from scipy.stats import rankdata
 from threadpoolctl import ThreadpoolController
 
-from daedalus.designers.nas.base import ArchDesigner, Constraint
+from daedalus.designers.nas.base import ArchDesigner, Constraint, genotypes_in, genotypes_out, scores_in, scores_out
 from daedalus.spaces.nas.base import ArchSpace, Genotype
 
 # Draws tried for an unseen genotype before a repeat is accepted.
@@ -145,7 +147,7 @@ class PredictorDesigner(ArchDesigner):
         self._chosen_at = 0  # the number of results when the hyperparameters were last chosen
 
     # ----- the contract -----
-    def ask(self) -> Genotype:
+    def propose(self) -> Genotype:
         if len(self.scores) < self.initial or not any(math.isfinite(s) for s in self.scores.values()):
             genotype = self._random_unseen()
         else:
@@ -158,12 +160,30 @@ class PredictorDesigner(ArchDesigner):
         self.pending.add(genotype)
         return genotype
 
-    def tell(self, genotype: Genotype, score: float | None) -> None:
+    def learn(self, genotype: Genotype, score: float | None) -> None:
         genotype = self.space.canonical(genotype)
         self.pending.discard(genotype)
         self.scores.setdefault(genotype, -math.inf if score is None or not math.isfinite(score) else float(score))
         if self.region is not None:
             self.region.add(genotype)
+
+    def learned_state(self) -> dict[str, Any]:
+        # Regions and the surrogate's hyperparameters change in asks too: kept as they stand. The caches are not.
+        return {"scores": scores_out(self.scores), "pending": genotypes_out(self.pending),
+                "region": None if self.region is None else genotypes_out(self.region),
+                "exhausted": [list(g) for g in self.exhausted],
+                "hyperparameters": None if self._hyperparameters is None else list(self._hyperparameters),
+                "chosen_at": self._chosen_at}
+
+    def restore_learned(self, state: Mapping[str, Any]) -> None:
+        self.scores = {g: -math.inf if s is None else s for g, s in scores_in(state["scores"]).items()}
+        self.pending = set(genotypes_in(state["pending"]))
+        self.region = None if state["region"] is None else set(genotypes_in(state["region"]))
+        self.exhausted = genotypes_in(state["exhausted"])
+        hyperparameters = state["hyperparameters"]
+        self._hyperparameters = None if hyperparameters is None else (float(hyperparameters[0]),
+                                                                      float(hyperparameters[1]))
+        self._chosen_at = int(state["chosen_at"])
 
     # ----- internals -----
     def _unseen(self, genotype: Genotype) -> bool:

@@ -22,13 +22,16 @@ genotypes and scores.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from daedalus.designers.nas.base import Constraint
+from daedalus.designers.nas.base import Constraint, genotypes_in, genotypes_out
 from daedalus.designers.nas.random_search import RandomDesigner
+from daedalus.designers.optuna_queue import sampler_state, set_sampler_state
 from daedalus.spaces.nas.base import ArchSpace, Genotype
 
 
@@ -53,10 +56,10 @@ class TPEDesigner(RandomDesigner):
         self.pending: dict[Genotype, optuna.trial.Trial] = {}  # asked, not yet told
         self.told: set[Genotype] = set()
 
-    def ask(self) -> Genotype:
+    def propose(self) -> Genotype:
         for attempt in range(self.tries):
             trial = self.study.ask(self.distributions)
-            genotype = self.space.canonical(tuple(int(trial.params[k]) for k in self.distributions))
+            genotype = self._genotype(trial)
             if not self.allowed(genotype):
                 trial.set_constraint("allowed", 1.0)  # > 0: infeasible
                 self.study.tell(trial, state=TrialState.PRUNED)
@@ -73,10 +76,10 @@ class TPEDesigner(RandomDesigner):
                 self.seen.add(genotype)
                 self.pending[genotype] = trial
                 return genotype
-        return super().ask()
+        return super().propose()
 
-    def tell(self, genotype: Genotype, score: float | None) -> None:
-        super().tell(genotype, score)
+    def learn(self, genotype: Genotype, score: float | None) -> None:
+        super().learn(genotype, score)
         trial = self.pending.pop(genotype, None)
         if trial is not None:
             if score is None:
@@ -89,3 +92,43 @@ class TPEDesigner(RandomDesigner):
                 state=TrialState.FAIL if score is None else TrialState.COMPLETE,
                 value=None if score is None else float(score), params=params, distributions=self.distributions))
         self.told.add(genotype)
+
+    def learned_state(self) -> dict[str, Any]:
+        # The study holds every trial TPE asked, re-asks and rejections included: kept trial by trial, with the
+        # sampler's random position, so a continued designer samples exactly as this one would.
+        return {**super().learned_state(), "told": genotypes_out(self.told),
+                "trials": [trial_form(t) for t in self.study.get_trials(deepcopy=False)],
+                "sampler": sampler_state(self.study.sampler)}
+
+    def restore_learned(self, state: Mapping[str, Any]) -> None:
+        super().restore_learned(state)
+        self.told = set(genotypes_in(state["told"]))
+        running = forms_to_study(self.study, state["trials"], self.distributions)
+        self.pending = {self._genotype(trial): trial for trial in running.values()}
+        set_sampler_state(self.study.sampler, state["sampler"])  # last: asking the running trials drew from it
+
+    def _genotype(self, trial: optuna.trial.Trial) -> Genotype:
+        return self.space.canonical(tuple(int(trial.params[k]) for k in self.distributions))
+
+
+def trial_form(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial of the designer's study as JSON (its system attributes hold Optuna's constraint values)."""
+    return {"state": trial.state.name, "value": trial.value, "params": dict(trial.params),
+            "system_attrs": dict(trial.system_attrs)}
+
+
+def forms_to_study(study: optuna.Study, forms: list[Mapping[str, Any]],
+                   distributions: Mapping[str, BaseDistribution]) -> dict[int, optuna.trial.Trial]:
+    """Add ``trial_form``'s trials to an empty study, in order. A running one (asked, not yet told) is enqueued
+    and asked again, so that it can be told; returns those by number."""
+    running = {}
+    for form in forms:
+        state = TrialState[form["state"]]
+        if state == TrialState.RUNNING:
+            study.enqueue_trial(dict(form["params"]))
+            trial = study.ask(dict(distributions))
+            running[trial.number] = trial
+        else:
+            study.add_trial(create_trial(state=state, value=form["value"], params=dict(form["params"]),
+                                         distributions=dict(distributions), system_attrs=dict(form["system_attrs"])))
+    return running
