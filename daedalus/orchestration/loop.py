@@ -161,8 +161,9 @@ class SearchLoop(Generic[C]):
         started = 0
         try:
             while True:
-                for hook in self.before_budget_check:
-                    hook()
+                if self.runner.free() > 0:  # between trials, as a trial is started (not while all slots run)
+                    for hook in self.before_budget_check:
+                        hook()
                 out_of_time = self._out_of_time()
                 waiting = False
                 if not out_of_time:
