@@ -12,7 +12,7 @@ strong defaults find a good model within seconds, and they give TPE a spread of 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -21,13 +21,7 @@ from optuna.trial import TrialState
 
 from daedalus.data.schema import Task
 from daedalus.designers.base import OK, PRUNED, Designer, Proposal, Result
-from daedalus.spaces.mitigation import (
-    BASE_PARAM,
-    CONSTRAINT_PARAM,
-    MITIGATION_CONSTRAINTS,
-    MITIGATIONS,
-    MitigationFamily,
-)
+from daedalus.spaces.mitigation import BASE_PARAM, CONSTRAINT_PARAM, MitigationFamily
 from daedalus.spaces.registry import get_family
 
 FAMILY_PARAM = "family"
@@ -78,7 +72,6 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         self.n_rows = n_rows
         # Fairlearn's name of the fairness constraint that mitigation families enforce in this run (one only).
         self.mitigation_constraint = mitigation_constraint
-        self._best_unfair: float | None = None  # utility of the best infeasible trial wrapped so far
         self._running: dict[int, optuna.trial.Trial] = {}
 
     def enqueue_portfolio(self) -> None:
@@ -113,10 +106,17 @@ class OptunaDesigner(Designer[dict[str, Any]]):
                 for sub, sub_dist in model_family.base_space(value, self.task, self.n_rows).items():
                     suggest(trial, f"{family}.{sub}", sub_dist)
 
+    def enqueue(self, family: str, config: dict[str, Any], *, attrs: Mapping[str, Any],
+                skip_if_exists: bool = False) -> None:
+        """Queue a configuration of ``family`` (parameters left out are sampled); ``attrs`` mark it as the
+        trial's user attributes: ``STEERED_ATTR`` or ``MITIGATION_OF_ATTR`` trials are taken ahead of the
+        portfolio's queue. ``skip_if_exists``: not when a trial with the same parameters exists (Optuna's)."""
+        params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in config.items()}}
+        self.study.enqueue_trial(params, user_attrs=dict(attrs), skip_if_exists=skip_if_exists)
+
     def enqueue_steered(self, family: str, config: dict[str, Any], why: str) -> None:
         """Queue a configuration (parameters left out are sampled) to run next, ahead of the portfolio."""
-        params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in config.items()}}
-        self.study.enqueue_trial(params, user_attrs={STEERED_ATTR: why}, skip_if_exists=False)
+        self.enqueue(family, config, attrs={STEERED_ATTR: why})
 
     def ask(self) -> Proposal[dict[str, Any]]:
         # The family choice is a fixed categorical over the run's families, so its distribution stays the
@@ -164,29 +164,10 @@ class OptunaDesigner(Designer[dict[str, Any]]):
             if info.get(CONSTRAINT_ATTR) is not None:
                 trial.set_constraint(CONSTRAINT_NAME, max(info[CONSTRAINT_ATTR]))
             self.study.tell(trial, value)
-            if info.get(CONSTRAINT_ATTR) is not None and not info.get("feasible", True):
-                self._mitigate(proposal, value)
         elif status == PRUNED:  # not evaluated at all (an excluded family): TPE ranks it below every result
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
-
-    def _mitigate(self, proposal: Proposal[dict[str, Any]], value: float) -> None:
-        """Queue ThresholdOptimizer around a trial that breaks the fairness constraint, when it is the best
-        such trial so far: post-processing keeps most of a strong model's skill and costs one more fit."""
-        name = "fair_threshold"
-        mitigation = MITIGATIONS[name]
-        if name not in self.families or proposal.family not in mitigation.bases:
-            return
-        utility = value if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else -value
-        if self._best_unfair is not None and utility <= self._best_unfair:
-            return
-        self._best_unfair = utility
-        constraint = self.mitigation_constraint or MITIGATION_CONSTRAINTS[0]
-        config = {BASE_PARAM: proposal.family, CONSTRAINT_PARAM: constraint, **mitigation.own_defaults(),
-                  **{f"{proposal.family}.{k}": v for k, v in proposal.candidate.items()}}
-        self.study.enqueue_trial({FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}},
-                                 user_attrs={MITIGATION_OF_ATTR: proposal.number}, skip_if_exists=True)
 
     def _n_complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

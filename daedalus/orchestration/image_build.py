@@ -29,8 +29,9 @@ import numpy as np
 from daedalus.data.images import ImageTable, parse_image_shape, read_images
 from daedalus.data.io import read_table
 from daedalus.designers.nas.base import ArchDesigner, Constraint
-from daedalus.designers.nas.multi_objective import ParetoDesigner, pareto_front
+from daedalus.designers.nas.multi_objective import ParetoDesigner
 from daedalus.designers.nas.registry import DEFAULT_DESIGNER, make_designer
+from daedalus.designers.pareto import pareto_front
 from daedalus.ensembles.network import NetworkModel, NetworkSpec
 from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.halving import successive_halving

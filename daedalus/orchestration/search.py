@@ -22,7 +22,7 @@ from daedalus.evaluation.metrics import Metric
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
 from daedalus.evaluation.worker import run_in_worker
 from daedalus.orchestration.budget import BudgetClock
-from daedalus.orchestration.fairness_search import fairness_setup, violation
+from daedalus.orchestration.fairness_search import SearchFairness
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Progress, Reporter
 from daedalus.oversight.steering import Steering
@@ -48,8 +48,6 @@ class TrialRecord:
     score: float | None
     fit_seconds: float
     reason: str
-    gap: float | None = None  # fairness gap of the out-of-fold predictions (a build with fairness in the search)
-    violation: float = 0.0  # how far it breaks the fairness constraint; 0: feasible (or no constraint)
 
 
 def default_memory_mb() -> float:
@@ -57,8 +55,12 @@ def default_memory_mb() -> float:
 
 
 class Search:
+    """``fairness``: the fairness constraint of a build with --sensitive (per-trial evaluation, the ranking,
+    the mitigations wrapped around ``designer``); None: trials are ranked by the metric alone."""
+
     def __init__(self, store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
-                 options: BuildOptions, reporter: Reporter, trials_to_run: int | None) -> None:
+                 options: BuildOptions, reporter: Reporter, trials_to_run: int | None,
+                 fairness: SearchFairness | None = None) -> None:
         self.store = store
         self.ctx = ctx
         self.metric: Metric = ctx.metric
@@ -69,7 +71,9 @@ class Search:
         self.trials_to_run = trials_to_run
         self.records: list[TrialRecord] = load_records(designer.study)
         self.memory_mb = options.memory_mb or default_memory_mb()
-        self.fairness = fairness_setup(options, ctx)
+        self.fairness = fairness
+        # The designer told each result: the tabular one, inside the fairness mitigation policy when there is one.
+        self.told = fairness.mitigating(designer, designer.families) if fairness is not None else designer
         self.steering = Steering(store, designer, clock, reporter)
 
     # -- budget --------------------------------------------------------------------------------------------
@@ -146,19 +150,18 @@ class Search:
                     "predict_seconds": round(outcome.predict_seconds, 3),
                     "fold_scores": list(outcome.fold_scores), "models_saved": outcome.models_saved,
                     "designer": proposal.designer}
-            fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
+            fair = self.fairness.evaluate(proposal.number, outcome.oof) if self.fairness is not None else {}
             info.update(fair)
-            self.designer.tell(proposal, Result("ok", outcome.score, info))
+            self.told.tell(proposal, Result("ok", outcome.score, info))
             crash_point("trial_recorded")
             self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
                                     status="ok", score=outcome.score, metric=self.metric.name,
                                     fit_seconds=info["fit_seconds"], **fair, **{ARTIFACTS_FIELD: artifacts})
-            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "",
-                                 gap=fair.get("fairness_gap"), violation=violation(fair))
+            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "")
             self._after_success(record, outcome)
             return record
         reason = result.reason.strip().splitlines()[0] if result.reason else result.status
-        self.designer.tell(proposal, Result(result.status, None, {
+        self.told.tell(proposal, Result(result.status, None, {
             "reason": result.reason[-2000:], "fit_seconds": round(result.seconds, 3), "designer": proposal.designer}))
         self.store.audit.append("trial_failed", trial=proposal.number, family=proposal.family,
                                 status=result.status, reason=reason)
@@ -167,16 +170,20 @@ class Search:
         return TrialRecord(proposal.number, proposal.family, result.status, None, result.seconds, reason)
 
     # -- keeping the best ----------------------------------------------------------------------------------
-    def _rank_key(self, record: TrialRecord) -> tuple[float, float, int]:
-        # Under a fairness constraint, feasible trials first, then the least infeasible (Optuna's order).
-        return (record.violation, -self.metric.utility(record.score or 0.0), record.number)
+    def _rank_key(self, record: TrialRecord) -> tuple[float, ...]:
+        if self.fairness is not None:  # feasible trials first, then the least infeasible, then the metric
+            return self.fairness.rank_key(record.number, record.score)
+        return (-self.metric.utility(record.score or 0.0), record.number)
+
+    def _feasible(self, record: TrialRecord) -> bool:
+        return self.fairness is None or self.fairness.feasible(record.number)
 
     def ranked_ok(self) -> list[TrialRecord]:
         return sorted((r for r in self.records if r.status == "ok" and r.score is not None), key=self._rank_key)
 
     def _keep_threshold(self) -> float | None:
         ranked = self.ranked_ok()
-        if len(ranked) < KEEP_MODELS_TOP or ranked[KEEP_MODELS_TOP - 1].violation > 0:
+        if len(ranked) < KEEP_MODELS_TOP or not self._feasible(ranked[KEEP_MODELS_TOP - 1]):
             return None  # (a feasible newcomer outranks an infeasible trial whatever its score)
         return self.metric.utility(ranked[KEEP_MODELS_TOP - 1].score or 0.0)
 
@@ -223,8 +230,7 @@ def load_records(study: optuna.Study) -> list[TrialRecord]:
         score = t.value if t.state == TrialState.COMPLETE else None
         out.append(TrialRecord(t.number, str(t.params.get("family", "?")), status, score,
                                float(t.user_attrs.get("fit_seconds", 0.0)),
-                               str(t.user_attrs.get("reason", ""))[:200],
-                               gap=t.user_attrs.get("fairness_gap"), violation=violation(t.user_attrs)))
+                               str(t.user_attrs.get("reason", ""))[:200]))
     return out
 
 
