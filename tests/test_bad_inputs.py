@@ -179,7 +179,7 @@ def test_memory_limit_below_a_workers_start_up_size_is_refused(small_binary_csv:
 
     code = main(["build", str(small_binary_csv), "--target", "label", "--trials", "2", "--memory-limit", "100",
                  "--run", str(tmp_path / "r")])
-    one_line(capsys, code, "--memory-limit 100", f"{MIN_MEMORY_MB:g} MB")
+    one_line(capsys, code, "--memory-limit must be", "got 100", f"{MIN_MEMORY_MB:g} MB")
     assert not (tmp_path / "r").exists()
 
 

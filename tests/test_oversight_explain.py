@@ -212,6 +212,7 @@ def test_explain_rows_missing_columns_exit_2_with_one_line(planted_run, cli, tmp
 def test_explanations_respect_the_time_left_and_say_what_was_skipped(planted_run, tmp_path):
     import shutil
 
+    from daedalus.deadline import Deadline
     from daedalus.oversight.explain import explain_build
     from daedalus.store.run import RunStore
 
@@ -220,10 +221,10 @@ def test_explanations_respect_the_time_left_and_say_what_was_skipped(planted_run
     store = RunStore.open(run)
     study = optuna.load_study(study_name="daedalus", storage=f"sqlite:///{run / 'study.db'}")
     ctx = context(pd.read_parquet(run / "train.parquet"))
-    assert explain_build(store, ctx, study, seconds=0.1) is None
+    assert explain_build(store, ctx, study, Deadline.after(0.1)) is None
     assert store.audit.records()[-1]["event"] == "explanations_skipped"
 
-    record = explain_build(store, ctx, study, seconds=1.0)  # too little to load the fold models
+    record = explain_build(store, ctx, study, Deadline.after(1.0))  # too little to load the fold models
     assert record is not None and record["feature_importance"] == []
     assert record["feature_importance_detail"]["skipped"].startswith("not enough time left")
     assert record["seconds"] < 1.0

@@ -62,3 +62,29 @@ def test_resolve_rejects_a_family_that_cannot_do_the_task(monkeypatch: pytest.Mo
     assert "knn" not in resolve_families(None, None, Task.BINARY)
     with pytest.raises(ConfigError, match="knn cannot do binary"):
         resolve_families(["knn", "linear"], None, Task.BINARY)
+
+
+def test_mitigations_wrap_the_catalogued_families_and_declare_their_defaults_once() -> None:
+    """The mitigations wrap the families of ``spaces.catalog`` (the registry offers both, neither imports the
+    other), their abstract parts are abstract, and ExponentiatedGradient's defaults are one declaration."""
+    from daedalus.spaces.mitigation import (
+        EXPGRAD_MAX_ITER,
+        MITIGATIONS,
+        ExpGradFamily,
+        ExpGradMitigated,
+        MitigationFamily,
+        _Mitigated,
+    )
+
+    for name, mitigation in MITIGATIONS.items():
+        assert get_family(name) is mitigation and all(get_family(base) is FAMILIES[base] for base in mitigation.bases)
+    family = ExpGradFamily()
+    assert family.own_defaults()["max_iter"] == ExpGradMitigated().max_iter == EXPGRAD_MAX_ITER
+    wrapped = family.wrap(None, "demographic_parity", family.own_defaults())
+    assert wrapped.get_params()["max_iter"] == EXPGRAD_MAX_ITER
+    with pytest.raises(TypeError, match="abstract"):
+        MitigationFamily()  # type: ignore[abstract]
+    with pytest.raises(TypeError, match="abstract"):
+        _Mitigated()  # type: ignore[abstract]
+    with pytest.raises(ConfigError, match="takes a base among"):
+        family.base_space("knn", Task.BINARY, 100)

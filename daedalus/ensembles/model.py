@@ -8,7 +8,6 @@ killed while saving keeps the previous one.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -20,10 +19,12 @@ import numpy as np
 from daedalus.data.schema import Task
 from daedalus.evaluation.predict import predict_matrix
 from daedalus.store.artifacts import load_model
+from daedalus.store.atomic import write_json_atomic
 from daedalus.store.integrity import directory_files
+from daedalus.store.layout import MODEL_FILE, read_model_file
 from daedalus.store.run import RunStore, replace_directory
 
-MODEL_FILE = "model.json"
+__all__ = ["MODEL_FILE", "EnsembleModel", "Member", "ModelSpec", "write_model_dir"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class EnsembleModel:
         """Load a model directory of ``store``'s run, each of its files first checked against the hash recorded
         in the run's audit log when it was written."""
         recorded = store.check(directory_files(directory), "load")
-        spec = ModelSpec.from_dict(json.loads((directory / MODEL_FILE).read_text()))
+        spec = ModelSpec.from_dict(read_model_file(directory))
         # Each file's recorded hash goes with it: the bytes loaded are the bytes checked.
         estimators = [[load_model(directory / f, recorded.get(directory / f, "")) for f in m.files]
                       for m in spec.members]
@@ -97,6 +98,6 @@ def write_model_dir(store: RunStore, directory: Path, spec: ModelSpec, sources: 
     tmp.mkdir(parents=True)
     for name, src in sources.items():
         _link_or_copy(src, tmp / name)
-    (tmp / MODEL_FILE).write_text(json.dumps(spec.to_dict(), indent=1))
+    write_json_atomic(tmp / MODEL_FILE, spec.to_dict())
     replace_directory(tmp, directory)
     store.record(directory_files(directory), model=directory.name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,10 +23,11 @@ from daedalus.data.images import pixels_to_images
 from daedalus.errors import RunError
 from daedalus.spaces.nas.base import Genotype
 from daedalus.spaces.nas.registry import get_space
+from daedalus.store.atomic import write_json_atomic
 from daedalus.store.integrity import directory_files
+from daedalus.store.layout import MODEL_FILE, read_model_file
 from daedalus.store.run import RunStore, replace_directory
 
-MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
 NETWORK_KIND = "network"
 _PREDICT_CHUNK = 512
@@ -109,7 +109,7 @@ class NetworkModel:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         torch.save(self.state, tmp / WEIGHTS_FILE)
-        (tmp / MODEL_FILE).write_text(json.dumps(self.spec.to_dict(), indent=1, default=str))
+        write_json_atomic(tmp / MODEL_FILE, self.spec.to_dict())
         replace_directory(tmp, directory)
         store.record(directory_files(directory), model=directory.name)
 
@@ -120,7 +120,7 @@ class NetworkModel:
 
         directory = Path(directory)
         recorded = store.check(directory_files(directory), "load")
-        spec = NetworkSpec.from_dict(json.loads((directory / MODEL_FILE).read_text()))
+        spec = NetworkSpec.from_dict(read_model_file(directory))
         weights = (directory / WEIGHTS_FILE).read_bytes()  # checked and loaded as the same bytes
         if hashlib.sha256(weights).hexdigest() != recorded.get(directory / WEIGHTS_FILE):
             raise RunError(f"'{directory / WEIGHTS_FILE}' changed after its hash was checked; refusing to load it; "
@@ -131,4 +131,4 @@ class NetworkModel:
 
 def is_network_dir(directory: Path) -> bool:
     path = Path(directory) / MODEL_FILE
-    return path.exists() and json.loads(path.read_text()).get("kind") == NETWORK_KIND
+    return path.exists() and read_model_file(directory).get("kind") == NETWORK_KIND

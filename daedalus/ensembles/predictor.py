@@ -6,7 +6,6 @@ and unseen categories and missing values are handled by the models' own preproce
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,11 @@ import pandas as pd
 from daedalus.data import prepare_features
 from daedalus.data.schema import Schema
 from daedalus.data.sensitive import carry_for_prediction
-from daedalus.ensembles.model import MODEL_FILE, EnsembleModel
+from daedalus.ensembles.model import EnsembleModel
 from daedalus.ensembles.network import NetworkModel, is_network_dir
 from daedalus.errors import DataError, RunError
 from daedalus.spaces.mitigation import needs_groups_to_predict
 from daedalus.store.run import RunStore
-
-
-def _model_dir(run_dir: Path, name: str) -> Path | None:
-    path = run_dir / name
-    if (path / MODEL_FILE).exists():
-        return path
-    old = run_dir / f"{name}.old"  # a swap cut short by a kill leaves the previous model here
-    return old if (old / MODEL_FILE).exists() else None
 
 
 class Predictor:
@@ -47,19 +38,16 @@ class Predictor:
         :class:`NetworkPredictor` for an image run."""
         run_dir = Path(run_dir)
         store = RunStore(run_dir)
-        for name in ("model", "best"):
-            directory = _model_dir(run_dir, name)
-            if directory is not None and is_network_dir(directory):
-                return NetworkPredictor(NetworkModel.load(directory, store), name)
-        if not (run_dir / "schema.json").exists():
+        found = store.usable_model()  # the final model, else the best so far
+        if found is not None and is_network_dir(found[1]):
+            return NetworkPredictor(NetworkModel.load(found[1], store), found[0])
+        if not store.path("schema").exists():
             raise RunError(f"'{run_dir}' is not a Daedalus run with a model (no schema.json); "
                            "pass the directory that 'daedalus build' created")
-        store.check([run_dir / "schema.json"], "load")  # the classes and columns every prediction depends on
-        schema = Schema.from_dict(json.loads((run_dir / "schema.json").read_text()))
-        for name in ("model", "best"):
-            directory = _model_dir(run_dir, name)
-            if directory is not None:
-                return cls(schema, EnsembleModel.load(directory, store), name)
+        store.check([store.path("schema")], "load")  # the classes and columns every prediction depends on
+        schema = Schema.from_dict(store.read("schema"))
+        if found is not None:
+            return cls(schema, EnsembleModel.load(found[1], store), found[0])
         raise RunError(f"run '{run_dir}' has no model yet (no trial has finished); "
                        f"continue it with 'daedalus resume {run_dir}'")
 

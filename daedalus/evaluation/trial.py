@@ -6,7 +6,6 @@ same configuration and seed gives the same score, whichever process runs it.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,9 @@ from daedalus.evaluation.predict import predict_matrix
 from daedalus.evaluation.validation import ValidationPlan, make_plan
 from daedalus.spaces.registry import get_family
 from daedalus.store.artifacts import save_model
-from daedalus.store.integrity import sha256_file
+from daedalus.store.integrity import file_hashes
+from daedalus.store.layout import member_file
+from daedalus.store.run import save_fold_models
 
 
 @dataclass(frozen=True)
@@ -108,28 +109,20 @@ def run_trial(ctx: EvalContext, spec: TrialSpec) -> TrialOutcome:
     keep = spec.keep_models_above is None or ctx.metric.utility(score) > spec.keep_models_above
     artifacts: dict[str, str] = {}
     if keep:
-        spec.out_dir.mkdir(parents=True, exist_ok=True)
-        for i, model in enumerate(models):
-            save_model(model, spec.out_dir / f"fold_{i}.skops")
-        (spec.out_dir / "bag.json").write_text(json.dumps({"n_models": len(models), "family": spec.family}))
-        artifacts = _hashes(spec.out_dir, [f"fold_{i}.skops" for i in range(len(models))] + ["bag.json"])
+        artifacts = save_fold_models(spec.out_dir, models, spec.family)
     return TrialOutcome(score=score, fold_scores=tuple(fold_scores), oof=oof_scored, fit_seconds=fit_seconds,
                         predict_seconds=predict_seconds, models_saved=keep, artifacts=artifacts)
 
 
-def _hashes(directory: Path, names: list[str]) -> dict[str, str]:
-    # Hashed here, by the process that wrote the files, before anyone else could have changed them.
-    return {name: sha256_file(directory / name) for name in names}
-
-
 def refit_full(ctx: EvalContext, members: list[tuple[str, dict[str, Any], int]], n_threads: int,
                out_dir: Path) -> dict[str, str]:
-    """Fit each ensemble member (family, config, seed) on all rows and save it as ``member_i.skops``; returns
-    {file name: SHA-256} of what it wrote."""
+    """Fit each ensemble member (family, config, seed) on all rows and save it under ``member_file(i)``; returns
+    {file name: SHA-256} of what it wrote (hashed here, by the process that wrote the files)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for i, (family, config, seed) in enumerate(members):
-        save_model(fit_one(ctx, family, config, seed, n_threads), out_dir / f"member_{i}.skops")
-    return _hashes(out_dir, [f"member_{i}.skops" for i in range(len(members))])
+    names = [member_file(i) for i in range(len(members))]
+    for name, (family, config, seed) in zip(names, members, strict=True):
+        save_model(fit_one(ctx, family, config, seed, n_threads), out_dir / name)
+    return file_hashes(out_dir, names)
 
 
 def bag_prediction_on_first_fold(ctx: EvalContext, members: list[tuple[str, dict[str, Any], int, float]],

@@ -28,8 +28,15 @@ from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, NoReturn  # noqa: E402
 
-from daedalus.errors import ConfigError, DaedalusError  # noqa: E402
+from daedalus.errors import DaedalusError  # noqa: E402
 from daedalus.interfaces import interrupts  # noqa: E402
+from daedalus.interfaces.flags import (  # noqa: E402  (light: the option declarations only)
+    add_budget_flags,
+    add_build_flags,
+    build_options,
+    check_budget,
+    image_build_options,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = interrupts.EXIT_INTERRUPTED
@@ -40,71 +47,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"daedalus: error: {message}; see '{self.prog} --help'\n")
 
 
-def _csv_list(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def _add_budget(p: argparse.ArgumentParser, default_time: float | None) -> None:
-    p.add_argument("--time", type=float, default=None, metavar="S",
-                   help=f"seconds for the whole build, ensembling and refit included (default {default_time})")
-    p.add_argument("--trials", type=int, default=None, metavar="N", help="stop after N trials")
-
-
-def _add_build_options(p: argparse.ArgumentParser) -> None:
-    _add_budget(p, 60)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--metric", default=None,
-                   help="roc_auc, log_loss, accuracy, balanced_accuracy, f1, rmse, mae or r2 "
-                        "(default: roc_auc for binary, log_loss for multiclass, rmse for regression)")
-    p.add_argument("--task", choices=["binary", "multiclass", "regression"], default=None,
-                   help="override the task inferred from the target")
-    p.add_argument("--families", type=_csv_list, default=None, help="comma-separated model families to search")
-    p.add_argument("--exclude", type=_csv_list, default=(), help="comma-separated model families to leave out")
+def _add_build(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The build options' flags (declared in ``orchestration/options.py``), then where the run goes and how."""
+    add_build_flags(p, skip=skip)
     p.add_argument("--run", type=Path, default=None, metavar="DIR", help="run directory (default runs/NAME-TIME)")
-    p.add_argument("--storage", default=None, metavar="URL",
-                   help="SQLAlchemy URL of the Optuna storage (default: SQLite inside the run directory)")
-    p.add_argument("--keep", type=_csv_list, default=(), help="columns to keep although a check flags them")
-    p.add_argument("--keep-leaks", action="store_true", help="report suspected target leaks but keep them")
-    p.add_argument("--drop", type=_csv_list, default=(), help="columns to leave out")
-    p.add_argument("--validation", choices=["kfold", "holdout"], default=None,
-                   help="override the validation chosen from the data size")
-    p.add_argument("--trial-timeout", type=float, default=None, metavar="S", help="per-trial time limit")
-    p.add_argument("--memory-limit", type=float, default=None, metavar="MB", help="per-trial memory limit")
-    p.add_argument("--threads", type=int, default=2, help="threads per trial (default 2)")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
-    o = p.add_argument_group("oversight")
-    o.add_argument("--sensitive", type=_csv_list, default=(), metavar="COLS",
-                   help="comma-separated sensitive columns: audited for fairness, left out of the features")
-    o.add_argument("--use-sensitive", action="store_true", help="keep the sensitive columns as features")
-    o.add_argument("--fairness", default=None, metavar="CONSTRAINT",
-                   help='a hard constraint of the search, e.g. "demographic_parity_difference<=0.05" or '
-                        '"equalized_odds_difference<=0.1" (needs --sensitive)')
-    o.add_argument("--objectives", type=_csv_list, default=("metric",), metavar="LIST",
-                   help='"metric" (default) or "metric,fairness" for the Pareto front of both')
-    o.add_argument("--policy", default=None, metavar="FILE", help="TOML policy whose [gates] approval checks")
-    o.add_argument("--intended-use", default=None, metavar="TEXT", help="the intended use, for the model card")
-    o.add_argument("--no-explain", dest="explain", action="store_false",
-                   help="skip the end-of-build explanations (permutation importance, why this model)")
-    g = p.add_argument_group("image data (architecture search over CNNs)")
-    g.add_argument("--image-shape", default=None, metavar="HxWxC",
-                   help="the pixel columns are images of this shape, channel planes one after another "
-                        "(e.g. 28x28x1 for MNIST, 32x32x3 for CIFAR-10); turns on architecture search")
-    g.add_argument("--designer", default="best",
-                   help="architecture designer: random, evolution, local, tpe, generative, predictor or best")
-    g.add_argument("--max-params", type=int, default=None, metavar="N", help="hard limit on network parameters")
-    g.add_argument("--max-latency-ms", type=float, default=None, metavar="MS",
-                   help="hard limit on milliseconds per batch of 32 images on this machine")
-    g.add_argument("--objective", default="accuracy", choices=["accuracy", "accuracy,params", "accuracy,latency"],
-                   help="search for accuracy alone, or for the Pareto front of accuracy against parameters or "
-                        "latency (written to pareto.json; export any front member with export-arch --trial)")
-    g.add_argument("--final-epochs", type=int, default=None, metavar="N",
-                   help="epochs of the winner's final training (default: as many as the time left allows)")
-    g.add_argument("--shift", type=int, default=None, metavar="PX",
-                   help="augment training images by random shifts of up to PX pixels (default: a tenth of the "
-                        "shorter side; 0 turns it off)")
-    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="augment training images by random left-right mirroring (default: on for colour images, "
-                        "off for grey ones, whose digits and letters mirror into other symbols)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -113,15 +60,14 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="search, tune and ensemble models for a table")
     p.add_argument("data", help="CSV or Parquet file")
-    p.add_argument("--target", required=True, help="the column to predict")
-    _add_build_options(p)
+    _add_build(p)
 
     p = sub.add_parser("demo", help="build on the bundled German credit data (target 'class-label')")
-    _add_build_options(p)
+    _add_build(p, skip=("target",))
 
     p = sub.add_parser("resume", help="continue a run stopped by Ctrl-C or a kill")
     p.add_argument("run_dir", type=Path, metavar="RUN")
-    _add_budget(p, None)
+    add_budget_flags(p)
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("leaderboard", help="the run's models, best first")
@@ -179,20 +125,6 @@ def _extension_modules() -> list[Any]:
 
 
 # -- commands ----------------------------------------------------------------------------------------------
-def _options(args: argparse.Namespace, target: str) -> Any:
-    from daedalus.orchestration.options import BuildOptions
-
-    time_budget = args.time if args.time is not None or args.trials is not None else 60.0
-    return BuildOptions(target=target, time_budget=time_budget, n_trials=args.trials, seed=args.seed,
-                        metric=args.metric, task=args.task, families=args.families, exclude=args.exclude,
-                        storage=args.storage, keep=args.keep, keep_leaks=args.keep_leaks, drop=args.drop,
-                        validation=args.validation,
-                        trial_timeout=args.trial_timeout, memory_mb=args.memory_limit,
-                        n_threads=args.threads, sensitive=args.sensitive, use_sensitive=args.use_sensitive,
-                        fairness=args.fairness, objectives=args.objectives, policy=args.policy,
-                        intended_use=args.intended_use, explain=args.explain).checked()
-
-
 def _default_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
@@ -205,7 +137,7 @@ def _reporter(quiet: bool) -> Any:
 
 
 def _run_build(args: argparse.Namespace, data: Any, target: str, name: str) -> int:
-    options = _options(args, target)  # check options before any heavy import or file read
+    options = build_options(args, target)  # check options before any heavy import or file read
     from daedalus.orchestration.build import build
 
     run_dir = interrupts.set_run_dir(args.run or _default_run_dir(name))
@@ -224,21 +156,13 @@ def _finish(result: Any) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     name = Path(args.data).name.split(".")[0] or "run"
-    if args.image_shape is not None:
+    if getattr(args, "image_shape", None) is not None:  # a flag left out is absent (see interfaces/flags.py)
         return _run_image_build(args, name)
     return _run_build(args, args.data, args.target, name)
 
 
 def _run_image_build(args: argparse.Namespace, name: str) -> int:
-    from daedalus.orchestration.image_build import ImageBuildOptions
-
-    options = ImageBuildOptions(target=args.target, image_shape=args.image_shape,
-                                time_budget=args.time if args.time is not None else 600.0, seed=args.seed,
-                                designer=args.designer, max_params=args.max_params,
-                                max_latency_ms=args.max_latency_ms, n_threads=args.threads,
-                                objective=args.objective,
-                                n_candidates=args.trials, final_epochs=args.final_epochs,
-                                shift=args.shift, flip=args.flip).checked()
+    options = image_build_options(args)
     from daedalus.orchestration.image_build import build_images
 
     run_dir = interrupts.set_run_dir(args.run or _default_run_dir(name))
@@ -267,8 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    if args.time is not None and not args.time > 0:
-        raise ConfigError(f"--time must be a positive number of seconds, got {args.time}")
+    check_budget(args)  # before the run is opened
     from daedalus.store.run import RunStore
 
     interrupts.set_run_dir(args.run_dir)
@@ -292,7 +215,7 @@ def _leaderboard(run_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
     from daedalus.store.run import RunStore
 
     store = RunStore.open(run_dir)
-    if (store.root / "leaderboard.json").exists():
+    if store.path("leaderboard").exists():
         board: list[dict[str, Any]] = store.read("leaderboard")
         return board, None
     from daedalus.orchestration.leaderboard import partial_leaderboard

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,25 @@ from sklearn.utils.validation import assert_all_finite, check_array, check_is_fi
 from daedalus.ensembles.predictor import Predictor
 from daedalus.errors import RunError
 from daedalus.orchestration.build import build
+from daedalus.orchestration.option_spec import Declared, Names, comma_list, declarations
 from daedalus.orchestration.options import BuildOptions
 from daedalus.oversight.approval import authorize_use
 from daedalus.store.run import RunStore
 
 TARGET = "__target__"
+# The build options the estimators take as parameters (declared ``python=True``), in declaration order.
+PARAMETERS = tuple(d for d in declarations(BuildOptions) if d.spec.python)
+
+
+def _option_value(d: Declared, value: Any) -> Any:
+    """A parameter as the build option wants it: a list of names as a tuple (a string is read as the command line
+    reads it, "linear,knn"), an empty one as the option's default (``families=[]``: every family)."""
+    if not isinstance(d.spec.constraint, Names) or value is None:
+        return value
+    if not isinstance(value, Iterable):
+        return value  # for the option's constraint to refuse
+    names = comma_list(value) if isinstance(value, str) else tuple(value)
+    return names or d.default
 
 
 def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
@@ -45,16 +60,20 @@ def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
 class _AutoEstimator(BaseEstimator):
     _task: str | None = None
 
-    def __init__(self, time_budget: float | None = 60.0, n_trials: int | None = None, seed: int = 0,
-                 metric: str | None = None, run_dir: str | Path | None = None,
-                 families: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
-                 keep_leaks: bool = False, n_threads: int = 2, sensitive: tuple[str, ...] = (),
-                 fairness: str | None = None, explain: bool = True) -> None:
+    # scikit-learn reads the parameters from this signature, so it is written out; each default is read from the
+    # option's one declaration (BuildOptions), and tests/test_options.py checks names and defaults against it.
+    def __init__(self, time_budget: float | None = BuildOptions.time_budget,
+                 n_trials: int | None = BuildOptions.n_trials, seed: int = BuildOptions.seed,
+                 metric: str | None = BuildOptions.metric, run_dir: str | Path | None = None,
+                 families: tuple[str, ...] | None = BuildOptions.families,
+                 exclude: tuple[str, ...] = BuildOptions.exclude, keep_leaks: bool = BuildOptions.keep_leaks,
+                 n_threads: int = BuildOptions.n_threads, sensitive: tuple[str, ...] = BuildOptions.sensitive,
+                 fairness: str | None = BuildOptions.fairness, explain: bool = BuildOptions.explain) -> None:
         self.time_budget = time_budget
         self.n_trials = n_trials
         self.seed = seed
         self.metric = metric
-        self.run_dir = run_dir
+        self.run_dir = run_dir  # not an option of the build: where it goes (None: a fresh temporary directory)
         self.families = families
         self.exclude = exclude
         self.keep_leaks = keep_leaks
@@ -72,12 +91,13 @@ class _AutoEstimator(BaseEstimator):
         return tags
 
     def _options(self, task: str | None) -> BuildOptions:
-        return BuildOptions(target=TARGET, time_budget=self.time_budget, n_trials=self.n_trials, seed=self.seed,
-                            metric=self.metric, task=task, families=tuple(self.families) if self.families else None,
-                            exclude=tuple(self.exclude), keep_leaks=self.keep_leaks, n_threads=self.n_threads,
-                            sensitive=tuple(self.sensitive), fairness=self.fairness, explain=self.explain)
+        """The build's options: this estimator's parameters, checked against their declarations (a bad one is a
+        ConfigError naming the parameter, e.g. ``time_budget must be a number > 0 or None, got -5``)."""
+        values = {d.name: _option_value(d, getattr(self, d.name)) for d in PARAMETERS}
+        return BuildOptions(target=TARGET, task=task, **values).checked(style="python")
 
     def fit(self, X: Any, y: Any) -> _AutoEstimator:
+        self._options(self._task)  # parameters first, before the data is looked at
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         frame = _as_frame(X)
@@ -159,11 +179,9 @@ def load(run_dir: str | Path, unapproved: bool = False) -> AutoClassifier | Auto
         warnings.warn(warning, UserWarning, stacklevel=2)
     store = RunStore.open(Path(run_dir))
     info = store.read("run")
-    opts = info["options"]
+    options = BuildOptions.from_dict(info["options"])
     cls = AutoRegressor if info.get("task") == "regression" else AutoClassifier
-    est = cls(time_budget=opts["time_budget"], n_trials=opts["n_trials"], seed=opts["seed"], metric=opts["metric"],
-              run_dir=str(run_dir), families=opts["families"], exclude=tuple(opts["exclude"]),
-              keep_leaks=opts.get("keep_leaks", False), n_threads=opts["n_threads"])
+    est = cls(run_dir=str(run_dir), **{d.name: getattr(options, d.name) for d in PARAMETERS})  # every parameter
     est._set_fitted(Path(run_dir))
     schema = store.read("schema")
     names = [c for c in (col["name"] for col in schema["columns"]) if c != schema["target"]]

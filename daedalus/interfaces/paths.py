@@ -100,5 +100,5 @@ def check_rows(run_dir: Path, rows: pd.DataFrame, strict_numbers: bool = True) -
     from daedalus.store.run import RunStore
 
     store = RunStore.open(run_dir)
-    if (store.root / "schema.json").exists():
+    if store.path("schema").exists():
         prepare_features(rows, Schema.from_dict(store.read("schema")), strict_numbers=strict_numbers)

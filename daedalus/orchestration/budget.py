@@ -1,4 +1,5 @@
-"""The run's one clock. Nothing else reads the wall clock to decide anything.
+"""The run's one clock. Nothing else reads the wall clock to decide anything: work below orchestration is handed
+a share of it as a ``Deadline`` (``BudgetClock.deadline``), never a timer of its own.
 
 ``--time S`` bounds the whole build: search, ensembling and refit. The search stops early enough to leave a
 *reserve* for the final stage; what the final stage cannot finish in time is dropped in favour of a model that
@@ -8,6 +9,8 @@ is already saved.
 from __future__ import annotations
 
 import time
+
+from daedalus.deadline import Deadline
 
 
 class BudgetClock:
@@ -26,6 +29,11 @@ class BudgetClock:
     def add(self, seconds: float) -> None:
         if self.seconds is not None:
             self.seconds += seconds
+
+    def deadline(self, fraction: float = 1.0) -> Deadline:
+        """The deadline of work given ``fraction`` of the time left now (no limit when the clock has none). It
+        is a fixed moment: time added to the clock later (``steer add-time``) does not move it."""
+        return Deadline.unlimited() if self.seconds is None else Deadline.after(fraction * max(0.0, self.remaining))
 
 
 # Without a time budget (--trials alone) the final stage still has one, relative to what the search cost: at least

@@ -10,13 +10,11 @@ every step is on disk before the next starts (see ``search.py``).
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import optuna
 import pandas as pd
 
 from daedalus.data import (
@@ -31,7 +29,7 @@ from daedalus.data import (
 from daedalus.data.schema import Schema, Task
 from daedalus.data.sensitive import mark_sensitive, sensitive_frame, with_sensitive_columns
 from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
-from daedalus.errors import ConfigError, DataError
+from daedalus.errors import DataError
 from daedalus.evaluation.metrics import get_metric
 from daedalus.evaluation.trial import EvalContext
 from daedalus.evaluation.validation import make_plan
@@ -55,7 +53,8 @@ from daedalus.oversight.steering import steering_state
 from daedalus.spaces.mitigation import MITIGATIONS, PRELOAD_MODULES
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.faults import crash_point
-from daedalus.store.run import LOCAL_STORAGE, STUDY_NAME, RunStore
+from daedalus.store.run import RunStore
+from daedalus.store.study import open_study, study_location
 
 # The order in which the portfolio tries each family's default: the fastest first (a linear model fits in well
 # under a second, so even a tiny budget ends with a model), then the strongest for their cost.
@@ -117,51 +116,16 @@ def _families(options: BuildOptions, task: Task) -> list[str]:
     return sorted(chosen, key=lambda f: PORTFOLIO_ORDER.index(f) if f in PORTFOLIO_ORDER else len(PORTFOLIO_ORDER))
 
 
-def _storage(url: str) -> optuna.storages.RDBStorage:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as exc:  # a bad URL or an unreachable database is the user's to fix
-        raise ConfigError(f"cannot open storage '{_shown(url)}': {str(exc).splitlines()[0]}; "
-                          "pass a valid SQLAlchemy URL to --storage") from exc
-
-
-def _shown(url: str) -> str:
-    """The storage URL without its password, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return str(make_url(url).render_as_string(hide_password=True))
-    except Exception:  # not a URL at all: the message names it as given
-        return url
-
-
-def _open_study(url: str, direction: Literal["maximize", "minimize"], seed: int,
-                create: bool, study_name: str = STUDY_NAME) -> tuple[optuna.Study, Any]:
-    storage = _storage(url)
-    if create:
-        study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
-                                    sampler=make_sampler(seed), load_if_exists=False)
-    else:
-        study = optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(seed))
-    return study, storage
-
-
 def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], options: BuildOptions,
                 run_dir: Path) -> RunStore:
     """Write everything ``resume`` needs (run.json with its storage, the rows, schema, checks, the study with the
     portfolio queued, the first audit records, the policy) under a hidden name, then rename it to ``run_dir``:
     a kill at any instant leaves a complete run or none (plus a hidden leftover the next build removes)."""
-    # The run's own SQLite file is named relative to the run (LOCAL_STORAGE), as the directory moves. A study in
-    # an external --storage gets a name of its own: one left there by a build killed before its rename, or
-    # another run's, cannot collide with this one.
-    local = not options.storage
-    study_name = STUDY_NAME if local else f"{STUDY_NAME}-{uuid.uuid4().hex[:12]}"
     info = {"options": options.to_dict(), "status": "running",
             "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>",
             "created": time.time(), "validation": ctx.plan.describe(), "metric": ctx.metric.name,
             "task": got.schema.task.value, "families": families,
-            "storage": LOCAL_STORAGE if local else options.storage, "study_name": study_name}
+            **study_location(options.storage)}  # the run's own SQLite file, or a study named for it
     with RunStore.creating(Path(run_dir), info) as store:
         got.frame.to_parquet(store.data_path, index=False)
         store.record([store.data_path])
@@ -173,8 +137,8 @@ def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], o
         store.audit.append("validation_plan", plan=ctx.plan.describe(), metric=ctx.metric.name)
         if options.policy:
             attach_policy(store, options.policy)
-        study, storage = _open_study(store.storage_url(info), ctx.metric.optuna_direction, options.seed,
-                                     create=True, study_name=study_name)
+        study, storage = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), create=True,
+                                    info=info)
         OptunaDesigner(study, families, got.schema.task, len(got.frame),
                        mitigation_constraint(options)).enqueue_portfolio()
         storage.engine.dispose()  # no connection may outlive the rename: it would reopen the old path
@@ -203,8 +167,7 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
             if finding.get("severity") in ("warning", "action"):
                 reporter.message(f"data check: {finding['message']}")
         info = store.read("run")
-        study, _ = _open_study(store.storage_url(info), ctx.metric.optuna_direction, options.seed,
-                               create=False, study_name=info["study_name"])
+        study, _ = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), info=info)
         designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
         return _search_and_finish(store, ctx, designer, clock, options, reporter, options.n_trials)
     finally:
@@ -239,12 +202,11 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
     clock = BudgetClock(time_budget, started)
     reporter = reporter or Reporter()
     start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
-    store.check([store.data_path, store.root / "schema.json"], "resume from")  # the rows and schema as written
+    store.check([store.data_path, store.path("schema")], "resume from")  # the rows and schema as written
     schema = Schema.from_dict(store.read("schema"))
     frame = pd.read_parquet(store.data_path)
     ctx = _context(frame, schema, options)
-    study, storage = _open_study(store.storage_url(info), ctx.metric.optuna_direction, options.seed,
-                                 create=False, study_name=info.get("study_name", STUDY_NAME))
+    study, storage = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), info=info)
     requeued = requeue_interrupted(study, storage)
     store.update_run(status="running")
     store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued,
@@ -287,7 +249,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
                      elapsed_seconds=round(clock.elapsed, 3))
     crash_point("explanations_started")
     if final is not None:  # explanations.json within the time left, then model_card.md/.json
-        explain_and_card(store, ctx, designer.study, stage_clock.remaining,
+        explain_and_card(store, ctx, designer.study, stage_clock.deadline(),
                          options.seed, search.memory_mb, explain=options.explain)
     crash_point("explanations_done")
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),

@@ -22,15 +22,14 @@ def network_dir(run_dir: Path, trial: int | None) -> Path:
     """The directory of the network to export: a trial's, or the run's final (else best-so-far) model."""
     store = RunStore.open(run_dir)
     if trial is not None:
-        directory = store.trial_dir(trial) / "network"
+        directory = store.network_dir(trial)
         if not is_network_dir(directory):
             raise ConfigError(f"run '{run_dir}' has no network for trial {trial}; pick a trial number from "
                               f"'daedalus leaderboard {run_dir}'")
         return directory
-    for name in ("model", "best"):
-        directory = store.model_dir(name)
-        if is_network_dir(directory):
-            return directory
+    found = store.usable_model()  # the final network, else the best so far
+    if found is not None and is_network_dir(found[1]):
+        return found[1]
     raise RunError(f"run '{run_dir}' has no trained network yet; continue or rebuild it")
 
 

@@ -16,7 +16,6 @@ the trial's first fold model, which is what it says in the file's header.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from daedalus.ensembles.model import MODEL_FILE, ModelSpec
 from daedalus.errors import ConfigError, RunError
 from daedalus.spaces.nas.mlp import MLPSpace
 from daedalus.store.artifacts import load_model, save_model
+from daedalus.store.layout import FINAL_MODEL, read_model_file
 from daedalus.store.run import RunStore
 
 PREPROCESS_SUFFIX = "_preprocess.skops"
@@ -61,10 +61,10 @@ def _neural_trials(store: RunStore) -> dict[int, str]:
 
 
 def _final_member_files(store: RunStore, trial: int) -> tuple[Path, str] | None:
-    directory = store.model_dir("model")
+    directory = store.model_dir(FINAL_MODEL)
     if not (directory / MODEL_FILE).exists():
         return None
-    spec = ModelSpec.from_dict(json.loads((directory / MODEL_FILE).read_text(encoding="utf-8")))
+    spec = ModelSpec.from_dict(read_model_file(directory))
     for member in spec.members:
         if member.trial == trial and member.files:
             how = "refit on all rows" if spec.kind == "refit" else f"fold 1 of {len(member.files)} of its bag"
@@ -74,10 +74,10 @@ def _final_member_files(store: RunStore, trial: int) -> tuple[Path, str] | None:
 
 def pick_trial(store: RunStore) -> int:
     """The neural member of the final ensemble with the largest weight (the default of ``--trial``)."""
-    directory = store.model_dir("model")
+    directory = store.model_dir(FINAL_MODEL)
     families = _neural_trials(store)
     if (directory / MODEL_FILE).exists():
-        spec = ModelSpec.from_dict(json.loads((directory / MODEL_FILE).read_text(encoding="utf-8")))
+        spec = ModelSpec.from_dict(read_model_file(directory))
         neural = sorted((m for m in spec.members if m.family == NEURAL), key=lambda m: -m.weight)
         if neural:
             return neural[0].trial
@@ -98,7 +98,7 @@ def _model_file(store: RunStore, trial: int) -> tuple[Path, str]:
     found = _final_member_files(store, trial)
     if found is not None:
         return found
-    fold = store.trial_dir(trial) / "fold_0.skops"
+    fold = store.fold_model(trial, 0)
     if not fold.exists():
         raise RunError(f"trial {trial}'s fitted models were not kept (only the best trials keep theirs); export a "
                        "trial of the final ensemble or one near the top of the leaderboard")

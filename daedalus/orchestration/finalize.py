@@ -31,6 +31,7 @@ from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.search import Search, TrialRecord, digests_in
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import record_digests
+from daedalus.store.layout import FINAL_MODEL, member_file
 from daedalus.store.run import RunStore
 
 SAFETY_SECONDS = 0.5
@@ -79,9 +80,9 @@ def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClo
             reason += "; but the refit did not fit in the time left, so the fold models are kept"
     spec = ModelSpec(kind=kind, task=ctx.task, n_classes=ctx.n_classes, members=members,
                      validation_score=selection.score)
-    write_model_dir(store, store.root / "model", spec, sources)
+    write_model_dir(store, store.root / FINAL_MODEL, spec, sources)
     crash_point("model_written")
-    shutil.rmtree(store.root / "refit.tmp", ignore_errors=True)
+    shutil.rmtree(store.refit_dir, ignore_errors=True)
     store.audit.append("refit" if kind == "refit" else "final_model", kind=kind, reason=reason,
                        members=[m.trial for m in members])
     return FinalModel(kind, selection.score, members, reason)
@@ -93,7 +94,7 @@ def _bagged_members(store: RunStore, chosen: list[tuple[TrialRecord, float]]
     members: list[Member] = []
     sources: dict[str, Path] = {}
     for record, weight in chosen:
-        files = sorted(store.trial_dir(record.number).glob("fold_*.skops"))
+        files = store.fold_models(record.number)
         names = tuple(f"t{record.number}_{f.name}" for f in files)
         sources.update(zip(names, files, strict=True))
         members.append(Member(record.number, record.family, weight, names))
@@ -141,7 +142,7 @@ def _try_refit(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetC
     timeout = clock.remaining - SAFETY_SECONDS
     if timeout <= 0 or _refit_estimate(ctx, chosen) > timeout:
         return None
-    out_dir = store.root / "refit.tmp"
+    out_dir = store.refit_dir
     configs = [(r.family, _config_of(search, r.number), search.options.seed) for r, _ in chosen]
     result = run_in_worker(refit_full, (ctx, configs, search.options.n_threads, out_dir),
                            timeout=timeout, memory_mb=search.memory_mb)
@@ -149,8 +150,8 @@ def _try_refit(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetC
         store.audit.append("refit_failed", status=result.status, reason=result.reason[:500])
         return None
     record_digests(store.audit, digests_in(store, out_dir, result.value), stage="refit")  # hashed by the worker
-    members = tuple(Member(r.number, r.family, w, (f"member_{i}.skops",)) for i, (r, w) in enumerate(chosen))
-    return members, {f"member_{i}.skops": out_dir / f"member_{i}.skops" for i in range(len(chosen))}
+    members = tuple(Member(r.number, r.family, w, (member_file(i),)) for i, (r, w) in enumerate(chosen))
+    return members, {member_file(i): out_dir / member_file(i) for i in range(len(chosen))}
 
 
 def _config_of(search: Search, number: int) -> dict[str, Any]:

@@ -33,10 +33,11 @@ from daedalus.designers.nas.multi_objective import ParetoDesigner
 from daedalus.designers.nas.registry import DEFAULT_DESIGNER, make_designer
 from daedalus.designers.pareto import pareto_front
 from daedalus.ensembles.network import NetworkModel, NetworkSpec
-from daedalus.errors import ConfigError, DataError
+from daedalus.errors import DataError
 from daedalus.evaluation.halving import successive_halving
 from daedalus.evaluation.nas_train import Trainer, count_params, measure_latency_ms
 from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.options import ImageBuildOptions
 from daedalus.orchestration.reporter import Progress, Reporter
 from daedalus.oversight.final_predictions import save_image_holdout
 from daedalus.oversight.model_card import write_model_card
@@ -57,57 +58,6 @@ METRIC = "accuracy"
 DESIGNER_OPTIONS: dict[str, dict[str, Any]] = {"predictor": {"initial": BRACKET}}
 
 
-@dataclass(frozen=True)
-class ImageBuildOptions:
-    target: str
-    image_shape: str  # "HxWxC"
-    time_budget: float = 600.0
-    seed: int = 0
-    designer: str = "best"
-    max_params: int | None = None
-    max_latency_ms: float | None = None  # per batch of LATENCY_BATCH images, on this machine
-    n_threads: int = 2
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    objective: str = "accuracy"  # or "accuracy,params" / "accuracy,latency": a Pareto front is searched
-    n_candidates: int | None = None  # stop the search after this many candidates (None: when its time is up)
-    final_epochs: int | None = None  # epochs of the final training (None: what the time left allows)
-    shift: int | None = None  # augmentation: random shifts of up to this many pixels (None: a tenth of the side)
-    flip: bool | None = None  # augmentation: random left-right mirroring (None: for colour images only)
-
-    def checked(self) -> ImageBuildOptions:
-        parse_image_shape(self.image_shape)
-        if not self.time_budget > 0:
-            raise ConfigError(f"--time must be a positive number of seconds, got {self.time_budget}")
-        if self.max_params is not None and self.max_params < 1:
-            raise ConfigError(f"--max-params must be a positive integer, got {self.max_params}")
-        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
-            raise ConfigError(f"--max-latency-ms must be positive, got {self.max_latency_ms}")
-        if self.n_threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {self.n_threads}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        if self.n_candidates is not None and self.n_candidates < 1:
-            raise ConfigError(f"--trials must be a positive integer, got {self.n_candidates}")
-        if self.shift is not None and self.shift < 0:
-            raise ConfigError(f"--shift must be zero or a positive number of pixels, got {self.shift}")
-        if self.final_epochs is not None and self.final_epochs < 1:
-            raise ConfigError(f"--final-epochs must be a positive integer, got {self.final_epochs}")
-        from daedalus.designers.nas.registry import designer_class
-
-        try:
-            designer_class(self.designer)
-        except ValueError as exc:
-            raise ConfigError(f"{exc} (--designer)") from None
-        return self
-
-    @property
-    def cost_objective(self) -> str | None:
-        """"params" or "latency" when the search trades accuracy against it, else None."""
-        return self.objective.split(",")[1] if "," in self.objective else None
-
-
-OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
 LATENCY_BATCH = 32
 MAX_ASKS_PER_CANDIDATE = 30  # asks per wanted candidate before a bracket settles for fewer
 TRAIN_TO_INFERENCE = 3.0  # a training step costs about three forward passes (forward + backward)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from daedalus.designers.nas.registry import DEFAULT_DESIGNER, DESIGNERS, make_designer
+from daedalus.designers.nas.registry import BEST, DESIGNERS, make_designer, resolve_designer
 from daedalus.errors import ConfigError, DataError
 from daedalus.evaluation.nas_table import BenchTable, load_table
 from daedalus.spaces.nas.nb201 import NB201Space
@@ -92,9 +92,9 @@ class BenchReport:
 
 def check_options(designer: str, queries: int, seeds: int, processes: int = 1) -> None:
     """Raise a one-line :class:`ConfigError` for a bad option, before any file is read."""
-    if designer != "best" and designer not in DESIGNERS:
+    if designer != BEST and designer not in DESIGNERS:
         raise ConfigError(f"unknown designer {designer!r}; pass --designer with one of "
-                          f"{', '.join([*DESIGNERS, 'best'])}")
+                          f"{', '.join([*DESIGNERS, BEST])}")
     for option, value in (("--queries", queries), ("--seeds", seeds), ("--processes", processes)):
         if value < 1:
             raise ConfigError(f"{option} must be at least 1, got {value}")
@@ -108,7 +108,7 @@ def bench(table_path: str, designer: str, queries: int, seeds: int, processes: i
     if len(table.val12) != cells:  # the loop looks up whatever cell a designer proposes
         raise DataError(f"NAS table {table_path!r} has {len(table.val12)} cells, not all {cells} of NAS-Bench-201; "
                         "pass a complete table")
-    name = DEFAULT_DESIGNER if designer == "best" else designer
+    name = resolve_designer(designer)
     # The standard budgets up to N, and N itself: the score after all the queries asked for is always reported.
     checkpoints = sorted({*(b for b in CHECKPOINTS if b <= queries), queries})
     results = run_bench(table, name, queries, seeds, checkpoints=checkpoints, processes=processes)

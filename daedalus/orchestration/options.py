@@ -1,4 +1,10 @@
-"""The options of a build, checked once at the door (bad values are the user's mistake: ConfigError)."""
+"""The options of a build, declared once and checked once at the door (bad values are the user's mistake:
+ConfigError).
+
+Each field is an option's whole declaration (``option_spec.option``): name, type and default, and beside them
+the constraint, help text and command-line flag. The ``daedalus build`` flags, the estimators' parameters and
+every refusal's message derive from these two dataclasses; nothing else restates a default.
+"""
 
 from __future__ import annotations
 
@@ -6,81 +12,143 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from daedalus.errors import ConfigError, RunError
+from daedalus.orchestration.option_spec import (
+    Boolean,
+    Interval,
+    ListOptions,
+    Names,
+    Parsed,
+    StrOptions,
+    Style,
+    Text,
+    declared,
+    option,
+    required,
+    validate,
+)
 
+TASKS = ("binary", "multiclass", "regression")  # data.schema.Task's values (a test keeps them equal)
 VALIDATIONS = ("kfold", "holdout")
 # The least --memory-limit a trial can run under. A worker is forked from the forkserver with the model libraries
 # (LightGBM, XGBoost, CatBoost, torch, skops) already imported, and starts at about 270 MB resident (measured:
-# tests/test_cli_errors.py checks that it stays under this floor); a trial on a small table adds ~100 MB. Below
+# tests/test_bad_inputs.py checks that it stays under this floor); a trial on a small table adds ~100 MB. Below
 # the floor every trial was killed as out of memory at once (520 failed trials and no model).
 MIN_MEMORY_MB = 400.0
 OBJECTIVES = ("metric", "fairness")
+IMAGE_OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
+
+_POSITIVE_SECONDS = Interval(float, 0, closed="neither")
+_COUNT = Interval(int, 1)
+_SEED = Interval(int, 0, MAX_SEED)
+_THREADS = Interval(int, 1)
+_FAMILIES = Names("model families")
+_COLUMNS = Names("column names")
+OVERSIGHT, IMAGE = "oversight", "image data (architecture search over CNNs)"  # --help sections
+
+
+def _parse_fairness(text: str) -> object:
+    from daedalus.oversight.fairness import parse_constraint  # oversight sits below orchestration
+
+    return parse_constraint(text)
+
+
+def _parse_image_shape(text: str) -> object:
+    from daedalus.data.images import parse_image_shape  # numpy and pandas: not while the command line is read
+
+    return parse_image_shape(text)
+
+
+def _designer_names() -> tuple[str, ...]:
+    from daedalus.designers.nas.registry import BEST, DESIGNERS  # imports the designers' base: torch-free, slow
+
+    return (*DESIGNERS, BEST)
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    target: str
-    time_budget: float | None = 60.0  # seconds for the whole build; None: bounded by n_trials only
-    n_trials: int | None = None
-    seed: int = 0
-    metric: str | None = None  # None: the AutoML Benchmark default for the task
-    task: str | None = None  # None: inferred from the target
-    families: tuple[str, ...] | None = None  # None: all that fit the task
-    exclude: tuple[str, ...] = ()
-    storage: str | None = None  # SQLAlchemy URL for the Optuna study; None: SQLite in the run directory
-    keep: tuple[str, ...] = ()  # columns to keep although a check would drop them (e.g. a suspected leak)
-    keep_leaks: bool = False  # report suspected leaks but keep them all
-    drop: tuple[str, ...] = ()
-    validation: str | None = None  # None: chosen from the data size
-    trial_timeout: float | None = None  # per-trial cap in seconds; None: what the budget leaves
-    memory_mb: float | None = None  # per-trial memory cap; None: 60% of the machine's memory
-    n_threads: int = 2
+    """The options of a table build."""
+
+    target: str = required(Text("a column name"), "the column to predict", flag="--target", example="label")
+    time_budget: float | None = option(
+        60.0, _POSITIVE_SECONDS, "seconds for the whole build, ensembling and refit included; with --trials alone, "
+        "no time limit", flag="--time", metavar="S", python=True)
+    n_trials: int | None = option(None, _COUNT, "stop after N trials", flag="--trials", metavar="N", example=20,
+                                  python=True)
+    seed: int = option(0, _SEED, "seed of the search and the validation split", flag="--seed", python=True)
+    metric: str | None = option(
+        None, Text("a metric name"), "roc_auc, log_loss, accuracy, balanced_accuracy, f1, rmse, mae or r2 (default: "
+        "roc_auc for binary, log_loss for multiclass, rmse for regression)", flag="--metric", example="roc_auc",
+        python=True)
+    task: str | None = option(None, StrOptions(TASKS), "override the task inferred from the target", flag="--task",
+                              example="binary")
+    families: tuple[str, ...] | None = option(
+        None, _FAMILIES, "comma-separated model families to search (default: all that fit the task)",
+        flag="--families", example=("linear", "lightgbm"), python=True)
+    exclude: tuple[str, ...] = option((), _FAMILIES, "comma-separated model families to leave out",
+                                      flag="--exclude", example=("knn",), python=True)
+    storage: str | None = option(
+        None, Text("a SQLAlchemy URL"), "SQLAlchemy URL of the Optuna storage (default: SQLite inside the run "
+        "directory)", flag="--storage", metavar="URL", example="postgresql://user@host/db")
+    keep: tuple[str, ...] = option((), _COLUMNS, "columns to keep although a check flags them (e.g. a suspected "
+                                   "leak)", flag="--keep", metavar="COLS", example=("id",))
+    keep_leaks: bool = option(False, Boolean(), "report suspected target leaks but keep them", flag="--keep-leaks",
+                              python=True)
+    drop: tuple[str, ...] = option((), _COLUMNS, "columns to leave out", flag="--drop", metavar="COLS",
+                                   example=("id",))
+    validation: str | None = option(None, StrOptions(VALIDATIONS), "override the validation chosen from the data "
+                                    "size", flag="--validation", example="kfold")
+    trial_timeout: float | None = option(None, _POSITIVE_SECONDS, "per-trial time limit (default: what the budget "
+                                         "leaves)", flag="--trial-timeout", metavar="S", example=60.0)
+    memory_mb: float | None = option(
+        None, Interval(float, MIN_MEMORY_MB, closed="left", unit="MB"), "per-trial memory limit (default: 60% of "
+        "the machine's memory)", flag="--memory-limit", metavar="MB", example=MIN_MEMORY_MB,
+        hint="a trial's worker starts at about 270 MB with the model libraries loaded; left out, it is 60% "
+             "of the memory")
+    n_threads: int = option(2, _THREADS, "threads per trial", flag="--threads", python=True)
     # Oversight (issue 4). Sensitive columns are audited for fairness and left out of the features unless
     # use_sensitive; fairness is a constraint such as "demographic_parity_difference<=0.05"; objectives
     # ("metric", "fairness") asks for the Pareto front; policy is a TOML file of approval gates; intended_use
     # goes into the model card.
-    sensitive: tuple[str, ...] = ()
-    use_sensitive: bool = False
-    fairness: str | None = None
-    objectives: tuple[str, ...] = ("metric",)
-    policy: str | None = None
-    intended_use: str | None = None
-    explain: bool = True  # explanations.json at the end of the build (permutation importance, why this model...)
+    sensitive: tuple[str, ...] = option(
+        (), _COLUMNS, "comma-separated sensitive columns: audited for fairness, left out of the features",
+        flag="--sensitive", metavar="COLS", example=("sex",), group=OVERSIGHT, python=True)
+    use_sensitive: bool = option(False, Boolean(), "keep the sensitive columns as features", flag="--use-sensitive",
+                                 group=OVERSIGHT)
+    fairness: str | None = option(
+        None, Parsed("a constraint METRIC<=LIMIT", _parse_fairness), 'a hard constraint of the search, e.g. '
+        '"demographic_parity_difference<=0.05" or "equalized_odds_difference<=0.1" (needs --sensitive)',
+        flag="--fairness", metavar="CONSTRAINT", example="demographic_parity_difference<=0.05", group=OVERSIGHT,
+        python=True)
+    objectives: tuple[str, ...] = option(
+        ("metric",), ListOptions((("metric",), OBJECTIVES)), '"metric" or "metric,fairness" for the Pareto front '
+        "of both", flag="--objectives", metavar="LIST", group=OVERSIGHT)
+    policy: str | None = option(None, Text("a file name"), "TOML policy whose [gates] approval checks",
+                                flag="--policy", metavar="FILE", example="policy.toml", group=OVERSIGHT)
+    intended_use: str | None = option(None, Text(), "the intended use, for the model card", flag="--intended-use",
+                                      metavar="TEXT", example="credit pre-screening", group=OVERSIGHT)
+    explain: bool = option(True, Boolean(), "skip the end-of-build explanations (permutation importance, why this "
+                           "model)", flag="--no-explain", group=OVERSIGHT, python=True)
 
-    def checked(self) -> BuildOptions:
+    def checked(self, style: Style = "cli") -> BuildOptions:
+        """These options, once every one meets its declared constraint and they fit together; else a ConfigError
+        naming the option as ``style`` spells it (``--time`` on the command line, ``time_budget`` in Python)."""
+        def name(option: str) -> str:
+            return declared(BuildOptions, option).shown(style)
+
         if self.time_budget is None and self.n_trials is None:
-            raise ConfigError("no budget given; pass --time SECONDS or --trials N")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ConfigError(f"--time must be a positive number of seconds, got {self.time_budget}; "
-                              "e.g. --time 60")
-        if self.n_trials is not None and self.n_trials <= 0:
-            raise ConfigError(f"--trials must be a positive integer, got {self.n_trials}; e.g. --trials 20")
-        if self.validation is not None and self.validation not in VALIDATIONS:
-            raise ConfigError(f"unknown validation '{self.validation}'; choose one of {', '.join(VALIDATIONS)}")
-        if self.trial_timeout is not None and not self.trial_timeout > 0:
-            raise ConfigError(f"--trial-timeout must be positive, got {self.trial_timeout}")
-        if self.memory_mb is not None and not self.memory_mb >= MIN_MEMORY_MB:
-            raise ConfigError(f"--memory-limit {self.memory_mb:g} MB is below the {MIN_MEMORY_MB:g} MB a trial's "
-                              f"worker needs (it starts at about 270 MB with the model libraries loaded); pass "
-                              f"--memory-limit {MIN_MEMORY_MB:g} or more, or leave it out (60% of the memory)")
-        if self.n_threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {self.n_threads}")
-        self._check_fairness()
-        return self
-
-    def _check_fairness(self) -> None:
-        from daedalus.oversight.fairness import parse_constraint  # oversight sits below orchestration
-
-        unknown = [o for o in self.objectives if o not in OBJECTIVES]
-        if unknown or "metric" not in self.objectives:
-            raise ConfigError(f"unknown --objectives {','.join(self.objectives)}; use \"metric\" or "
-                              "\"metric,fairness\"")
-        if self.fairness is not None:
-            parse_constraint(self.fairness)
+            if style == "cli":
+                raise ConfigError("no budget given; pass --time SECONDS or --trials N")
+            raise ConfigError("no budget given; pass time_budget=SECONDS or n_trials=N")
+        validate(self, style)
         if (self.fairness is not None or "fairness" in self.objectives) and not self.sensitive:
-            what = "--fairness" if self.fairness is not None else "--objectives metric,fairness"
-            raise ConfigError(f"{what} needs the groups to be fair between; name them with --sensitive COLS")
+            what = name("fairness") if self.fairness is not None else f"{name('objectives')} metric,fairness"
+            raise ConfigError(f"{what} needs the groups to be fair between; name them with "
+                              f"{name('sensitive')} COLS")
         if self.use_sensitive and not self.sensitive:
-            raise ConfigError("--use-sensitive needs --sensitive COLS (the columns to keep as features)")
+            raise ConfigError(f"{name('use_sensitive')} needs {name('sensitive')} COLS (the columns to keep as "
+                              "features)")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,3 +162,52 @@ class BuildOptions:
         names = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ImageBuildOptions:
+    """The options of an image build (``--image-shape``): architecture search over CNNs."""
+
+    target: str = required(Text("a column name"), "the column to predict", flag="--target", example="label")
+    image_shape: str = required(
+        Parsed("HEIGHTxWIDTHxCHANNELS", _parse_image_shape), "the pixel columns are images of this shape, channel "
+        "planes one after another (e.g. 28x28x1 for MNIST, 32x32x3 for CIFAR-10); turns on architecture search",
+        flag="--image-shape", metavar="HxWxC", example="28x28x1", group=IMAGE)
+    time_budget: float = option(600.0, _POSITIVE_SECONDS, "seconds for the whole build, the winner's final "
+                                "training included", flag="--time", metavar="S")
+    seed: int = option(0, _SEED, "seed of the search and the validation split", flag="--seed")
+    designer: str = option("best", StrOptions(_designer_names), "architecture designer: random, evolution, local, "
+                           "tpe, generative, predictor or best", flag="--designer", group=IMAGE)
+    max_params: int | None = option(None, _COUNT, "hard limit on network parameters", flag="--max-params",
+                                    metavar="N", example=100000, group=IMAGE)
+    max_latency_ms: float | None = option(  # per batch of LATENCY_BATCH images, on this machine
+        None, Interval(float, 0, closed="neither", unit="ms"), "hard limit on milliseconds per batch of 32 images "
+        "on this machine", flag="--max-latency-ms", metavar="MS", example=5.0, group=IMAGE)
+    n_threads: int = option(2, _THREADS, "threads per trial", flag="--threads")
+    batch_size: int = option(128, _COUNT, "images per training batch")
+    learning_rate: float = option(3e-3, Interval(float, 0, closed="neither"), "the trainer's learning rate")
+    objective: str = option(
+        "accuracy", StrOptions(IMAGE_OBJECTIVES), "search for accuracy alone, or for the Pareto front of accuracy "
+        "against parameters or latency (written to pareto.json; export any front member with export-arch "
+        "--trial)", flag="--objective", group=IMAGE)
+    n_candidates: int | None = option(None, _COUNT, "stop the search after N candidates (default: when its time "
+                                      "is up)", flag="--trials", metavar="N", example=20)
+    final_epochs: int | None = option(None, _COUNT, "epochs of the winner's final training (default: as many as "
+                                      "the time left allows)", flag="--final-epochs", metavar="N", example=10,
+                                      group=IMAGE)
+    shift: int | None = option(
+        None, Interval(int, 0, unit="pixels"), "augment training images by random shifts of up to PX pixels "
+        "(default: a tenth of the shorter side; 0 turns it off)", flag="--shift", metavar="PX", example=2,
+        group=IMAGE)
+    flip: bool | None = option(
+        None, Boolean(), "augment training images by random left-right mirroring (default: on for colour images, "
+        "off for grey ones, whose digits and letters mirror into other symbols)", flag="--flip", group=IMAGE)
+
+    def checked(self, style: Style = "cli") -> ImageBuildOptions:
+        validate(self, style)
+        return self
+
+    @property
+    def cost_objective(self) -> str | None:
+        """"params" or "latency" when the search trades accuracy against it, else None."""
+        return self.objective.split(",")[1] if "," in self.objective else None

@@ -1,6 +1,6 @@
 """The search loop: ask the designer, evaluate in a worker, record, tell. Repeat until the budget is spent.
 
-Every step is written before the next begins: the Optuna study holds the trial, ``trials/N/oof.npy`` its
+Every step is written before the next begins: the Optuna study holds the trial, ``RunStore.oof_path(N)`` its
 out-of-fold predictions, the audit log the proposal and the result, and ``best/`` the best model so far. So a
 run killed at any moment loses at most the trial in flight, which ``resume`` runs again.
 """
@@ -28,6 +28,7 @@ from daedalus.orchestration.reporter import Progress, Reporter
 from daedalus.oversight.steering import Steering
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import ARTIFACTS_FIELD, relative_name
+from daedalus.store.layout import BEST_MODEL
 from daedalus.store.run import RunStore
 
 KEEP_MODELS_TOP = 10  # fold models are kept for this many of the best trials (ensemble candidates)
@@ -197,12 +198,11 @@ class Search:
 
     def _save_best(self, record: TrialRecord) -> None:
         """Make the new best trial's fold models the run's usable model until the final one exists."""
-        trial_dir = self.store.trial_dir(record.number)
-        files = sorted(trial_dir.glob("fold_*.skops"))
+        files = self.store.fold_models(record.number)
         member = Member(trial=record.number, family=record.family, weight=1.0, files=tuple(f.name for f in files))
         spec = ModelSpec(kind="best-so-far", task=self.ctx.task, n_classes=self.ctx.n_classes,
                          members=(member,), validation_score=record.score)
-        write_model_dir(self.store, self.store.root / "best", spec, {f.name: f for f in files})
+        write_model_dir(self.store, self.store.root / BEST_MODEL, spec, {f.name: f for f in files})
         crash_point("best_saved")
         self.store.audit.append("best_model_saved", trial=record.number, family=record.family, score=record.score)
 

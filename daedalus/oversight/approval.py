@@ -32,7 +32,6 @@ metric from the final model's out-of-fold predictions (its members' ``oof.npy``,
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import statistics
 import time
@@ -44,14 +43,16 @@ import pandas as pd
 
 from daedalus.errors import ConfigError, RunError
 from daedalus.evaluation.metrics import METRICS
-from daedalus.oversight.final_predictions import IMAGE_HOLDOUT_FILE, FinalPredictions, final_predictions
+from daedalus.oversight.final_predictions import FinalPredictions, final_predictions
 from daedalus.oversight.policy import DEFAULT_POLICY, POLICY_FILE, Policy, attached_policy, load_policy
 from daedalus.store import signing
-from daedalus.store.audit import signed_body, verify
+from daedalus.store.atomic import write_text_atomic
+from daedalus.store.audit import os_user, signed_body, verify
 from daedalus.store.integrity import directory_files
+from daedalus.store.layout import FINAL_MODEL, json_file
 from daedalus.store.run import RunStore
 
-PREDICTION_FILES = ("schema.json",)  # run files a prediction reads besides the model directory
+PREDICTION_FILES = (json_file("schema"),)  # run files a prediction reads besides the model directory
 DECISIONS = ("approval", "rejection")
 LATENCY_ROWS = 20  # rows predicted one at a time for the latency gate (the median is kept)
 
@@ -77,10 +78,9 @@ class ApprovalState:
 # -- the model a decision is about ---------------------------------------------------------------------------
 def usable_model_dir(store: RunStore) -> tuple[str, Path]:
     """The model ``predict`` would use: the final ``model/``, else the best so far (as ``Predictor.load``)."""
-    for name in ("model", "best"):
-        directory = store.model_dir(name)
-        if (directory / "model.json").exists():
-            return name, directory
+    found = store.usable_model()
+    if found is not None:
+        return found
     raise RunError(f"run '{store.root}' has no model yet; let the build finish or "
                    f"'daedalus resume {store.root}'")
 
@@ -89,8 +89,8 @@ def prediction_fingerprint(store: RunStore, directory: Path) -> str:
     """SHA-256 over the names and contents of everything a prediction reads: the model directory and the run
     files in :data:`PREDICTION_FILES` (an absent one is hashed as absent, so adding one changes it too)."""
     digest = hashlib.sha256()
-    files = [(f"model/{p.relative_to(directory).as_posix()}", p)
-             for p in sorted(p for p in Path(directory).rglob("*") if p.is_file())]
+    # Named as under model/ whichever directory it is (best/, model.old/): the fingerprint is of the contents.
+    files = [(f"{FINAL_MODEL}/{p.relative_to(directory).as_posix()}", p) for p in directory_files(directory)]
     files += [(name, store.root / name) for name in PREDICTION_FILES]
     for name, path in files:
         digest.update(name.encode() + b"\0")
@@ -120,7 +120,7 @@ def run_policy(store: RunStore) -> Policy:
 def attach_policy(store: RunStore, path: str | Path) -> Policy:
     """Copy a policy file into the run (``build --policy``) and audit it, its hash included."""
     policy = load_policy(path)
-    (store.root / POLICY_FILE).write_text(Path(path).read_text(encoding="utf-8"), encoding="utf-8")
+    write_text_atomic(store.root / POLICY_FILE, Path(path).read_text(encoding="utf-8"))
     store.audit.append("policy_attached", source=policy.source, sha256=policy.sha256, gates=policy.gates(),
                        reviewers=policy.reviewers, reviewer_keys=policy.trusted_keys(),
                        intended_use=policy.intended_use)
@@ -141,7 +141,7 @@ def check_gates(store: RunStore, policy: Policy) -> list[GateResult]:
         results.append(_bound("max_latency_ms", latency, policy.max_latency_ms, policy,
                               f"one row takes {latency:.3f} ms (median of {LATENCY_ROWS} on this machine)"))
     if policy.max_model_mb is not None:
-        size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 1e6
+        size = sum(p.stat().st_size for p in directory_files(directory)) / 1e6
         results.append(_bound("max_model_mb", size, policy.max_model_mb, policy,
                               f"the model directory holds {size:.3f} MB"))
     return results
@@ -162,10 +162,10 @@ def _evidence(store: RunStore) -> FinalPredictions | None:
     if evidence is None:
         return None
     if store.read("run").get("kind") == "image":
-        files = [store.root / IMAGE_HOLDOUT_FILE, store.root / "run.json"]
+        files = [store.image_holdout_path, store.path("run")]
     else:
-        files = [store.data_path, store.root / "schema.json", store.root / "run.json",
-                 *(store.trial_dir(trial) / "oof.npy" for trial, _ in evidence.members),
+        files = [store.data_path, store.path("schema"), store.path("run"),
+                 *(store.oof_path(trial) for trial, _ in evidence.members),
                  *directory_files(store.model_dir(evidence.source))]  # model.json: the members and weights
     store.check(files, "judge the model for approval with")
     return evidence
@@ -222,7 +222,7 @@ def _fairness_gate(store: RunStore, policy: Policy) -> GateResult:
     limit = policy.max_fairness_gap
     assert limit is not None
     fail = GateResult("max_fairness_gap", False, None, limit, "", policy.source)
-    schema = Schema.from_dict(store.read("schema")) if (store.root / "schema.json").exists() else None
+    schema = Schema.from_dict(store.read("schema")) if store.path("schema").exists() else None
     if schema is None or not schema.sensitive:
         return replace(fail, message="the run declares no sensitive column, so no gap can be measured; build "
                                      "with --sensitive COLS")
@@ -351,7 +351,7 @@ def approve(run_dir: Path, by: str, reason: str, extra: Policy | None = None, ke
                        model=prediction_fingerprint(store, directory), model_source=source,
                        required_reviewers=max(p.reviewers for p in policies),
                        policies=[{"source": p.source, "sha256": p.sha256, "gates": p.gates()} for p in policies],
-                       gates=[asdict(r) for r in results], os_user=_os_user(), public_key=public)
+                       gates=[asdict(r) for r in results], os_user=os_user(), public_key=public)
     return passed, results, approval_state(store)
 
 
@@ -363,7 +363,7 @@ def reject(run_dir: Path, by: str, reason: str, key: str | Path | None = None) -
     public, signer = _signer(store, by, key, trusted_only=False)
     source, directory = usable_model_dir(store)
     store.audit.append_signed("rejection", signer, by=by, reason=reason, model=prediction_fingerprint(store, directory),
-                       model_source=source, os_user=_os_user(), public_key=public)
+                       model_source=source, os_user=os_user(), public_key=public)
     return approval_state(store)
 
 
@@ -428,12 +428,5 @@ def authorize_use(run_dir: Path, unapproved: bool, data: str, use: str = "predic
                           "audit log)")
     source, directory = usable_model_dir(store)
     store.audit.append("unapproved_use", use=use, data=str(data), model=prediction_fingerprint(store, directory),
-                       model_source=source, state=state.summary, os_user=_os_user())
+                       model_source=source, state=state.summary, os_user=os_user())
     return f"warning: {verb} an unapproved model ({state.summary}); this use is recorded in the audit log"
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name in a bare container
-        return "unknown"

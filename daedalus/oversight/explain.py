@@ -28,10 +28,8 @@ Permutation importance never scores a model on rows it was fit on (see ``heldout
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +38,15 @@ import optuna
 import pandas as pd
 
 from daedalus.data.schema import Schema
-from daedalus.ensembles.model import MODEL_FILE, ModelSpec
+from daedalus.deadline import Deadline
+from daedalus.ensembles.model import ModelSpec
 from daedalus.evaluation.trial import EvalContext
 from daedalus.evaluation.worker import run_in_worker
 from daedalus.oversight.final_predictions import final_predictions
 from daedalus.oversight.heldout import HeldOutEnsemble, load_heldout_ensemble, raw_column_groups
 from daedalus.oversight.hyperparams import hyperparameter_importance
 from daedalus.oversight.why import Candidate, compare, resamples_affordable
+from daedalus.store.layout import FINAL_MODEL, MODEL_FILE, read_model_file
 from daedalus.store.run import RunStore
 
 EXPLANATIONS = "explanations"  # explanations.json
@@ -58,21 +58,6 @@ WHY_MAX_SECONDS = 5.0  # the bootstrap's cap even without a budget (a generic me
 MIN_SECONDS = 0.5  # below this much time left, explanations are skipped altogether
 MIN_IMPORTANCE_SECONDS = 2.0  # permutation importance loads every fold model: not started with less than this
 NO_BUDGET_TIMEOUT = 600.0  # its limit when the build has no time budget (--trials only)
-
-
-@dataclass
-class _Deadline:
-    seconds: float | None  # None: no budget
-
-    def __post_init__(self) -> None:
-        self.end = math.inf if self.seconds is None else time.monotonic() + self.seconds
-
-    @property
-    def left(self) -> float:
-        return self.end - time.monotonic()
-
-    def share(self, fraction: float) -> float | None:
-        return None if self.seconds is None else max(0.0, fraction * self.left)
 
 
 # -- permutation importance -----------------------------------------------------------------------------------
@@ -128,19 +113,18 @@ def _predict_seconds_per_row(study: optuna.Study, spec: ModelSpec, n_scored: int
 
 
 def feature_importance_job(root: Path, spec: ModelSpec, ctx: EvalContext, groups: dict[str, list[str]],
-                           per_row: float, seconds: float | None, seed: int) -> tuple[list[dict[str, Any]],
-                                                                                      dict[str, Any]]:
-    """Permutation importance sized to ``seconds``; run in a worker (``run_in_worker``), whose timeout is the
-    hard limit: loading large models takes seconds that no estimate foresees, and a worker that runs over is
-    killed, not waited for."""
-    t0 = time.monotonic()
+                           per_row: float, deadline: Deadline, seed: int) -> tuple[list[dict[str, Any]],
+                                                                                  dict[str, Any]]:
+    """Permutation importance sized to the time left before ``deadline``; run in a worker (``run_in_worker``),
+    whose timeout is the hard limit: loading large models takes seconds that no estimate foresees, and a worker
+    that runs over is killed, not waited for."""
     heldout = load_heldout_ensemble(RunStore(root), spec, ctx.plan)
     if heldout is None:
         return [], {"skipped": "a member's fold models are no longer on disk, so there is no held-out model"}
     n_scored = len(ctx.plan.scored_index)
     n_rows, repeats = min(MAX_ROWS, n_scored), REPEATS
-    if seconds is not None:
-        left = 0.8 * (seconds - (time.monotonic() - t0))  # 0.8: room for the shuffled frames and the answer
+    if deadline.bounded:
+        left = 0.8 * deadline.remaining  # 0.8: room for the shuffled frames and the answer
         affordable = max(left, 0.0) / per_row
         while repeats > 1 and affordable / (1 + len(groups) * repeats) < min(n_rows, MIN_ROWS * 3):
             repeats -= 1
@@ -156,13 +140,13 @@ def feature_importance_job(root: Path, spec: ModelSpec, ctx: EvalContext, groups
 
 
 def _feature_importance(store: RunStore, ctx: EvalContext, study: optuna.Study, spec: ModelSpec,
-                        schema: Schema, seconds: float | None, seed: int, memory_mb: float
+                        schema: Schema, deadline: Deadline, seed: int, memory_mb: float
                         ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    if seconds is not None and seconds < MIN_IMPORTANCE_SECONDS:
-        return [], {"skipped": f"not enough time left ({max(seconds, 0):.1f} s)"}
+    if deadline.remaining < MIN_IMPORTANCE_SECONDS:
+        return [], {"skipped": f"not enough time left ({max(deadline.remaining, 0):.1f} s)"}
     per_row = 1.5 * _predict_seconds_per_row(study, spec, len(ctx.plan.scored_index))  # 1.5: frames built
-    args = (store.root, spec, ctx, raw_column_groups(schema), per_row, seconds, seed)
-    timeout = NO_BUDGET_TIMEOUT if seconds is None else seconds
+    args = (store.root, spec, ctx, raw_column_groups(schema), per_row, deadline, seed)
+    timeout = NO_BUDGET_TIMEOUT if deadline.seconds is None else deadline.seconds
     result = run_in_worker(feature_importance_job, args, timeout=timeout, memory_mb=memory_mb)
     if result.status != "ok":
         why = ("the time left ran out while it ran" if result.status == "timeout" else
@@ -174,7 +158,7 @@ def _feature_importance(store: RunStore, ctx: EvalContext, study: optuna.Study, 
 
 # -- why this model -------------------------------------------------------------------------------------------
 def _why(store: RunStore, ctx: EvalContext, board: list[dict[str, Any]],
-         seconds: float | None, seed: int) -> dict[str, Any]:
+         deadline: Deadline, seed: int) -> dict[str, Any]:
     ranked = [row for row in board if row.get("status") == "ok" and row.get("score") is not None]
     candidates: list[Candidate] = []
     for row in ranked[:RUNNERS_UP + 1]:
@@ -190,7 +174,7 @@ def _why(store: RunStore, ctx: EvalContext, board: list[dict[str, Any]],
     if not candidates:
         return {"skipped": "no candidate has stored out-of-fold predictions"}
     y = ctx.y[ctx.plan.scored_index]
-    budget = WHY_MAX_SECONDS if seconds is None else min(seconds, WHY_MAX_SECONDS)
+    budget = min(deadline.remaining, WHY_MAX_SECONDS)  # capped even without a limit
     while True:  # short of time, compare with fewer runners-up (the closest ones stay) rather than none
         n = resamples_affordable(candidates, y, ctx.metric, budget)
         if n > 0 or len(candidates) <= 2:
@@ -202,28 +186,29 @@ def _why(store: RunStore, ctx: EvalContext, board: list[dict[str, Any]],
 
 
 # -- the end-of-build step ------------------------------------------------------------------------------------
-def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, seconds: float | None,
+def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, deadline: Deadline,
                   seed: int = 0, memory_mb: float = math.inf) -> dict[str, Any] | None:
-    """Write ``explanations.json`` for a finished tabular build within ``seconds`` (None: no limit; permutation
-    importance runs in a worker under ``memory_mb``). Returns the record, or None when the run has no final
-    model or no time is left (noted in the audit log)."""
-    t0 = time.monotonic()
-    spec_path = store.model_dir("model") / MODEL_FILE
-    if not spec_path.exists():
+    """Write ``explanations.json`` for a finished tabular build before ``deadline`` (its share of the run's
+    clock; permutation importance runs in a worker under ``memory_mb``). Returns the record, or None when the
+    run has no final model or no time is left (noted in the audit log)."""
+    t0 = time.monotonic()  # measured for the record, not a timer: the deadline decides
+    directory = store.model_dir(FINAL_MODEL)
+    if not (directory / MODEL_FILE).exists():
         return None
-    if seconds is not None and seconds < MIN_SECONDS:
-        store.audit.append("explanations_skipped", reason=f"no time left in the budget ({max(seconds, 0):.1f} s)")
+    if deadline.remaining < MIN_SECONDS:
+        store.audit.append("explanations_skipped",
+                           reason=f"no time left in the budget ({max(deadline.remaining, 0):.1f} s)")
         return None
-    deadline = _Deadline(seconds)
-    spec = ModelSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8")))
+    spec = ModelSpec.from_dict(read_model_file(directory))
     schema = Schema.from_dict(store.read("schema"))
     board = store.read("leaderboard", default=[])
     record: dict[str, Any] = {"version": 1}
     record["why"] = _why(store, ctx, board, deadline.share(0.15), seed)
+    hp: dict[str, float] = {}
+    hp_detail: dict[str, Any] = {"skipped": "no time left"}
     try:
-        hp_end = None if seconds is None else time.monotonic() + 0.3 * deadline.left
-        hp, hp_detail = hyperparameter_importance(study, seed, hp_end) if deadline.left > MIN_SECONDS else (
-            {}, {"skipped": "no time left"})
+        if deadline.remaining > MIN_SECONDS:
+            hp, hp_detail = hyperparameter_importance(study, seed, deadline.share(0.3))
     except (ValueError, RuntimeError) as exc:  # an evaluator that cannot fit these trials: say so, go on
         hp, hp_detail = {}, {"skipped": f"the importance evaluator failed: {exc}"}
     record["hyperparameter_importance"], record["hyperparameter_importance_detail"] = hp, hp_detail
@@ -239,14 +224,14 @@ def explain_build(store: RunStore, ctx: EvalContext, study: optuna.Study, second
     return record
 
 
-def explain_and_card(store: RunStore, ctx: EvalContext, study: optuna.Study, seconds: float | None,
+def explain_and_card(store: RunStore, ctx: EvalContext, study: optuna.Study, deadline: Deadline,
                      seed: int = 0, memory_mb: float = math.inf, explain: bool = True) -> None:
-    """The end of a tabular build: ``explanations.json`` within ``seconds`` (unless ``explain`` is off), then the
-    model card (which costs milliseconds, so it is written whatever the time left)."""
+    """The end of a tabular build: ``explanations.json`` before ``deadline`` (unless ``explain`` is off), then
+    the model card (which costs milliseconds, so it is written whatever the time left)."""
     from daedalus.oversight.model_card import write_model_card
 
     if explain:
-        explain_build(store, ctx, study, seconds, seed, memory_mb)
+        explain_build(store, ctx, study, deadline, seed, memory_mb)
     else:
         store.audit.append("explanations_skipped", reason="turned off (--no-explain)")
     md, js = write_model_card(store.root)

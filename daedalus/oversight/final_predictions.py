@@ -1,7 +1,7 @@
 """The final model's out-of-fold predictions on the training rows, rebuilt from what a tabular run stores;
 for an image run, the final network's predictions on the held-out validation images.
 
-The ensemble was chosen on its members' out-of-fold predictions (``trials/N/oof.npy``), so its own
+The ensemble was chosen on its members' out-of-fold predictions (``RunStore.oof_path(N)``), so its own
 out-of-fold prediction is their weighted sum with the weights in ``model/model.json`` (or ``best/`` while a
 run has no final model yet). Each row's prediction comes from models that never saw that row, which is what
 ROC, calibration and residual plots need to be honest. The rows scored are those of the run's validation plan:
@@ -16,7 +16,6 @@ on them are slightly optimistic, as out-of-fold scores of a chosen ensemble are.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,13 @@ import pandas as pd
 
 from daedalus.data import prepare_target
 from daedalus.data.schema import Schema, Task
-from daedalus.ensembles.model import MODEL_FILE, ModelSpec
+from daedalus.ensembles.model import ModelSpec
 from daedalus.evaluation.validation import make_plan
+from daedalus.store.atomic import save_arrays_atomic
+from daedalus.store.layout import IMAGE_HOLDOUT_FILE, read_model_file
 from daedalus.store.run import RunStore
 
-TRIAL_DIR_DIGITS = 5  # trials/00003/oof.npy, as RunStore.trial_dir names them
-IMAGE_HOLDOUT_FILE = "holdout_predictions.npz"
+__all__ = ["IMAGE_HOLDOUT_FILE", "FinalPredictions", "final_predictions", "save_image_holdout"]
 
 
 @dataclass(frozen=True)
@@ -45,28 +45,26 @@ class FinalPredictions:
     members: tuple[tuple[int, float], ...]  # (trial, weight)
 
 
-def _spec(run_dir: Path) -> tuple[ModelSpec, str] | None:
-    for name in ("model", "best"):
-        for directory in (run_dir / name, run_dir / f"{name}.old"):
-            path = directory / MODEL_FILE
-            if path.exists():
-                return ModelSpec.from_dict(json.loads(path.read_text(encoding="utf-8"))), name
-    return None
+def _spec(store: RunStore) -> tuple[ModelSpec, str] | None:
+    found = store.usable_model()
+    if found is None:
+        return None
+    name, directory = found
+    return ModelSpec.from_dict(read_model_file(directory)), name
 
 
 def save_image_holdout(run_dir: Path, proba: np.ndarray, labels: np.ndarray, rows: np.ndarray, trial: int,
                        source: str) -> None:
     """Keep an image run's final network's probabilities on its held-out images (written atomically)."""
-    path = Path(run_dir) / IMAGE_HOLDOUT_FILE
-    tmp = path.with_name("holdout_predictions.tmp.npz")
-    np.savez(tmp, proba=np.asarray(proba, dtype=np.float64), labels=np.asarray(labels, dtype=np.int64),
-             rows=np.asarray(rows, dtype=np.int64), trial=np.int64(trial), source=np.str_(source))
-    tmp.replace(path)
-    RunStore(Path(run_dir)).record([path])  # evidence an approval gate may judge: trusted by its recorded hash
+    store = RunStore(Path(run_dir))
+    path = store.image_holdout_path
+    save_arrays_atomic(path, proba=np.asarray(proba, dtype=np.float64), labels=np.asarray(labels, dtype=np.int64),
+                       rows=np.asarray(rows, dtype=np.int64), trial=np.int64(trial), source=np.str_(source))
+    store.record([path])  # evidence an approval gate may judge: trusted by its recorded hash
 
 
-def _image_predictions(run_dir: Path, info: dict[str, Any]) -> FinalPredictions | None:
-    path = run_dir / IMAGE_HOLDOUT_FILE
+def _image_predictions(store: RunStore, info: dict[str, Any]) -> FinalPredictions | None:
+    path = store.image_holdout_path
     if not path.exists():
         return None
     with np.load(path, allow_pickle=False) as saved:
@@ -80,27 +78,24 @@ def _image_predictions(run_dir: Path, info: dict[str, Any]) -> FinalPredictions 
 def final_predictions(run_dir: Path) -> FinalPredictions | None:
     """The run's out-of-fold predictions (an image run's held-out predictions), or None when the run has none
     stored (a run without a finished trial, or predictions that were removed)."""
-    run_dir = Path(run_dir)
-    if (run_dir / "run.json").exists():
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        if info.get("kind") == "image":
-            return _image_predictions(run_dir, info)
-    found = _spec(run_dir)
-    if found is None or not (run_dir / "schema.json").exists() or not (run_dir / "train.parquet").exists():
+    store = RunStore(Path(run_dir))
+    info = store.read("run") if store.path("run").exists() else {}
+    if info.get("kind") == "image":
+        return _image_predictions(store, info)
+    found = _spec(store)
+    if found is None or not store.path("schema").exists() or not store.data_path.exists():
         return None
     spec, source = found
     total: np.ndarray | None = None
     for member in spec.members:
-        path = run_dir / "trials" / f"{member.trial:0{TRIAL_DIR_DIGITS}d}" / "oof.npy"
-        if not path.exists():
+        oof = store.load_oof(member.trial)
+        if oof is None:
             return None
-        oof = member.weight * np.load(path, allow_pickle=False)
-        total = oof if total is None else total + oof
+        total = member.weight * oof if total is None else total + member.weight * oof
     if total is None:
         return None
-    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    schema = Schema.from_dict(json.loads((run_dir / "schema.json").read_text(encoding="utf-8")))
-    target = pd.read_parquet(run_dir / "train.parquet", columns=[schema.target])[schema.target]
+    schema = Schema.from_dict(store.read("schema"))
+    target = pd.read_parquet(store.data_path, columns=[schema.target])[schema.target]
     y = np.asarray(prepare_target(target, schema))
     options = info.get("options", {})
     plan = make_plan(y, schema.task, int(options.get("seed", 0)), kind=options.get("validation"))

@@ -2,7 +2,7 @@
 
 Explanations that score a model (permutation importance) must score it on rows it was not fit on. Every
 ensemble member is a search trial, and the search kept each of the best trials' fold models
-(``trials/N/fold_j.skops``, fit on fold ``j``'s training rows). Fold ``j``'s ensemble is the members' fold
+(``RunStore.fold_model(N, j)``, fit on fold ``j``'s training rows). Fold ``j``'s ensemble is the members' fold
 ``j`` models with the ensemble's weights, and it is scored on fold ``j``'s validation rows:
 - k-fold with the bag kept: these are exactly the final model's estimators;
 - k-fold refit on all rows, or a holdout refit: the final estimators saw every row, so the same
@@ -68,7 +68,7 @@ class HeldOutEnsemble:
 
 def load_heldout_ensemble(store: RunStore, spec: ModelSpec, plan: ValidationPlan) -> HeldOutEnsemble | None:
     """Fold ensembles of ``spec``'s members, or None when a member's fold models are no longer on disk."""
-    paths = [[store.trial_dir(m.trial) / f"fold_{j}.skops" for m in spec.members] for j in range(len(plan.folds))]
+    paths = [[store.fold_model(m.trial, j) for m in spec.members] for j in range(len(plan.folds))]
     if not all(p.exists() for fold in paths for p in fold):
         return None
     recorded = store.check([p for fold in paths for p in fold], "load")

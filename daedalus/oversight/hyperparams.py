@@ -18,7 +18,6 @@ families left when the deadline passes are skipped.
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from daedalus.deadline import Deadline
 from daedalus.designers.optuna_designer import FAMILY_PARAM
 
 MIN_TRIALS = 4
@@ -49,10 +49,10 @@ def _sum_of_squares(values: list[float]) -> float:
     return float(np.sum((arr - arr.mean()) ** 2))
 
 
-def hyperparameter_importance(study: optuna.Study, seed: int = 0, deadline: float | None = None
+def hyperparameter_importance(study: optuna.Study, seed: int = 0, deadline: Deadline | None = None
                               ) -> tuple[dict[str, float], dict[str, Any]]:
-    """(flat importances {param: share of the score's variance}, detail record) for the study's trials;
-    ``deadline`` is a ``time.monotonic()`` value after which no further family is analysed."""
+    """(flat importances {param: share of the score's variance}, detail record) for the study's trials; once
+    ``deadline`` (its share of the run's clock; None: no limit) has passed, no further family is analysed."""
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if t.value is not None and np.isfinite(t.value) and FAMILY_PARAM in t.params]
     detail: dict[str, Any] = {"evaluator": "fanova", "trials": len(trials), "per_family": {},
@@ -80,7 +80,7 @@ def hyperparameter_importance(study: optuna.Study, seed: int = 0, deadline: floa
             if len(ts) < MIN_TRIALS or not varying or within[family] <= 0:
                 entry["skipped"] = (f"fewer than {MIN_TRIALS} finished trials" if len(ts) < MIN_TRIALS
                                     else "no parameter varied or every trial scored the same")
-            elif deadline is not None and time.monotonic() > deadline:
+            elif deadline is not None and deadline.passed:
                 entry["skipped"] = "no time left"
             else:
                 if len(ts) > MAX_FANOVA_TRIALS:

@@ -14,7 +14,6 @@ Sections (JSON keys): ``model_details``, ``intended_use``, ``factors``, ``metric
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,9 @@ from daedalus.oversight.approval import approval_state
 from daedalus.oversight.image_card import image_sections
 from daedalus.oversight.policy import attached_policy
 from daedalus.oversight.run_record import RunRecord, load_run
-from daedalus.store.run import RunStore, write_json_atomic
+from daedalus.store.atomic import write_json_atomic, write_text_atomic
+from daedalus.store.layout import read_model_file, usable_model
+from daedalus.store.run import RunStore
 
 CARD_NAME = "model_card"
 SECTIONS = ("model_details", "intended_use", "factors", "metrics", "evaluation_data", "training_data",
@@ -42,11 +43,8 @@ DEFAULT_METRIC_REASON = "the AutoML Benchmark's default for the task"
 
 
 def _spec(root: Path) -> dict[str, Any] | None:
-    for name in ("model", "best"):
-        path = root / name / "model.json"
-        if path.exists():
-            return dict(json.loads(path.read_text(encoding="utf-8")))
-    return None
+    found = usable_model(root)  # the final model, else the best so far
+    return None if found is None else read_model_file(found[1])
 
 
 def _member_configs(record: RunRecord) -> dict[int, dict[str, Any]]:
@@ -300,7 +298,5 @@ def write_model_card(run_dir: Path, out_dir: Path | None = None) -> tuple[Path, 
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / f"{CARD_NAME}.json", out / f"{CARD_NAME}.md"
     write_json_atomic(js, card)
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text(render_markdown(card), encoding="utf-8")
-    tmp.replace(md)
+    write_text_atomic(md, render_markdown(card))
     return md, js

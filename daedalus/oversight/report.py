@@ -20,6 +20,7 @@ from daedalus.oversight.approval import approval_state
 from daedalus.oversight.final_predictions import FinalPredictions, final_predictions
 from daedalus.oversight.report_html import any_json, figure, fmt, key_values, note, page, paragraph, section, table
 from daedalus.oversight.run_record import RunRecord, load_run
+from daedalus.store.atomic import write_text_atomic
 from daedalus.store.run import RunStore
 
 REPORT_FILE = "report.html"
@@ -35,9 +36,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     record = load_run(run_dir)
     html = render(record)
     path = Path(out) if out is not None else record.root / REPORT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, html)
     return path
 
 

@@ -36,7 +36,6 @@ Every command keeps its effect across ``daedalus resume`` (after Ctrl-C or a kil
 
 from __future__ import annotations
 
-import getpass
 import json
 import math
 import time
@@ -52,6 +51,7 @@ from daedalus.designers.base import PRUNED, Proposal, Result
 from daedalus.designers.optuna_designer import OptunaDesigner
 from daedalus.errors import ConfigError, RunError
 from daedalus.spaces.registry import get_family
+from daedalus.store.audit import os_user
 from daedalus.store.run import RunStore
 
 ACTIONS = ("pause", "resume", "exclude", "add-time", "enqueue")
@@ -109,7 +109,7 @@ def issue_command(run_dir: Path, action: str, value: str | None) -> dict[str, An
         family, config = check_config(_read_json(value), families, excluded,
                                       lambda f: get_family(f).space(task, n_rows))
         fields.update(family=family, config=config, source=str(value))
-    return store.audit.append("steer", command=action, **fields, os_user=_os_user())
+    return store.audit.append("steer", command=action, **fields, os_user=os_user())
 
 
 def excluded_families(records: list[dict[str, Any]]) -> set[str]:
@@ -188,13 +188,6 @@ def _n_rows(store: RunStore) -> int:
     import pyarrow.parquet as pq
 
     return int(pq.read_metadata(store.data_path).num_rows)
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 # -- what earlier sessions leave in force -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """"Why this model": the chosen model against the runners-up, with paired bootstrap confidence intervals.
 
-All candidates are scored on the same rows (the run's out-of-fold predictions, ``trials/N/oof.npy``, on the
+All candidates are scored on the same rows (the run's out-of-fold predictions, ``RunStore.oof_path(N)``, on the
 validation plan's scored rows), so each bootstrap resample draws one set of rows and scores every candidate
 on it. The interval of a *difference* then reflects only how the models differ on the same rows, which is
 much narrower than comparing two separate intervals. For classification the resampling is stratified by

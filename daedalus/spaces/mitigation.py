@@ -44,6 +44,7 @@ probability, so ensembles, metrics and ``predict`` (argmax) all see the decision
 from __future__ import annotations
 
 import warnings
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,7 @@ from sklearn.utils.validation import check_is_fitted
 from daedalus.data.schema import FeatureLayout, Task
 from daedalus.data.sensitive import POOLED_GROUP, SENSITIVE_PREFIX, carried_groups, pool_small_groups
 from daedalus.errors import ConfigError
+from daedalus.spaces.catalog import FAMILIES
 from daedalus.spaces.family import Config, ModelFamily
 
 # What a run's workers should import up front when mitigations are searched (evaluation.worker.start_early).
@@ -65,6 +67,9 @@ BASE_PARAM = "base"
 CONSTRAINT_PARAM = "constraint"
 # Fairlearn's names for the constraints the mitigations enforce.
 MITIGATION_CONSTRAINTS = ("demographic_parity", "equalized_odds")
+# ExponentiatedGradient's defaults, declared once: the estimator's and the family's default configuration.
+EXPGRAD_DIFFERENCE_BOUND = 0.01
+EXPGRAD_MAX_ITER = 15  # oracle calls (refits of the base) at most
 
 
 def _groups_or_fail(X: pd.DataFrame, what: str) -> np.ndarray:
@@ -120,7 +125,7 @@ def _cross_fitted(estimator: Any, X: pd.DataFrame, y: np.ndarray,
 
 
 @dataclass(eq=False, repr=False)
-class _Mitigated(ClassifierMixin, BaseEstimator):
+class _Mitigated(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     """What both mitigations share: the base ``estimator`` and Fairlearn's ``constraint``, and predict.
 
     The parameters are dataclass fields, here and in the subclasses: the generated ``__init__`` takes each as a
@@ -131,11 +136,16 @@ class _Mitigated(ClassifierMixin, BaseEstimator):
     estimator: Any = None
     constraint: str = "demographic_parity"
 
+    @abstractmethod
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> _Mitigated:
+        """Fit the mitigation on rows that carry the sensitive columns."""
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
 
+    @abstractmethod
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        raise NotImplementedError
+        """The randomized classifier's decisions as (n, 2) probabilities (see the module docstring)."""
 
 
 @dataclass(eq=False, repr=False)
@@ -231,8 +241,8 @@ class ExpGradMitigated(_Mitigated):
     reweighted rows, meeting ``constraint`` within ``difference_bound``. The base pipeline's preprocessing is
     fit once; only its final model is refit by the reduction (``max_iter`` oracle calls at most)."""
 
-    difference_bound: float = 0.01
-    max_iter: int = 20
+    difference_bound: float = EXPGRAD_DIFFERENCE_BOUND
+    max_iter: int = EXPGRAD_MAX_ITER
     eps: float = 0.01
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ExpGradMitigated:
@@ -273,14 +283,22 @@ class MitigationFamily(ModelFamily):
     bases: tuple[str, ...]
     needs_groups_to_predict: bool
 
+    @abstractmethod
     def own_space(self) -> dict[str, BaseDistribution]:
-        raise NotImplementedError
+        """The mitigation's own hyperparameters (besides the base and the constraint)."""
 
+    @abstractmethod
     def own_defaults(self) -> Config:
-        raise NotImplementedError
+        """A default for each of :meth:`own_space`'s hyperparameters."""
 
+    @abstractmethod
     def wrap(self, pipeline: Any, constraint: str, own: Config) -> BaseEstimator:
-        raise NotImplementedError
+        """The unfitted mitigation around the base family's ``pipeline``, with its ``own`` hyperparameters."""
+
+    def _base(self, name: str) -> ModelFamily:
+        if name not in self.bases:
+            raise ConfigError(f"mitigation '{self.name}' takes a base among {', '.join(self.bases)}; got {name!r}")
+        return FAMILIES[name]
 
     def space(self, task: Task, n_rows: int) -> dict[str, BaseDistribution]:
         return {BASE_PARAM: CategoricalDistribution(self.bases),
@@ -288,22 +306,16 @@ class MitigationFamily(ModelFamily):
 
     def base_space(self, base: str, task: Task, n_rows: int) -> dict[str, BaseDistribution]:
         """The base family's hyperparameters, named ``<base>.<param>`` (conditional on the base chosen)."""
-        from daedalus.spaces.registry import get_family  # the registry imports this module
-
-        return {f"{base}.{k}": d for k, d in get_family(base).space(task, n_rows).items()}
+        return {f"{base}.{k}": d for k, d in self._base(base).space(task, n_rows).items()}
 
     def default_config(self, task: Task, n_rows: int) -> Config:
         """The mitigation's defaults around the first base's default configuration (spelled out, so that a
         search enqueuing it does not sample the base's hyperparameters)."""
-        from daedalus.spaces.registry import get_family
-
         base = self.bases[0]
-        base_config = {f"{base}.{k}": v for k, v in get_family(base).default_config(task, n_rows).items()}
+        base_config = {f"{base}.{k}": v for k, v in self._base(base).default_config(task, n_rows).items()}
         return {BASE_PARAM: base, CONSTRAINT_PARAM: MITIGATION_CONSTRAINTS[0], **self.own_defaults(), **base_config}
 
     def build(self, config: Config, layout: FeatureLayout, task: Task, seed: int, n_threads: int) -> BaseEstimator:
-        from daedalus.spaces.registry import get_family
-
         base = str(config.get(BASE_PARAM, self.bases[0]))
         constraint = str(config.get(CONSTRAINT_PARAM, MITIGATION_CONSTRAINTS[0]))
         if base not in self.bases or constraint not in MITIGATION_CONSTRAINTS:
@@ -316,7 +328,7 @@ class MitigationFamily(ModelFamily):
         if unknown:
             raise ConfigError(f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for mitigation "
                               f"'{self.name}'; its own are {', '.join(sorted(self.own_defaults()))}")
-        pipeline = get_family(base).build(base_config, layout, task, seed, n_threads)
+        pipeline = self._base(base).build(base_config, layout, task, seed, n_threads)
         return self.wrap(pipeline, constraint, own)
 
 
@@ -346,7 +358,7 @@ class ExpGradFamily(MitigationFamily):
                 "max_iter": IntDistribution(5, 30)}
 
     def own_defaults(self) -> Config:
-        return {"difference_bound": 0.01, "max_iter": 15}
+        return {"difference_bound": EXPGRAD_DIFFERENCE_BOUND, "max_iter": EXPGRAD_MAX_ITER}
 
     def wrap(self, pipeline: Any, constraint: str, own: Config) -> BaseEstimator:
         return ExpGradMitigated(pipeline, constraint=constraint, difference_bound=float(own["difference_bound"]),

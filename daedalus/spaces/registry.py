@@ -1,4 +1,5 @@
-"""The model families Daedalus knows, by name, in a stable order (cheap and robust first)."""
+"""The model families Daedalus knows, by name (``catalog.FAMILIES``), and the fairness mitigations around them:
+lookup with helpful errors, and the families a build searches."""
 
 from __future__ import annotations
 
@@ -7,18 +8,11 @@ from collections.abc import Sequence
 
 from daedalus.data.schema import Task
 from daedalus.errors import ConfigError
-from daedalus.spaces.families.boosting import CatBoostFamily, HistGBFamily, LightGBMFamily, XGBoostFamily
-from daedalus.spaces.families.forests import ExtraTreesFamily, RandomForestFamily
-from daedalus.spaces.families.knn import KNNFamily
-from daedalus.spaces.families.linear import LinearFamily
-from daedalus.spaces.families.neural import NeuralFamily
+from daedalus.spaces.catalog import FAMILIES
 from daedalus.spaces.family import ModelFamily
 from daedalus.spaces.mitigation import MITIGATIONS
 
-FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (
-    LinearFamily(), RandomForestFamily(), ExtraTreesFamily(), HistGBFamily(), LightGBMFamily(), XGBoostFamily(),
-    CatBoostFamily(), KNNFamily(), NeuralFamily(),
-)}
+__all__ = ["FAMILIES", "get_family", "resolve_families"]
 
 
 # Common abbreviations, only to suggest the right name in an error message (names themselves are strict).

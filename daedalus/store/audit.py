@@ -40,6 +40,7 @@ reader must not truncate a line that another process is writing.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import hashlib
 import json
 import os
@@ -50,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from daedalus.store.atomic import write_text_atomic
 from daedalus.store.home import data_home
 
 GENESIS = "0" * 64
@@ -78,6 +80,15 @@ class VerifyResult:
     first_bad: int | None  # 1-based line number of the first bad record
     reason: str
     last_hash: str = GENESIS  # of the last record, when the chain is intact
+
+
+def os_user() -> str:
+    """The operating-system account running this process, recorded beside a command's own claims (``--by``):
+    who typed ``approve`` or ``steer``, as far as the machine knows."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -197,13 +208,8 @@ def _write_anchor(genesis: str, log: Path, record: dict[str, Any], heads: dict[s
     # leaves its old location's head behind, and a copy cut back to that head must not verify.
     heads = {loc: head for loc, head in (heads or {}).items() if Path(loc).exists()}
     heads[_location(log)] = {"seq": record["seq"], "hash": record["hash"], "record": record}
-    path = anchor_path(genesis)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"genesis": genesis, "heads": heads}, sort_keys=True, default=str))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(anchor_path(genesis), json.dumps({"genesis": genesis, "heads": heads}, sort_keys=True,
+                                                       default=str), durable=True)
 
 
 def _trusted_head(heads: dict[str, Any] | None, location: str, tail: _Tail) -> bool:

@@ -22,10 +22,10 @@ from typing import Any
 
 from daedalus.errors import RunError
 from daedalus.store.audit import AuditLog, verify
+from daedalus.store.layout import OLD_SUFFIX
 
 ARTIFACTS_FIELD = "artifacts"  # in any audit record: {path relative to the run directory: SHA-256}
 ARTIFACTS_EVENT = "artifacts_written"
-OLD_SUFFIX = ".old"  # a model directory swap cut short by a kill leaves the previous version under this name
 
 
 def sha256_file(path: str | Path) -> str:
@@ -34,6 +34,11 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_hashes(directory: Path, names: Iterable[str]) -> dict[str, str]:
+    """{name: SHA-256} of files in ``directory`` (a worker hashes what it wrote, keyed by the names it used)."""
+    return {name: sha256_file(Path(directory) / name) for name in names}
 
 
 def relative_name(root: Path, path: Path) -> str:

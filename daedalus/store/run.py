@@ -1,28 +1,18 @@
 """The run directory: everything a run knows, on disk, so that it can be inspected, resumed and audited.
 
-    RUN/
-      run.json          the build options and the run's state
-      schema.json       the inferred data schema, enforced at predict time
-      checks.json       what the data checks found
-      train.parquet     the training rows, so that resume does not depend on the original file
-      study.db          the Optuna storage (default; --storage takes any SQLAlchemy URL)
-      audit.jsonl       the append-only, hash-chained event log
-      trials/N/         per trial: out-of-fold predictions (oof.npy) and, for the best ones, fold models
-      best/             the best single model so far, usable from the first finished trial
-      model/            the final model (ensemble), once built
-      leaderboard.json  single models and the ensemble, best first
-      .lock             held (flock) by the one process writing the run: build or resume
+Which file is where is spelled once, in ``store/layout.py``; ``RunStore`` names every path through it, and
+the rest of Daedalus asks ``RunStore`` (or ``layout``) for paths instead of spelling them.
 
 A run directory is complete or absent: ``RunStore.creating`` builds it under a hidden sibling name
-(``.RUN.partial-PID``) and renames it into place once everything ``resume`` needs is written. JSON files are
-written to a temporary name and renamed, so a run killed mid-write keeps the old version.
+(``.RUN.partial-PID``) and renames it into place once everything ``resume`` needs is written. Every file written
+inside a run is written atomically (``store/atomic.py``: a temporary name, then a rename), so a run killed
+mid-write keeps the old version.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import shutil
 import sys
@@ -35,31 +25,31 @@ import numpy as np
 import psutil
 
 from daedalus.errors import RunError
+from daedalus.store import layout
+from daedalus.store.artifacts import save_model
+from daedalus.store.atomic import save_array_atomic, write_json_atomic
 from daedalus.store.audit import AuditLog
 from daedalus.store.faults import crash_point
-from daedalus.store.integrity import check_files, digests, record_files
+from daedalus.store.integrity import check_files, digests, file_hashes, record_files
+from daedalus.store.layout import LOCK_FILE, RUN_FILE
+from daedalus.store.records import RECORD_SHAPES, checked_record, damaged, read_json
 
-RUN_FILE = "run.json"
+__all__ = ["LOCAL_STORAGE", "PARTIAL_MARK", "RECORD_SHAPES", "RUN_FILE", "STUDY_NAME", "RunStore", "damaged",
+           "remove_stale_partials", "replace_directory", "save_fold_models", "write_json_atomic"]
+
 STUDY_NAME = "daedalus"  # the study of a run in its own SQLite file (one in an external --storage: its own name)
-LOCK_FILE = ".lock"
 PARTIAL_MARK = ".partial-"  # a run being created: '.NAME.partial-PID', next to where NAME will be
 # The default storage, inside the run: stored with this placeholder, not an absolute path, so that the study is
 # found wherever the directory is (renamed into place at creation, or copied elsewhere by a user).
 RUN_PLACEHOLDER = "{RUN}"
-LOCAL_STORAGE = f"sqlite:///{RUN_PLACEHOLDER}/study.db"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+LOCAL_STORAGE = f"sqlite:///{RUN_PLACEHOLDER}/{layout.STUDY_FILE}"
 
 
 def replace_directory(tmp: Path, directory: Path) -> None:
     """Swap the fully written ``tmp`` in as ``directory`` by renames, so a reader never sees a half-written
     directory; a kill between the two renames leaves the previous version as ``<name>.old``, which readers
     fall back to (``RunStore.model_dir``)."""
-    old = directory.with_name(directory.name + ".old")
+    old = directory.with_name(directory.name + layout.OLD_SUFFIX)
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         directory.rename(old)
@@ -106,55 +96,10 @@ def remove_stale_partials(root: Path) -> list[Path]:
     return removed
 
 
-# The JSON type of each run record and the keys that every reader relies on (rows: each leaderboard row's keys).
-RECORD_SHAPES: dict[str, tuple[type, tuple[str, ...]]] = {
-    "run": (dict, ("options", "status")),
-    "schema": (dict, ("target", "task", "columns", "classes")),
-    "leaderboard": (list, ("rank", "trial", "family", "score", "metric", "fit_seconds", "status")),
-}
-# What the user can do about a damaged record: the leaderboard is rewritten by a resume, the rest is primary.
-_REPAIR = {"leaderboard": "continue the run with 'daedalus resume {root}' to rewrite it"}
-
-
-def damaged(path: Path, problem: str) -> RunError:
-    """The one-line error for a run file that cannot be used as it is."""
-    name = path.name.removesuffix(".json")
-    fix = _REPAIR.get(name, "restore it from a backup or build the run again").format(root=path.parent)
-    return RunError(f"'{path}' is damaged ({problem}); {fix}")
-
-
-def _read_json(path: Path, name: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:  # a folder in its place, no permission, binary garbage
-        raise damaged(path, f"unreadable: {type(exc).__name__}") from None
-    if not text.strip():
-        raise damaged(path, "empty")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise damaged(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
-
-
-def checked_record(path: Path, name: str, obj: Any) -> Any:
-    """``obj`` (the content of ``path``) if it has the shape ``RECORD_SHAPES`` gives for ``name``."""
-    if name not in RECORD_SHAPES:
-        return obj
-    kind, keys = RECORD_SHAPES[name]
-    if not isinstance(obj, kind):
-        raise damaged(path, f"a JSON {type(obj).__name__} where a {kind.__name__} belongs")
-    items = obj if isinstance(obj, list) else [obj]
-    for item in items:
-        missing = [k for k in keys if not isinstance(item, dict) or k not in item]
-        if missing:
-            raise damaged(path, f"missing {', '.join(repr(k) for k in missing)}")
-    return obj
-
-
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.audit = AuditLog(self.root / "audit.jsonl")
+        self.audit = AuditLog(self.root / layout.AUDIT_FILE)
         self._lock: IO[str] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -163,7 +108,7 @@ class RunStore:
         """A run directory written in place (image runs, tests); a table build uses :meth:`creating`."""
         root = Path(root)
         cls.check_new(root)
-        (root / "trials").mkdir(parents=True, exist_ok=True)
+        (root / layout.TRIALS_DIR).mkdir(parents=True, exist_ok=True)
         store = cls(root)
         store.write("run", run_info)
         return store
@@ -199,7 +144,7 @@ class RunStore:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir()
             store.lock()
-            (partial / "trials").mkdir()
+            (partial / layout.TRIALS_DIR).mkdir()
             store.write("run", run_info)
             crash_point("run_partial")
             yield store
@@ -213,7 +158,7 @@ class RunStore:
                                "space, or choose a writable --run directory) and build again") from exc
             raise
         store.root = root
-        store.audit = AuditLog(root / "audit.jsonl")
+        store.audit = AuditLog(root / layout.AUDIT_FILE)
 
     @classmethod
     def open(cls, root: Path) -> RunStore:
@@ -251,8 +196,13 @@ class RunStore:
             self._lock = None
 
     # -- JSON records ----------------------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        """The file of the run's JSON record ``name`` ('schema' -> RUN/schema.json)."""
+        return self.root / layout.json_file(name)
+
     def write(self, name: str, obj: Any) -> None:
-        path = self.root / f"{name}.json"
+        """Write the JSON record ``name`` atomically and record its hash in the audit log."""
+        path = self.path(name)
         write_json_atomic(path, obj)
         self.record([path])
 
@@ -260,13 +210,13 @@ class RunStore:
         """A JSON record of the run, checked against ``RECORD_SHAPES``: a file that is empty, cut short, of the
         wrong type or without the keys every reader needs is refused in one line (RunError), never a traceback
         from whichever command happened to read it first."""
-        path = self.root / f"{name}.json"
+        path = self.path(name)
         if not path.exists():
             if default is not None:
                 return default
             raise RunError(f"run '{self.root}' has no {name}.json; it may not have finished its first steps; "
                            "resume it with 'daedalus resume'")
-        return checked_record(path, name, _read_json(path, name))
+        return checked_record(path, name, read_json(path))
 
     def update_run(self, **fields: Any) -> dict[str, Any]:
         info = self.read("run")
@@ -294,17 +244,49 @@ class RunStore:
 
     @property
     def data_path(self) -> Path:
-        return self.root / "train.parquet"
+        return self.root / layout.DATA_FILE
 
     def trial_dir(self, number: int) -> Path:
-        return self.root / "trials" / f"{number:05d}"
+        return layout.trial_dir(self.root, number)
+
+    def trial_numbers(self) -> list[int]:
+        """The trials that have a directory, in order."""
+        return layout.trial_numbers(self.root)
+
+    def oof_path(self, number: int) -> Path:
+        """Trial ``number``'s out-of-fold predictions."""
+        return self.trial_dir(number) / layout.OOF_FILE
+
+    def fold_model(self, number: int, fold: int) -> Path:
+        """Where trial ``number``'s model of fold ``fold`` is (or was) saved."""
+        return self.trial_dir(number) / layout.fold_file(fold)
+
+    def fold_models(self, number: int) -> list[Path]:
+        """Trial ``number``'s saved fold models, in fold order (none once dropped)."""
+        return layout.fold_files(self.trial_dir(number))
+
+    def network_dir(self, number: int) -> Path:
+        """Trial ``number``'s trained network (an image trial's, a ``NetworkModel`` directory)."""
+        return self.trial_dir(number) / layout.NETWORK_DIR
 
     def model_dir(self, name: str) -> Path:
         """The directory of a saved model (``model`` or ``best``), tolerating a swap cut short by a kill."""
-        path = self.root / name
-        if not path.exists() and path.with_name(name + ".old").exists():
-            return path.with_name(name + ".old")
-        return path
+        return layout.model_dir(self.root, name)
+
+    def usable_model(self) -> tuple[str, Path] | None:
+        """(name, directory) of the model a prediction uses: the final model, else the best so far; None
+        while there is neither."""
+        return layout.usable_model(self.root)
+
+    @property
+    def refit_dir(self) -> Path:
+        """Where the final stage refits members on all rows, before they are promoted into ``model/``."""
+        return self.root / layout.REFIT_DIR
+
+    @property
+    def image_holdout_path(self) -> Path:
+        """An image run's final network's predictions on its held-out images."""
+        return self.root / layout.IMAGE_HOLDOUT_FILE
 
     # -- integrity (see store/integrity.py) -------------------------------------------------------------------
     def record(self, files: list[Path], **fields: Any) -> None:
@@ -316,32 +298,44 @@ class RunStore:
         returns each file's recorded hash."""
         return check_files(self.audit, self.root, files, purpose)
 
-    # -- per-trial arrays ------------------------------------------------------------------------------------
+    # -- per-trial files -------------------------------------------------------------------------------------
     def save_oof(self, number: int, oof: np.ndarray) -> dict[str, str]:
         """Save a trial's out-of-fold predictions; returns {recorded name: SHA-256} for the caller to record."""
-        d = self.trial_dir(number)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / "oof.tmp.npy"
-        np.save(tmp, oof, allow_pickle=False)
-        os.replace(tmp, d / "oof.npy")
-        return digests(self.root, [d / "oof.npy"])
+        path = self.oof_path(number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_array_atomic(path, oof)
+        return digests(self.root, [path])
 
     def load_oof(self, number: int) -> np.ndarray | None:
-        path = self.trial_dir(number) / "oof.npy"
+        path = self.oof_path(number)
         return np.load(path, allow_pickle=False) if path.exists() else None
 
     def drop_models(self, number: int) -> None:
-        """Delete a trial's fold models (kept only for the best trials) but keep its predictions."""
+        """Delete a trial's fold models (kept only for the best trials) but keep its predictions; ``bag.json``
+        goes first, so a kill midway never leaves a bag that looks whole."""
         d = self.trial_dir(number)
-        for f in d.glob("fold_*.skops"):
+        (d / layout.BAG_FILE).unlink(missing_ok=True)
+        for f in layout.fold_files(d):
             f.unlink()
-        (d / "bag.json").unlink(missing_ok=True)
 
     def has_models(self, number: int) -> bool:
-        return (self.trial_dir(number) / "bag.json").exists()
+        return (self.trial_dir(number) / layout.BAG_FILE).exists()
 
     def remove(self) -> None:
         shutil.rmtree(self.root)
+
+
+def save_fold_models(directory: Path, models: list[Any], family: str) -> dict[str, str]:
+    """Save a trial's fold models into its directory (a worker's call: it has the directory, not the store),
+    each atomically, then ``bag.json``, atomically and last: its presence says the bag is whole. Returns
+    {file name: SHA-256}, hashed by the process that wrote the files, before anyone else could change them."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [layout.fold_file(i) for i in range(len(models))]
+    for name, model in zip(names, models, strict=True):
+        save_model(model, directory / name)
+    write_json_atomic(directory / layout.BAG_FILE, {"n_models": len(models), "family": family})
+    return file_hashes(directory, [*names, layout.BAG_FILE])
 
 
 def _rename_into_place(partial: Path, root: Path) -> None:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from daedalus.errors import ConfigError
+from daedalus.store.atomic import write_text_atomic
 from daedalus.store.home import data_home
 
 TRUSTED_FILE = "trusted_keys.toml"
@@ -68,11 +69,8 @@ def trust(name: str, public: str) -> None:
     keys[check_name(name)] = public
     path = data_home() / TRUSTED_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     # json.dumps quotes like a TOML basic string for these names and base64 values
-    tmp.write_text("".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in sorted(keys.items())),
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in sorted(keys.items())))
 
 
 def trusted_keys() -> dict[str, str]:

@@ -18,14 +18,19 @@ DESIGNERS: dict[str, str] = {
     "predictor": "daedalus.designers.nas.predictor:PredictorDesigner",
 }
 # What ``--designer best`` means; chosen by the NAS-Bench-201 benchmark (see bench/NAS_RESULTS.md).
+BEST = "best"
 DEFAULT_DESIGNER = "predictor"
 
 
+def resolve_designer(name: str) -> str:
+    """The registered designer ``name`` stands for: ``best`` is DEFAULT_DESIGNER (the one place it is resolved)."""
+    return DEFAULT_DESIGNER if name == BEST else name
+
+
 def designer_class(name: str) -> type[ArchDesigner]:
-    if name == "best":
-        name = DEFAULT_DESIGNER
+    name = resolve_designer(name)
     if name not in DESIGNERS:
-        raise ValueError(f"unknown designer {name!r}; choose one of {', '.join([*DESIGNERS, 'best'])}")
+        raise ValueError(f"unknown designer {name!r}; choose one of {', '.join([*DESIGNERS, BEST])}")
     module, _, cls = DESIGNERS[name].partition(":")
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 

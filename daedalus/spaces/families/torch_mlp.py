@@ -20,6 +20,7 @@ Reproducibility: ``random_state`` seeds a forked torch RNG (the global torch RNG
 from __future__ import annotations
 
 import time
+from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,7 +50,7 @@ def torch_threads(n_threads: int | None) -> Any:
 
 
 
-class _TorchMLPBase(BaseEstimator):
+class _TorchMLPBase(BaseEstimator, metaclass=ABCMeta):
     """Shared hyperparameters, training loop and prediction. Subclasses define the loss and target handling."""
 
     def __init__(self, widths: tuple[int, ...] = (128, 128), activation: str = "relu", norm: str = "none",
@@ -76,11 +77,13 @@ class _TorchMLPBase(BaseEstimator):
         self.n_threads = n_threads
 
     # -- subclass hooks ------------------------------------------------------------------------------------
+    @abstractmethod
     def _loss(self) -> nn.Module:
-        raise NotImplementedError
+        """The training loss."""
 
+    @abstractmethod
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
-        raise NotImplementedError
+        """The encoded target as the loss takes it."""
 
     # -- training ------------------------------------------------------------------------------------------
     def _check_params(self) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from daedalus.spaces.nas.export import build_layers
-from daedalus.spaces.nas.nb201 import nb201_layers
+from daedalus.spaces.nas.nb201_plan import nb201_layers
 
 
 class Zero(nn.Module):
