@@ -88,7 +88,7 @@ def ctx() -> EvalContext:
 
 def _search(tmp_path: Path, ctx: EvalContext, fairness: SearchFairness | None) -> Search:
     options = _options()
-    store = RunStore.create(tmp_path / "run", {"options": options.to_dict()})
+    store = RunStore.create(tmp_path / "run", {"options": options.to_dict(), "status": "running"})
     study = optuna.create_study(direction=ctx.metric.optuna_direction, sampler=make_sampler(0))
     designer = OptunaDesigner(study, ["linear", "fair_threshold"], Task.BINARY, N, "demographic_parity")
     return Search(store, ctx, designer, BudgetClock(None), options, Reporter(), trials_to_run=3,

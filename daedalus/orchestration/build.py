@@ -222,8 +222,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
                        options: BuildOptions, reporter: Reporter, n_trials: int | None) -> BuildResult:
     fairness = search_fairness(options, ctx)  # None without --sensitive
     if fairness is not None:  # a resumed run: the trials measured before it stopped
-        fairness.restore({t.number: t.user_attrs for t in designer.study.get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))})
+        fairness.restore({t.number: t.user_attrs for t in designer.study.get_trials(deepcopy=False)})
     search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials, fairness=fairness)
     t0 = time.monotonic()
     search.run()
