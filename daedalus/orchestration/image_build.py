@@ -30,8 +30,9 @@ from daedalus.data.images import ImageTable, parse_image_shape, read_images
 from daedalus.data.io import read_table
 from daedalus.designers.base import OK, Proposal, Result
 from daedalus.designers.nas.base import ArchDesigner, Constraint
-from daedalus.designers.nas.multi_objective import ParetoDesigner, pareto_front
+from daedalus.designers.nas.multi_objective import ParetoDesigner
 from daedalus.designers.nas.registry import DEFAULT_DESIGNER, make_designer
+from daedalus.designers.pareto import pareto_front
 from daedalus.ensembles.network import NetworkModel, NetworkSpec
 from daedalus.errors import DataError
 from daedalus.evaluation.halving import successive_halving

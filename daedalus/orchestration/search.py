@@ -23,7 +23,7 @@ from daedalus.evaluation.metrics import Metric
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
 from daedalus.evaluation.worker import run_in_worker
 from daedalus.orchestration.budget import BudgetClock
-from daedalus.orchestration.fairness_search import fairness_setup, violation
+from daedalus.orchestration.fairness_search import SearchFairness
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Progress, Reporter
 from daedalus.orchestration.steered import POLL_SECONDS, SteeredDesigner
@@ -51,8 +51,6 @@ class TrialRecord:
     score: float | None
     fit_seconds: float
     reason: str
-    gap: float | None = None  # fairness gap of the out-of-fold predictions (a build with fairness in the search)
-    violation: float = 0.0  # how far it breaks the fairness constraint; 0: feasible (or no constraint)
 
 
 def default_memory_mb() -> float:
@@ -60,8 +58,12 @@ def default_memory_mb() -> float:
 
 
 class Search:
+    """``fairness``: the fairness constraint of a build with --sensitive (per-trial evaluation, the ranking,
+    the mitigations wrapped around ``designer``); None: trials are ranked by the metric alone."""
+
     def __init__(self, store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
-                 options: BuildOptions, reporter: Reporter, trials_to_run: int | None) -> None:
+                 options: BuildOptions, reporter: Reporter, trials_to_run: int | None,
+                 fairness: SearchFairness | None = None) -> None:
         self.store = store
         self.ctx = ctx
         self.metric: Metric = ctx.metric
@@ -72,8 +74,11 @@ class Search:
         self.trials_to_run = trials_to_run
         self.records: list[TrialRecord] = load_records(designer.study)
         self.memory_mb = options.memory_mb or default_memory_mb()
-        self.fairness = fairness_setup(options, ctx)
-        self.steering = SteeredDesigner(designer, store, clock, reporter, families=designer.families,
+        self.fairness = fairness
+        # The designers the loop asks and tells, outermost first: steering, the fairness mitigation policy (when
+        # there is a constraint), the tabular designer.
+        inner = fairness.mitigating(designer, designer.families) if fairness is not None else designer
+        self.steering = SteeredDesigner(inner, store, clock, reporter, families=designer.families,
                                         space_of=family_spaces(designer.task, designer.n_rows),
                                         out_of_time=self._out_of_time)
 
@@ -152,15 +157,14 @@ class Search:
                     "predict_seconds": round(outcome.predict_seconds, 3),
                     "fold_scores": list(outcome.fold_scores), "models_saved": outcome.models_saved,
                     "designer": proposal.designer}
-            fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
+            fair = self.fairness.evaluate(proposal.number, outcome.oof) if self.fairness is not None else {}
             info.update(fair)
             self.steering.tell(proposal, Result("ok", outcome.score, info))
             crash_point("trial_recorded")
             self.store.audit.append("trial_result", trial=proposal.number, family=proposal.family,
                                     status="ok", score=outcome.score, metric=self.metric.name,
                                     fit_seconds=info["fit_seconds"], **fair, **{ARTIFACTS_FIELD: artifacts})
-            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "",
-                                 gap=fair.get("fairness_gap"), violation=violation(fair))
+            record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "")
             self._after_success(record, outcome)
             return record
         reason = result.reason.strip().splitlines()[0] if result.reason else result.status
@@ -173,16 +177,20 @@ class Search:
         return TrialRecord(proposal.number, proposal.family, result.status, None, result.seconds, reason)
 
     # -- keeping the best ----------------------------------------------------------------------------------
-    def _rank_key(self, record: TrialRecord) -> tuple[float, float, int]:
-        # Under a fairness constraint, feasible trials first, then the least infeasible (Optuna's order).
-        return (record.violation, -self.metric.utility(record.score or 0.0), record.number)
+    def _rank_key(self, record: TrialRecord) -> tuple[float, ...]:
+        if self.fairness is not None:  # feasible trials first, then the least infeasible, then the metric
+            return self.fairness.rank_key(record.number, record.score)
+        return (-self.metric.utility(record.score or 0.0), record.number)
+
+    def _feasible(self, record: TrialRecord) -> bool:
+        return self.fairness is None or self.fairness.feasible(record.number)
 
     def ranked_ok(self) -> list[TrialRecord]:
         return sorted((r for r in self.records if r.status == "ok" and r.score is not None), key=self._rank_key)
 
     def _keep_threshold(self) -> float | None:
         ranked = self.ranked_ok()
-        if len(ranked) < KEEP_MODELS_TOP or ranked[KEEP_MODELS_TOP - 1].violation > 0:
+        if len(ranked) < KEEP_MODELS_TOP or not self._feasible(ranked[KEEP_MODELS_TOP - 1]):
             return None  # (a feasible newcomer outranks an infeasible trial whatever its score)
         return self.metric.utility(ranked[KEEP_MODELS_TOP - 1].score or 0.0)
 
@@ -228,6 +236,5 @@ def load_records(study: optuna.Study) -> list[TrialRecord]:
         score = t.value if t.state == TrialState.COMPLETE else None
         out.append(TrialRecord(t.number, str(t.params.get("family", "?")), status, score,
                                float(t.user_attrs.get("fit_seconds", 0.0)),
-                               str(t.user_attrs.get("reason", ""))[:200],
-                               gap=t.user_attrs.get("fairness_gap"), violation=violation(t.user_attrs)))
+                               str(t.user_attrs.get("reason", ""))[:200]))
     return out
