@@ -26,6 +26,7 @@ from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
 from daedalus.errors import ConfigError
 from daedalus.evaluation.nas_table import BenchTable, load_table
 from daedalus.orchestration.budget import BudgetClock
+from daedalus.orchestration.fair_designer import MitigatingDesigner
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.steered import SteeredDesigner
 from daedalus.oversight.steering import check_config, family_spaces, issue_command
@@ -132,6 +133,7 @@ CASES: list[DesignerCase] = [
     arch_case("pareto", NB201Space()),
     table_case(),
     table_case("-steered", wrap=steered_table, allowed_families=tuple(f for f in FAMILIES if f != EXCLUDED)),
+    table_case("-mitigating", wrap=lambda d, _: MitigatingDesigner(d, FAMILIES, "demographic_parity", lambda s: s)),
     arch_case("evolution", TOY, wrap=steered_arch, suffix="-steered"),
 ]
 

@@ -11,13 +11,13 @@ from test_cli_errors import assert_user_error
 
 from daedalus.data.schema import Task
 from daedalus.data.sensitive import group_labels, with_sensitive_columns
+from daedalus.designers.pareto import pareto_front
 from daedalus.errors import ConfigError
 from daedalus.oversight.fairness import (
     MIN_GROUP_ROWS,
     ReportInput,
     fairness_gap,
     fairness_report,
-    pareto_front,
     parse_constraint,
 )
 from daedalus.spaces.registry import get_family
@@ -90,9 +90,11 @@ def test_constraint_gap_and_its_standard_error():
     assert fairness_gap("equalized_odds_difference", y, labels, groups).value == pytest.approx(0.25)
 
 
-def test_pareto_front():
+def test_pareto_front_of_metric_against_gap():
+    # (utility, gap): the one front function (designers.pareto) with the gap as the cost; exact ties both stay.
     points = [(0.9, 0.30), (0.8, 0.05), (0.85, 0.10), (0.7, 0.20), (0.8, 0.05)]
-    assert pareto_front(points) == [True, True, True, False, True]
+    front = pareto_front((i, utility, gap) for i, (utility, gap) in enumerate(points))
+    assert sorted(i for i, _, _ in front) == [0, 1, 2, 4]
 
 
 @pytest.mark.parametrize("text,fragment", [
@@ -307,12 +309,12 @@ def test_a_tiny_group_is_reported_too_small_and_does_not_make_a_fair_model_infea
     assert c["too_small_to_measure"] == [{"group": "T", "count": 6}]
 
     # The search's view of the same decisions: feasible without the bias, infeasible with it.
-    from daedalus.orchestration.fairness_search import FairnessSetup
+    from daedalus.orchestration.fairness_search import GapMeasure
 
     for gap_between_big, feasible in ((0.0, True), (0.15, False)):
         y, pred, sens = _groups_with_a_tiny_one(gap_between_big)
-        setup = FairnessSetup(constraint, constraint.metric, y, group_labels(sens))
-        assert setup.evaluate(pred)["feasible"] is feasible
+        measure = GapMeasure(constraint, constraint.metric, y, group_labels(sens))
+        assert measure.evaluate(pred)["feasible"] is feasible
 
 
 def test_a_constraint_that_no_two_groups_can_measure_is_not_met():
@@ -325,9 +327,9 @@ def test_a_constraint_that_no_two_groups_can_measure_is_not_met():
     assert c["met"] is False and c["met_without_margin"] is False and c["verdict"].startswith("cannot be checked")
     assert [g["group"] for g in c["too_small_to_measure"]] == ["A", "B", "T"]
     assert rec["max_gap"] >= 0.6  # the largest of the differences over all groups
-    from daedalus.orchestration.fairness_search import FairnessSetup
+    from daedalus.orchestration.fairness_search import GapMeasure
 
-    info = FairnessSetup(constraint, constraint.metric, y, group_labels(sens)).evaluate(pred)
+    info = GapMeasure(constraint, constraint.metric, y, group_labels(sens)).evaluate(pred)
     assert info["feasible"] is False and info["constraint"] == [1.0]
 
 

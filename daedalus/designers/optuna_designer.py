@@ -33,8 +33,6 @@ from daedalus.designers.optuna_queue import (
 from daedalus.spaces.mitigation import (
     BASE_PARAM,
     CONSTRAINT_PARAM,
-    MITIGATION_CONSTRAINTS,
-    MITIGATIONS,
     MitigationFamily,
 )
 from daedalus.spaces.registry import get_family
@@ -47,7 +45,6 @@ REASON_ATTR = "reason"
 # the result, and TPE then models feasible and infeasible trials apart (Optuna's constrained TPE).
 CONSTRAINT_ATTR = "constraint"
 CONSTRAINT_NAME = "fairness"
-MITIGATION_OF_ATTR = "mitigation_of"  # the trial a mitigation was proposed around
 
 
 def split_params(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -85,7 +82,6 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         self.n_rows = n_rows
         # Fairlearn's name of the fairness constraint that mitigation families enforce in this run (one only).
         self.mitigation_constraint = mitigation_constraint
-        self._best_unfair: float | None = None  # utility of the best infeasible trial wrapped so far
         self._running: dict[int, tuple[optuna.trial.Trial, Proposal[dict[str, Any]]]] = {}  # asked, not yet told
 
     def enqueue_portfolio(self) -> None:
@@ -120,7 +116,8 @@ class OptunaDesigner(Designer[dict[str, Any]]):
                 for sub, sub_dist in model_family.base_space(value, self.task, self.n_rows).items():
                     suggest(trial, f"{family}.{sub}", sub_dist)
 
-    def enqueue(self, family: str, candidate: dict[str, Any], reason: str, by: str = "steering") -> None:
+    def enqueue(self, family: str, candidate: dict[str, Any], reason: str, by: str = "steering", *,
+                skip_if_exists: bool = False) -> None:
         """Queue a configuration (parameters left out are sampled) to run next, ahead of the portfolio (the
         :class:`~daedalus.designers.base.Enqueues` capability); its proposal's reason is ``"{by}: {reason}"``."""
         if family not in self.families:
@@ -128,22 +125,19 @@ class OptunaDesigner(Designer[dict[str, Any]]):
                              f"{', '.join(self.families)}")
         params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in candidate.items()}}
         marks = {STEERED_ATTR: reason, **({} if by == "steering" else {ENQUEUED_BY_ATTR: by})}
-        self.study.enqueue_trial(params, user_attrs=marks, skip_if_exists=False)
+        # skip_if_exists (Optuna's): not queued when a trial with the same parameters exists already, e.g. a
+        # mitigation of a configuration whose mitigation the portfolio or an earlier session holds.
+        self.study.enqueue_trial(params, user_attrs=marks, skip_if_exists=skip_if_exists)
 
     def ask(self) -> Proposal[dict[str, Any]]:
         # The family choice is a fixed categorical over the run's families, so its distribution stays the
         # same in every trial (Optuna needs that for TPE to model it).
         family_dist = CategoricalDistribution(self.families)
-        # Steered trials first, then mitigations of a model that breaks the fairness constraint, then the queue.
-        trial = (claim_waiting(self.study, STEERED_ATTR) or claim_waiting(self.study, MITIGATION_OF_ATTR)
-                 or self.study.ask({FAMILY_PARAM: family_dist}))
+        # Enqueued trials first (steering's, the fairness mitigations'), then the queue (the portfolio).
+        trial = claim_waiting(self.study, STEERED_ATTR) or self.study.ask({FAMILY_PARAM: family_dist})
         family = suggest(trial, FAMILY_PARAM, family_dist)
         self._suggest_config(trial, family)
         _, config = split_params(trial.params)
-        if trial.user_attrs.get(MITIGATION_OF_ATTR) is not None:
-            return self._proposal(trial, family, config, "mitigation: Fairlearn's ThresholdOptimizer around trial "
-                                  f"{trial.user_attrs[MITIGATION_OF_ATTR]}, the best model so far that breaks "
-                                  "the fairness constraint", "mitigation")
         if STEERED_ATTR in trial.user_attrs:
             by = str(trial.user_attrs.get(ENQUEUED_BY_ATTR, "steering"))
             return self._proposal(trial, family, config, f"{by}: {trial.user_attrs[STEERED_ATTR]}", by)
@@ -173,8 +167,6 @@ class OptunaDesigner(Designer[dict[str, Any]]):
             if info.get(CONSTRAINT_ATTR) is not None:
                 trial.set_constraint(CONSTRAINT_NAME, max(info[CONSTRAINT_ATTR]))
             self.study.tell(trial, value)
-            if info.get(CONSTRAINT_ATTR) is not None and not info.get("feasible", True):
-                self._mitigate(proposal, value)
         elif status == PRUNED:  # not evaluated at all (an excluded family): TPE ranks it below every result
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
@@ -203,9 +195,9 @@ class OptunaDesigner(Designer[dict[str, Any]]):
 
     def get_state(self) -> dict[str, Any]:
         """The study lives in the run's storage; this is what the designer holds beside it: the proposals in
-        flight, the sampler's random position, and the best unfair result wrapped so far."""
+        flight and the sampler's random position."""
         return {"running": [[p.number, p.family, p.candidate, p.reason, p.designer] for _, p in self._running.values()],
-                "sampler": sampler_state(self.study.sampler), "best_unfair": self._best_unfair}
+                "sampler": sampler_state(self.study.sampler)}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         for number, family, config, reason, by in state["running"]:
@@ -213,24 +205,6 @@ class OptunaDesigner(Designer[dict[str, Any]]):
             if trial is not None:  # else a resumed run closed it as interrupted (and queued it again)
                 self._running[int(number)] = (trial, Proposal(int(number), family, dict(config), reason, by))
         set_sampler_state(self.study.sampler, state["sampler"])
-        self._best_unfair = state["best_unfair"]
-
-    def _mitigate(self, proposal: Proposal[dict[str, Any]], value: float) -> None:
-        """Queue ThresholdOptimizer around a trial that breaks the fairness constraint, when it is the best
-        such trial so far: post-processing keeps most of a strong model's skill and costs one more fit."""
-        name = "fair_threshold"
-        mitigation = MITIGATIONS[name]
-        if name not in self.families or proposal.family not in mitigation.bases:
-            return
-        utility = value if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else -value
-        if self._best_unfair is not None and utility <= self._best_unfair:
-            return
-        self._best_unfair = utility
-        constraint = self.mitigation_constraint or MITIGATION_CONSTRAINTS[0]
-        config = {BASE_PARAM: proposal.family, CONSTRAINT_PARAM: constraint, **mitigation.own_defaults(),
-                  **{f"{proposal.family}.{k}": v for k, v in proposal.candidate.items()}}
-        self.study.enqueue_trial({FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}},
-                                 user_attrs={MITIGATION_OF_ATTR: proposal.number}, skip_if_exists=True)
 
     def _n_complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

@@ -26,16 +26,17 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
 
 def cmd_fairness(args: argparse.Namespace) -> int:
     from daedalus.errors import RunError
-    from daedalus.oversight.fairness import FAIRNESS_FILE, fairness_on_rows
+    from daedalus.oversight.fairness import FAIRNESS_RECORD, fairness_on_rows
+    from daedalus.store.layout import json_file
 
     if args.data is not None:
         from daedalus.data import read_table
 
         record = fairness_on_rows(args.run_dir, read_table(args.data))
     else:
-        path = Path(args.run_dir) / f"{FAIRNESS_FILE}.json"
+        path = Path(args.run_dir) / json_file(FAIRNESS_RECORD)
         if not path.exists():
-            raise RunError(f"run '{args.run_dir}' has no {FAIRNESS_FILE}.json; build with --sensitive COLS, or "
+            raise RunError(f"run '{args.run_dir}' has no {path.name}; build with --sensitive COLS, or "
                            f"pass labelled rows: daedalus fairness {args.run_dir} DATA.csv")
         record = json.loads(path.read_text(encoding="utf-8"))
     if args.out is not None:

@@ -39,8 +39,8 @@ from daedalus.orchestration.budget import BudgetClock, final_stage_clocks
 from daedalus.orchestration.fairness_search import (
     check_fairness_task,
     mitigation_constraint,
+    search_fairness,
     wants_mitigations,
-    write_fairness,
 )
 from daedalus.orchestration.finalize import FinalModel, finalize
 from daedalus.orchestration.leaderboard import make_leaderboard
@@ -221,7 +221,10 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
 
 def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
                        options: BuildOptions, reporter: Reporter, n_trials: int | None) -> BuildResult:
-    search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials)
+    fairness = search_fairness(options, ctx)  # None without --sensitive
+    if fairness is not None:  # a resumed run: the trials measured before it stopped
+        fairness.restore({t.number: t.user_attrs for t in designer.study.get_trials(deepcopy=False)})
+    search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials, fairness=fairness)
     t0 = time.monotonic()
     search.run()
     crash_point("search_done")
@@ -238,7 +241,8 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
     designers = {t.number: str(t.user_attrs.get("designer", "")) for t in designer.study.get_trials(deepcopy=False)}
     board = make_leaderboard(search.records, ctx.metric, ensemble_row, designers)
     schema = Schema.from_dict(store.read("schema"))
-    write_fairness(store, ctx, options, schema.classes, board, search.records)  # with --sensitive only
+    if fairness is not None:  # fairness.json, pareto.json; the board with its fairness columns, re-ranked
+        board = fairness.finish(store, board, schema.classes)
     store.write("leaderboard", board)
     crash_point("leaderboard_written")
     store.update_run(status="finished" if final is not None else "no-model",

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from daedalus.designers.optuna_designer import split_params
+from daedalus.ensembles.caruana import greedy_selection
 from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
 from daedalus.evaluation.trial import EvalContext, bag_prediction_on_first_fold, refit_full
 from daedalus.evaluation.worker import run_in_worker
 from daedalus.orchestration.budget import BudgetClock
-from daedalus.orchestration.fairness_search import choose_ensemble
 from daedalus.orchestration.search import Search, TrialRecord, digests_in
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import record_digests
@@ -53,8 +53,10 @@ def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClo
         store.audit.append("ensemble_skipped", reason="no successful trial with saved models")
         return None
     y_scored = ctx.y[ctx.plan.scored_index]
-    # Under a fairness constraint, only feasible trials, and a blend that is feasible itself.
-    selection, pairs, fairness_note = choose_ensemble(search.fairness, pairs, y_scored, ctx.metric)
+    if search.fairness is not None:  # under a constraint, only feasible trials, and a feasible blend
+        selection, pairs, fairness_note = search.fairness.choose_ensemble(pairs, y_scored)
+    else:
+        selection, fairness_note = greedy_selection([o for _, o in pairs], y_scored, ctx.metric), ""
     if fairness_note:
         store.audit.append("ensemble_fairness", reason=fairness_note)
     chosen: list[tuple[TrialRecord, float]] = [(pairs[i][0], w) for i, w in selection.weights.items()]

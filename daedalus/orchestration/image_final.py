@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from daedalus.designers.nas.multi_objective import pareto_front
+from daedalus.designers.pareto import pareto_front
 from daedalus.ensembles.network import NetworkModel
 from daedalus.evaluation.nas_trial import MAX_FINAL_EPOCHS, NetworkJob, NetworkOutcome, train_network
 from daedalus.evaluation.runner import Job, LocalRunner, TrialRunner

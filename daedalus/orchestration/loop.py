@@ -49,8 +49,6 @@ class TrialRecord:
     score: float | None
     fit_seconds: float
     reason: str
-    gap: float | None = None  # fairness gap of the out-of-fold predictions (a build with fairness in the search)
-    violation: float = 0.0  # how far it breaks the fairness constraint; 0: feasible (or no constraint)
     designer: str = ""  # who proposed it (a designer's name, "portfolio", "steering", ...)
     extra: dict[str, Any] = field(default_factory=dict)  # kind-specific leaderboard columns (architecture, epochs)
 

@@ -22,7 +22,7 @@ from daedalus.evaluation.runner import Job, TrialRunner
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
 from daedalus.evaluation.worker import WorkerResult
 from daedalus.orchestration.budget import BudgetClock
-from daedalus.orchestration.fairness_search import fairness_setup, violation
+from daedalus.orchestration.fairness_search import SearchFairness
 from daedalus.orchestration.loop import (
     MIN_TRIAL_SECONDS,
     Done,
@@ -58,7 +58,7 @@ class TableEvaluator(Evaluator[Config]):
     out-of-fold predictions saved, its fold models kept while it is among the ``KEEP_MODELS_TOP`` best."""
 
     def __init__(self, store: RunStore, ctx: EvalContext, options: BuildOptions, records: list[TrialRecord],
-                 fairness: Any = None) -> None:
+                 fairness: SearchFairness | None = None) -> None:
         self.store, self.ctx, self.options, self.records, self.fairness = store, ctx, options, records, fairness
         self.metric = ctx.metric
         self._proposals: dict[int, Proposal[Config]] = {}
@@ -91,12 +91,16 @@ class TableEvaluator(Evaluator[Config]):
 
     # -- one trial -----------------------------------------------------------------------------------------
     def rank_key(self, record: TrialRecord) -> tuple[float, ...]:
-        # Under a fairness constraint, feasible trials first, then the least infeasible (Optuna's order).
-        return (record.violation, -self.metric.utility(record.score or 0.0), record.number)
+        if self.fairness is not None:  # feasible trials first, then the least infeasible, then the metric
+            return self.fairness.rank_key(record.number, record.score)
+        return (-self.metric.utility(record.score or 0.0), record.number)
+
+    def _feasible(self, record: TrialRecord) -> bool:
+        return self.fairness is None or self.fairness.feasible(record.number)
 
     def _keep_threshold(self) -> float | None:
         ranked = self.ranked_ok()
-        if len(ranked) < KEEP_MODELS_TOP or ranked[KEEP_MODELS_TOP - 1].violation > 0:
+        if len(ranked) < KEEP_MODELS_TOP or not self._feasible(ranked[KEEP_MODELS_TOP - 1]):
             return None  # (a feasible newcomer outranks an infeasible trial whatever its score)
         return self.metric.utility(ranked[KEEP_MODELS_TOP - 1].score or 0.0)
 
@@ -120,10 +124,9 @@ class TableEvaluator(Evaluator[Config]):
                 "score": outcome.score, "fit_seconds": round(outcome.fit_seconds, 3),
                 "predict_seconds": round(outcome.predict_seconds, 3), "fold_scores": list(outcome.fold_scores),
                 "models_saved": outcome.models_saved, "designer": proposal.designer}
-            fair = self.fairness.evaluate(outcome.oof) if self.fairness else {}
+            fair = self.fairness.evaluate(proposal.number, outcome.oof) if self.fairness is not None else {}
             info.update(fair)
             record = TrialRecord(proposal.number, proposal.family, "ok", outcome.score, outcome.fit_seconds, "",
-                                 gap=fair.get("fairness_gap"), violation=violation(fair),
                                  designer=proposal.designer)
             self._written[proposal.number] = (artifacts, fair, outcome.models_saved)
             return [Done(proposal, record, Result("ok", outcome.score, info))]
@@ -170,13 +173,15 @@ class Search(SearchLoop[Config]):
 
     def __init__(self, store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
                  options: BuildOptions, reporter: Reporter, trials_to_run: int | None,
-                 runner: TrialRunner | None = None) -> None:
+                 fairness: SearchFairness | None = None, runner: TrialRunner | None = None) -> None:
         self.store, self.ctx, self.options, self.study = store, ctx, options, designer.study
         self.memory_mb = options.memory_mb or default_memory_mb()
-        self.fairness = fairness_setup(options, ctx)
+        self.fairness = fairness  # None: trials are ranked by the metric alone
         evaluator = TableEvaluator(store, ctx, options, load_records(designer.study), self.fairness)
         # 'daedalus steer' commands around the designer; applied before each budget check too ('add-time' counts).
-        self.steering = SteeredDesigner(designer, store, clock, reporter, families=designer.families,
+        # The designer told each result: the tabular one, inside the fairness mitigation policy when there is one.
+        told = fairness.mitigating(designer, designer.families) if fairness is not None else designer
+        self.steering = SteeredDesigner(told, store, clock, reporter, families=designer.families,
                                         space_of=family_spaces(designer.task, designer.n_rows),
                                         out_of_time=lambda: self._out_of_time())
         cap = options.trial_timeout or (DEFAULT_TRIAL_TIMEOUT if clock.seconds is None else math.inf)
@@ -207,6 +212,5 @@ def load_records(study: optuna.Study) -> list[TrialRecord]:
         out.append(TrialRecord(t.number, str(t.params.get("family", "?")), status, score,
                                float(t.user_attrs.get("fit_seconds", 0.0)),
                                str(t.user_attrs.get("reason", ""))[:200],
-                               gap=t.user_attrs.get("fairness_gap"), violation=violation(t.user_attrs),
                                designer=str(t.user_attrs.get("designer", ""))))
     return out

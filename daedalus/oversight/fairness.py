@@ -1,5 +1,5 @@
-"""Fairness: per-group and intersectional metrics (Fairlearn's ``MetricFrame``), the fairness constraint of a
-search, and the Pareto front of metric against fairness gap.
+"""Fairness: per-group and intersectional metrics (Fairlearn's ``MetricFrame``) and the fairness constraint of a
+search (the front of metric against fairness gap is drawn with ``designers.pareto.pareto_front``).
 
 Decisions are what fairness is about: a classifier's decision for a row is the argmax of its predicted
 probabilities (what ``daedalus predict`` returns); the positive class is class code 1 (``schema.classes[1]``).
@@ -85,8 +85,10 @@ from daedalus.errors import ConfigError
 
 FEASIBILITY_Z = 1.645  # one-sided 95% upper confidence bound
 MIN_GROUP_ROWS = MIN_FIT_ROWS  # 30: the fewest rows a group is ever measured on
-FAIRNESS_FILE = "fairness"  # fairness.json in the run directory (RunStore.write name)
-PARETO_FILE = "pareto"
+# The run's records, as RunStore names them (``RunStore.write(name)`` writes ``name.json``): fairness.json,
+# and pareto.json of a build with --objectives metric,fairness. Every reader and writer names them through these.
+FAIRNESS_RECORD = "fairness"
+PARETO_RECORD = "pareto"
 
 # The gaps a search can be constrained on, with the Fairlearn constraint that mitigations enforce for each.
 CONSTRAINT_METRICS: dict[str, str] = {
@@ -221,16 +223,6 @@ def verdict(gap: Gap, limit: float) -> str:
     over = f"over the {len(gap.measured)} groups with at least {gap.min_rows} rows ({_listed(gap.measured)})"
     return (f"{word} {over}: gap {gap.value:.4f} + {FEASIBILITY_Z:g} x se {gap.se:.4f} = {gap.bound:.4f} "
             f"{'<=' if gap.bound <= limit else '>'} {limit:g}{small}")
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
-    """For (utility: higher is better, gap: lower is better) points, which are not dominated by another."""
-    flags = []
-    for i, (u, g) in enumerate(points):
-        dominated = any((u2 >= u and g2 <= g) and (u2 > u or g2 < g)
-                        for j, (u2, g2) in enumerate(points) if j != i)
-        flags.append(not dominated)
-    return flags
 
 
 # -- the report -----------------------------------------------------------------------------------------------

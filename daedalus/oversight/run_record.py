@@ -15,7 +15,9 @@ from typing import Any
 
 from daedalus.errors import RunError
 from daedalus.evaluation.metrics import METRICS
+from daedalus.oversight.fairness import FAIRNESS_RECORD, PARETO_RECORD
 from daedalus.store.audit import VerifyResult, verify
+from daedalus.store.layout import json_file
 
 AUDIT_FILE = "audit.jsonl"
 
@@ -142,6 +144,6 @@ def load_run(run_dir: Path) -> RunRecord:
         audit_check=verify(audit_path) if has_audit else None,
         checks=_optional_object(root / "checks.json", problems),
         explanations=_optional_object(root / "explanations.json", problems),
-        fairness=_optional_object(root / "fairness.json", problems),
-        pareto=_optional_object(root / "pareto.json", problems),
+        fairness=_optional_object(root / json_file(FAIRNESS_RECORD), problems),
+        pareto=_optional_object(root / json_file(PARETO_RECORD), problems),
         problems=problems)

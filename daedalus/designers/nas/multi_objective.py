@@ -17,37 +17,20 @@ settle within the first few random samples, which span the space.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from daedalus.designers.base import OK, Proposal, Result
 from daedalus.designers.nas.base import ArchDesigner, Constraint, score_out
 from daedalus.designers.nas.registry import make_designer
+from daedalus.designers.pareto import pareto_front
 from daedalus.spaces.nas.base import ArchSpace, Genotype
 
-T = TypeVar("T")
 # Weights on the normalised log cost, spread on a log scale; pure cost is left out: the cheapest network
 # needs no search and is rarely wanted.
 DEFAULT_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
-
-
-def pareto_front(points: Iterable[tuple[T, float | None, float]]) -> list[tuple[T, float, float]]:
-    """The non-dominated ``(item, score, cost)`` points, by increasing cost, for a score to maximise and a cost to
-    minimise. A point is dominated when another is at least as good on both and better on one, so exact ties all
-    stay. Points without a finite score (failed evaluations) are left out."""
-    valid = [(item, float(score), float(cost)) for item, score, cost in points
-             if score is not None and math.isfinite(score)]
-    front: list[tuple[T, float, float]] = []
-    best = -math.inf
-    for point in sorted(valid, key=lambda p: (p[2], -p[1])):  # cheapest first, best first among equal costs
-        if point[1] > best:
-            front.append(point)
-            best = point[1]
-        elif point[1:] == front[-1][1:]:  # the same score and cost as the last kept point: neither dominates
-            front.append(point)
-    return front
 
 
 class _Range:
