@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/python -m pytest -q "$@"
+# Two pytest workers (pytest-xdist): most tests wait on subprocesses (builds, workers, a PostgreSQL server), so
+# two at once fill the 2 cores of CI better than one: the suite took 25+ min alone, 18 min with two workers.
+.venv/bin/python -m pytest -q -n 2 "$@"

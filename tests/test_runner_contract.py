@@ -20,6 +20,7 @@ RUNNERS: dict[str, Callable[[], TrialRunner]] = {
     "local-1": lambda: LocalRunner(1),
     "local-2": lambda: LocalRunner(2),
 }
+CONCURRENT = ("local-2",)  # the runners above with room for two jobs in flight (the tests of overlapping jobs)
 MEMORY = 4000.0
 
 
@@ -56,6 +57,13 @@ def pid_then_hang(path: str) -> None:
 @pytest.fixture(params=sorted(RUNNERS))
 def runner(request: pytest.FixtureRequest) -> Iterator[TrialRunner]:
     with RUNNERS[request.param]() as made:
+        yield made
+
+
+@pytest.fixture(params=CONCURRENT)
+def concurrent_runner(request: pytest.FixtureRequest) -> Iterator[TrialRunner]:
+    with RUNNERS[request.param]() as made:
+        assert made.capacity >= 2
         yield made
 
 
@@ -117,17 +125,15 @@ def test_capacity_is_respected(runner: TrialRunner) -> None:
     assert runner.free() == runner.capacity
 
 
-def test_a_key_in_flight_is_refused(runner: TrialRunner) -> None:
-    if runner.capacity < 2:
-        pytest.skip("needs two jobs in flight")
+def test_a_key_in_flight_is_refused(concurrent_runner: TrialRunner) -> None:
+    runner = concurrent_runner
     runner.submit(Job(1, sleep_then, (0.5, 1), timeout=60, memory_mb=MEMORY))
     with pytest.raises(ValueError, match="already in flight"):
         runner.submit(Job(1, double, (1,), timeout=60, memory_mb=MEMORY))
 
 
-def test_results_arrive_in_the_order_they_finish(runner: TrialRunner) -> None:
-    if runner.capacity < 2:
-        pytest.skip("one job at a time finishes in the order submitted")
+def test_results_arrive_in_the_order_they_finish(concurrent_runner: TrialRunner) -> None:
+    runner = concurrent_runner
     runner.submit(Job(0, sleep_then, (3.0, 0), timeout=60, memory_mb=MEMORY))
     runner.submit(Job(1, sleep_then, (0.2, 1), timeout=60, memory_mb=MEMORY))
     finished = _all(runner)
