@@ -20,7 +20,7 @@ MAX_LINES = 500
 # Names of files inside a run, as code outside store/ would spell them (in string literals; an f-string's
 # fields read as {}): they must come from store/layout.py or RunStore instead.
 RUN_PATHS = re.compile(r"fold_(\{\}|\*|\d+)\.skops|member_(\{\}|\d+)\.skops|bag\.json|oof\.npy|trials/|trial\.json"
-                       r"|model\.json|holdout_predictions\.npz|refit\.tmp|\{\}:0\d+d")
+                       r"|model\.json|holdout_predictions\.npz|refit\.tmp|checkpoint\.pt|\{\}:0\d+d")
 
 
 def _layer(module: str) -> str | None:

@@ -46,6 +46,7 @@ from daedalus.orchestration.options import ImageBuildOptions
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.steered import SteeredDesigner
 from daedalus.spaces.nas.cnn import CNNSpace
+from daedalus.store.layout import DESIGNER_RECORD, IMAGES_DIR
 from daedalus.store.run import RunStore
 
 __all__ = ["ImageBuildOptions", "ImageBuildResult", "ImageTask", "build_images", "resume_images"]
@@ -53,8 +54,6 @@ __all__ = ["ImageBuildOptions", "ImageBuildResult", "ImageTask", "build_images",
 SEARCH_SHARE = 0.4  # of the time left after reading the data; the rest trains the winner (a full schedule)
 METRIC = "accuracy"
 CALIBRATION_WAIT_SHARE = 0.1  # of the time left, at most, waited for the worker pool before measuring the machine
-IMAGES_DIR = "images"  # the split images in the run, read by the workers
-DESIGNER_STATE = "designer"  # designer.json: the designer's state after its last tell
 # The workers of an image run need torch and the trial function, not the table run's model libraries.
 IMAGE_PRELOAD = ("daedalus.evaluation.lifeline", "daedalus.evaluation.nas_trial", "daedalus.spaces.nas.cnn",
                  "daedalus.orchestration.budget")
@@ -179,7 +178,7 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
                                out_of_time=lambda: loop.search_time_left() < MIN_TRIAL_SECONDS)
     records = _searched_trials(store)
     if resumed:
-        state = store.read(DESIGNER_STATE, default={})
+        state = store.read(DESIGNER_RECORD, default={})
         if state:
             designer.set_state(state)
         store.audit.append("resumed", time_budget=options.time_budget, trials_restored=len(records))
@@ -191,7 +190,7 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
                                latency, search_clock)
     loop = SearchLoop(evaluator, designer, search_clock, reporter, to_run, Limits(memory_mb, math.inf),
                       runner or LocalRunner(), before_budget_check=[designer.apply_commands],
-                      after_tell=[lambda: store.write(DESIGNER_STATE, designer.get_state())])
+                      after_tell=[lambda: store.write(DESIGNER_RECORD, designer.get_state())])
     loop.run()
     board, final = finish_image_run(evaluator, clock, options, memory_mb)
     reporter.close()

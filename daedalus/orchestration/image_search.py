@@ -31,7 +31,7 @@ from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.image_task import ImageTask, NetworkCosts
 from daedalus.orchestration.loop import Done, Evaluator, Limits, TrialRecord, trial_status
 from daedalus.spaces.nas.base import ArchSpace, Genotype
-from daedalus.store.layout import BEST_MODEL, TRIAL_FILE
+from daedalus.store.layout import BEST_MODEL, CHECKPOINT_FILE, TRIAL_FILE
 from daedalus.store.run import RunStore, write_json_atomic
 
 METRIC = "accuracy"
@@ -41,7 +41,6 @@ RUNGS = (1, 3)  # epochs: every candidate 1, the best third 3 (the trainers' sch
 MAX_ASKS_PER_CANDIDATE = 30  # asks per wanted candidate before a bracket settles for fewer (or the cheapest)
 FLOP_SCREEN_SLACK = 2.0  # the FLOP estimate may be this optimistic before a candidate's steps are timed
 START_SECONDS = 10.0  # a worker's start (the forkserver has torch) and the network's build, beyond its epochs
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def image_metric() -> Any:

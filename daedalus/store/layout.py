@@ -10,10 +10,13 @@
         fold_0.skops ...   its fold models, kept for the best trials only
         bag.json           written last, after the fold models: its presence says the bag is complete
         network/           an image trial's network (a NetworkModel directory)
+        checkpoint.pt      an image candidate's training state between rungs of successive halving
       best/              the best single model so far (a model directory: model.json + estimator files)
       model/             the final model; ``<name>.old``: the previous version, left by a swap cut short
       refit.tmp/         members refit on all rows, before they are promoted into model/
       holdout_predictions.npz   an image run's final network on its held-out images
+      images/            an image run's split images (*.npy), read by its workers
+      designer.json      an image run's designer state after its last tell (the designer's get_state)
 
 Code anywhere in Daedalus names these paths through this module (or ``RunStore``'s methods, which use it);
 the functions here take a directory, not a ``RunStore``, so that a worker process that was handed a trial's
@@ -46,6 +49,9 @@ MODEL_DIRS = (FINAL_MODEL, BEST_MODEL)  # the model a prediction uses: the final
 OLD_SUFFIX = ".old"
 REFIT_DIR = "refit.tmp"
 IMAGE_HOLDOUT_FILE = "holdout_predictions.npz"
+IMAGES_DIR = "images"  # an image run's split images, read by its workers
+CHECKPOINT_FILE = "checkpoint.pt"  # in an image trial's directory, between rungs
+DESIGNER_RECORD = "designer"  # designer.json (a JSON record): the designer's state after its last tell
 
 _FOLD = re.compile(r"fold_(\d+)\.skops")
 
