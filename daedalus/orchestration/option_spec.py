@@ -107,15 +107,18 @@ class ListOptions(Constraint):
     options: tuple[tuple[str, ...], ...]
 
     def accepts(self, value: Any) -> bool:
-        if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
-            return False
-        return any(set(value) == set(o) for o in self.options)
+        return _is_names(value) and any(set(value) == set(o) for o in self.options)
 
     def describe(self) -> str:
         return f"one of {_alternatives([','.join(o) for o in self.options])}"
 
     def reader(self) -> Callable[[str], Any]:
         return comma_list
+
+
+def _is_names(value: Any) -> bool:
+    """A list or tuple of strings: what the list options hold."""
+    return isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class Names(Constraint):
     what: str = "names"
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
+        return _is_names(value)
 
     def describe(self) -> str:
         return f"a list of {self.what}"
