@@ -19,7 +19,6 @@ stopped. ``--part I/N`` runs only every N-th task from the I-th (1-based). Run o
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import math
@@ -134,6 +133,9 @@ def make_context(spec: TaskSpec, max_rows: int | None) -> tuple[EvalContext, dic
     n_classes = len(schema.classes) if schema.classes is not None else 0
     ctx = EvalContext(X=X, y=y, task=task, n_classes=n_classes, layout=feature_layout(schema),
                       plan=three_folds(y, task), metric=metric)
+    y_path = CACHE / "oof" / spec.name / "_y.npy"  # the targets the out-of-fold predictions are scored on
+    y_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(y_path, y)
     info = {"name": spec.name, "source": spec.source, "group": spec.group, "task": task.value,
             "metric": metric.name, "n_rows": n_full, "n_rows_used": len(df), "n_features": X.shape[1]}
     return ctx, info
@@ -210,9 +212,6 @@ def stage1(cache: Cache, specs: list[TaskSpec], args: argparse.Namespace) -> Non
             cache.append({"kind": "task", "name": spec.name, "stage1_done": True, "error": repr(exc)[:300]})
             print(f"[{i + 1}/{len(specs)}] {spec.name}: SKIPPED {exc!r}", flush=True)
             continue
-        y_path = CACHE / "oof" / spec.name / "_y.npy"
-        y_path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(y_path, ctx.y)
         families = resolve_families(None, None, ctx.task)
         study = optuna.create_study(direction=ctx.metric.optuna_direction, sampler=make_sampler(SEED))
         designer = OptunaDesigner(study, families, ctx.task, len(ctx.y))
@@ -278,12 +277,20 @@ def stage2(cache: Cache, specs: list[TaskSpec], args: argparse.Namespace) -> Non
         pool = candidate_pool(cache, args.pool)
         pool_path.write_text(json.dumps(pool, indent=1, default=str))
     pool = json.loads(pool_path.read_text())
+    # A spread order (by a hash of the name), so that a stage 2 cut short still covers both corpora and
+    # every kind of task evenly; a later run resumes it.
+    specs = sorted(specs, key=lambda s: hashlib.sha1(s.name.encode()).hexdigest())
     for i, spec in enumerate(specs):
-        info = cache.tasks.get(spec.name)
-        if info is None or "error" in info or info.get("stage2_done"):
+        info = cache.tasks.get(spec.name, {})
+        if "error" in info or info.get("stage2_done"):
             continue
         t0 = time.time()
-        ctx, _ = make_context(spec, args.max_rows)
+        try:
+            ctx, new_info = make_context(spec, args.max_rows)
+        except Exception as exc:  # noqa: BLE001 - as in stage 1
+            cache.append({"kind": "task", "name": spec.name, "error": repr(exc)[:300]})
+            continue
+        info = {"kind": "task", **new_info, **info}
         n = len(ctx.y)
         jobs = [(config_id(f, None), f, fit_to_space(f, None, ctx.task, n))
                 for f in resolve_families(None, None, ctx.task)]
@@ -361,10 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=["1", "2", "meta", "export"], required=True)
     ap.add_argument("--part", default="1/1", help="I/N: every N-th task from the I-th (1-based)")
-    ap.add_argument("--max-rows", type=int, default=500)
-    ap.add_argument("--trial-cap", type=float, default=5.0, help="seconds per cell (3 folds)")
+    ap.add_argument("--max-rows", type=int, default=300)
+    ap.add_argument("--trial-cap", type=float, default=6.0, help="seconds per cell (3 folds)")
     ap.add_argument("--trials", type=int, default=12, help="stage-1 trials per task (defaults first)")
-    ap.add_argument("--pool", type=int, default=12, help="stage-2 candidates pooled from stage 1")
+    ap.add_argument("--pool", type=int, default=10, help="stage-2 candidates pooled from stage 1")
     ap.add_argument("--size", type=int, default=14, help="portfolio size (export)")
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
     args = ap.parse_args(argv)
@@ -379,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if args.stage in ("1", "2"):
         start_early()
+        # Wait once for the workers' imports (a busy machine: a minute), so no cell's cap is spent on them.
+        run_in_worker(time.sleep, (0.0,), timeout=600, memory_mb=3000)
         try:
             (stage1 if args.stage == "1" else stage2)(cache, specs, args)
         finally:
