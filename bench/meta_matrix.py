@@ -325,6 +325,7 @@ def export(cache: Cache, args: argparse.Namespace) -> None:
     """The compact matrix (package data), one npz of out-of-fold predictions per task, and the portfolio."""
     from daedalus.designers.meta.matrix import Matrix
     from daedalus.designers.meta.portfolio import select_portfolio
+    from daedalus.ensembles.meta import CaruanaEnsembler
 
     meta_path = CACHE / "meta.jsonl"
     metas = {}
@@ -345,7 +346,9 @@ def export(cache: Cache, args: argparse.Namespace) -> None:
         fit[task][cid] = rec["fit_seconds"]
     matrix = Matrix(configs=list(configs.values()),
                     tasks=[{"name": t["name"], "source": t["source"], "group": t["group"], "task": t["task"],
-                            "metric": t["metric"], "n_rows": t["n_rows"], "n_features": t["n_features"],
+                            "metric": t["metric"], "n_rows": t["n_rows"],
+                            "n_features": t["n_features"],
+                            "higher_is_better": get_metric(t["metric"], Task(t["task"])).greater_is_better,
                             "meta_features": metas.get(t["name"], {})} for t in tasks],
                     scores=dict(scores), fit_seconds=dict(fit))
     matrix.save(PACKAGE_DIR / "matrix.json.gz")
@@ -357,7 +360,7 @@ def export(cache: Cache, args: argparse.Namespace) -> None:
         y = arrays.pop("_y")
         oof[t["name"]] = (y, arrays)
     t0 = time.time()
-    portfolio = select_portfolio(matrix, args.size, oof=oof)
+    portfolio = select_portfolio(matrix, args.size, oof=oof, ensembler=CaruanaEnsembler(matrix))
     portfolio.save(PACKAGE_DIR / "portfolio.json")
     print(f"portfolio of {len(portfolio.members)} selected in {time.time() - t0:.1f} s", flush=True)
     for m in portfolio.members:
@@ -371,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rows", type=int, default=300)
     ap.add_argument("--trial-cap", type=float, default=6.0, help="seconds per cell (3 folds)")
     ap.add_argument("--trials", type=int, default=12, help="stage-1 trials per task (defaults first)")
-    ap.add_argument("--pool", type=int, default=10, help="stage-2 candidates pooled from stage 1")
+    ap.add_argument("--pool", type=int, default=8, help="stage-2 candidates pooled from stage 1")
     ap.add_argument("--size", type=int, default=14, help="portfolio size (export)")
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
     args = ap.parse_args(argv)

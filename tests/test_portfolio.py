@@ -14,6 +14,7 @@ from daedalus.data.schema import Task
 from daedalus.designers.meta.matrix import Matrix
 from daedalus.designers.meta.portfolio import Portfolio, select_portfolio
 from daedalus.designers.meta.space_fit import fit_to_space
+from daedalus.ensembles.meta import CaruanaEnsembler
 from daedalus.evaluation.metrics import get_metric
 
 AUC = get_metric(None, Task.BINARY)
@@ -24,7 +25,8 @@ def make_matrix(scores: dict[str, dict[str, float | None]], groups: dict[str, st
     ids = sorted({c for row in scores.values() for c in row})
     return Matrix(configs=[{"id": c, "family": "linear", "config": None} for c in ids],
                   tasks=[{"name": t, "source": "meta", "group": (groups or {}).get(t, t), "task": task,
-                          "metric": metric, "n_rows": 100, "n_features": 3,
+                          "metric": metric, "higher_is_better": get_metric(metric, Task(task)).greater_is_better,
+                          "n_rows": 100, "n_features": 3,
                           "meta_features": {"rows": float(i), "cols": 1.0}} for i, t in enumerate(scores)],
                   scores=scores, fit_seconds={t: {c: 0.1 for c in row} for t, row in scores.items()})
 
@@ -106,10 +108,16 @@ def test_ensemble_aware_selection_picks_the_complementary_member_that_best_membe
     scores = m.scores["t1"]
     assert scores["b"] < scores["c"] < scores["a"]  # b is the weakest of the three alone
     blind = [x.config_id for x in select_portfolio(m, 2).members]
-    aware = select_portfolio(m, 2, oof=oof)
+    aware = select_portfolio(m, 2, oof=oof, ensembler=CaruanaEnsembler(m))
     assert blind == ["a", "c"]
     assert [x.config_id for x in aware.members] == ["a", "b"] and aware.mode == "ensemble"
     assert "Caruana" in aware.members[1].why
+
+
+def test_ensemble_aware_selection_needs_both_predictions_and_an_ensembler() -> None:
+    m = make_matrix({"t1": {"a": 0.9, "b": 0.8}})
+    with pytest.raises(ValueError, match="ensembler"):
+        select_portfolio(m, 1, oof={})
 
 
 def test_without_a_group_removes_every_task_of_it() -> None:

@@ -5,7 +5,8 @@ task, in its natural direction) and its fit time; a cell that was run and failed
 None, a cell never run is absent. The committed file is gzip JSON::
 
     {"format": 1, "configs": [{"id", "family", "config"}],        # config None: the family's default
-     "tasks": [{"name", "source", "group", "task", "metric", "n_rows", "n_features", "meta_features"}],
+     "tasks": [{"name", "source", "group", "task", "metric", "higher_is_better", "n_rows", "n_features",
+                "meta_features"}],
      "scores": {task: {config id: score | null}}, "fit_seconds": {task: {config id: seconds | null}}}
 
 ``group`` names copies of the same data across the corpora (ggplot2_diamonds = diamonds): leave-one-task-out
@@ -33,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from daedalus.data.schema import Task
-from daedalus.evaluation.metrics import Metric, get_metric
 
 FORMAT = 1
 PACKAGED = "matrix.json.gz"
@@ -70,7 +70,8 @@ def _finite_or_none(value: Any) -> float | None:
 @dataclass
 class Matrix:
     configs: list[dict[str, Any]]  # {id, family, config (None: the family's default)}
-    tasks: list[dict[str, Any]]  # {name, source, group, task, metric, n_rows, n_features, meta_features}
+    # {name, source, group, task, metric, higher_is_better, n_rows, n_features, meta_features}
+    tasks: list[dict[str, Any]]
     scores: dict[str, dict[str, float | None]]
     fit_seconds: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
@@ -94,9 +95,9 @@ class Matrix:
                 return c
         raise KeyError(config_id)
 
-    def metric(self, task_name: str) -> Metric:
-        t = self.task(task_name)
-        return get_metric(t["metric"], Task(t["task"]))
+    def sign(self, task_name: str) -> float:
+        """+1 where the task's metric is to maximise, -1 where to minimise (rmse, log_loss)."""
+        return 1.0 if self.task(task_name)["higher_is_better"] else -1.0
 
     # -- views ------------------------------------------------------------------------------------------------
     def without(self, group: str) -> Matrix:
@@ -111,7 +112,7 @@ class Matrix:
         out = np.full((len(self.tasks), len(self.configs)), np.nan)
         col = {cid: j for j, cid in enumerate(self.config_ids)}
         for i, t in enumerate(self.tasks):
-            sign = 1.0 if self.metric(t["name"]).greater_is_better else -1.0
+            sign = self.sign(t["name"])
             for cid, score in self.scores.get(t["name"], {}).items():
                 if score is not None and cid in col:
                     out[i, col[cid]] = sign * score
@@ -188,6 +189,8 @@ class Matrix:
         for t in tasks:
             Task(t["task"])
             str(t["name"]), str(t["group"]), str(t["metric"])
+            if not isinstance(t["higher_is_better"], bool):
+                raise ValueError(f"task {t['name']!r}: higher_is_better is not true or false")
         scores = {str(t): {str(c): _finite_or_none(v) for c, v in row.items()} for t, row in data["scores"].items()}
         fits = {str(t): {str(c): _finite_or_none(v) for c, v in row.items()}
                 for t, row in data.get("fit_seconds", {}).items()}

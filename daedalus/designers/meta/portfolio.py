@@ -25,14 +25,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from daedalus.data.schema import Task
 from daedalus.designers.meta.matrix import Matrix, packaged_path, write_atomic
 from daedalus.designers.meta.space_fit import Config, fit_to_space, in_distribution
-from daedalus.ensembles.caruana import greedy_selection
 from daedalus.errors import DaedalusError
 from daedalus.spaces.registry import FAMILIES, get_family
 
@@ -47,6 +46,19 @@ ENSEMBLE_CAP = 2.0
 
 # Out-of-fold predictions per task: (targets, {config id: predictions on the same rows})
 OOF = Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]
+
+
+class Ensembler(Protocol):
+    """How a build scores and ensembles predictions on a task of the matrix. It lives above this layer (the
+    metrics and Caruana's selection: ``daedalus.ensembles.meta.CaruanaEnsembler``) and is handed in."""
+
+    def utility(self, task: str, y: np.ndarray, pred: np.ndarray) -> float:
+        """The metric of ``pred`` on the task, higher is better."""
+        ...
+
+    def ensemble(self, task: str, y: np.ndarray, preds: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        """The ensemble a build would select from ``preds``: (its blended predictions, its utility)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -181,17 +193,20 @@ def _member(slot: int, m: Any) -> Member:
 
 
 # -- selection ------------------------------------------------------------------------------------------------
-def select_portfolio(matrix: Matrix, size: int, oof: OOF | None = None,
+def select_portfolio(matrix: Matrix, size: int, oof: OOF | None = None, ensembler: Ensembler | None = None,
                      candidates: Sequence[str] | None = None) -> Portfolio:
     """Greedy forward selection of ``size`` members among ``candidates`` (default: the configurations run on
-    90% of the tasks or more); ensemble-aware when ``oof`` is given, else best-member (see the module)."""
+    90% of the tasks or more); ensemble-aware when ``oof`` (and the ``ensembler`` that scores it) is given, else
+    best-member (see the module)."""
     if size < 1:
         raise ValueError("a portfolio needs at least one member")
+    if (oof is None) != (ensembler is None):
+        raise ValueError("ensemble-aware selection needs both the out-of-fold predictions and an ensembler")
     ids = list(candidates) if candidates is not None else matrix.dense_configs()
     col = {cid: j for j, cid in enumerate(matrix.config_ids)}
     norm = np.nan_to_num(matrix.normalised()[:, [col[c] for c in ids]], nan=-1.0)  # never run: as bad as failed
     names = matrix.task_names
-    state = _EnsembleState(matrix, oof) if oof is not None else None
+    state = _EnsembleState(matrix, oof, ensembler) if oof is not None and ensembler is not None else None
     current = np.full(len(names), -np.inf)  # per task, what the portfolio chosen so far gets
     chosen: list[int] = []
     members: list[Member] = []
@@ -224,25 +239,19 @@ def select_portfolio(matrix: Matrix, size: int, oof: OOF | None = None,
 
 
 class _EnsembleState:
-    """Per task, the Caruana ensemble of the members chosen so far and its normalised score."""
+    """Per task, the ensemble of the members chosen so far and its normalised score."""
 
-    def __init__(self, matrix: Matrix, oof: OOF) -> None:
-        self.matrix = matrix
-        self.metrics = [matrix.metric(n) for n in matrix.task_names]
-        self.oof = [oof.get(n) for n in matrix.task_names]
-        self.members: list[list[str]] = [[] for _ in matrix.task_names]
+    def __init__(self, matrix: Matrix, oof: OOF, ensembler: Ensembler) -> None:
+        self.names = matrix.task_names
+        self.ensembler = ensembler
+        self.oof = [oof.get(n) for n in self.names]
+        self.members: list[list[str]] = [[] for _ in self.names]
         self.blend: list[np.ndarray | None] = [None] * len(self.oof)
-        median, best = matrix.reference()
-        self.median, self.best = median, best
+        self.median, self.best = matrix.reference()
 
     def _norm(self, i: int, utility: float) -> float:
         spread = self.best[i] - self.median[i]
         return min(max((utility - self.median[i]) / (spread if spread > 1e-12 else 1.0), -1.0), ENSEMBLE_CAP)
-
-    def _utility(self, i: int, pred: np.ndarray) -> float:
-        y = self.oof[i][0]  # type: ignore[index]
-        metric = self.metrics[i]
-        return metric.utility(metric(y, pred))
 
     def with_candidate(self, cid: str, best_member: np.ndarray) -> np.ndarray:
         """Per task, the normalised score with ``cid`` added (best member where a task has no predictions)."""
@@ -251,8 +260,8 @@ class _EnsembleState:
             blend = self.blend[i]
             if data is None or cid not in data[1] or blend is None:
                 continue  # nothing to blend yet (the first slot) or no predictions: the best member's score
-            cand = data[1][cid]
-            tries = [self._utility(i, (w * blend + cand) / (w + 1)) for w in BLEND_STEPS]
+            y, cand = data[0], np.asarray(data[1][cid], dtype=float)
+            tries = [self.ensembler.utility(self.names[i], y, (w * blend + cand) / (w + 1)) for w in BLEND_STEPS]
             out[i] = max(out[i], self._norm(i, max(tries)))
         return out
 
@@ -264,7 +273,7 @@ class _EnsembleState:
                 continue
             self.members[i].append(cid)
             preds = [np.asarray(data[1][c], dtype=float) for c in self.members[i]]
-            selection = greedy_selection(preds, data[0], self.metrics[i], n_rounds=20)
-            self.blend[i] = np.asarray(sum(w * preds[j] for j, w in selection.weights.items()))
-            out[i] = max(out[i], self._norm(i, self.metrics[i].utility(selection.score)))
+            blend, utility = self.ensembler.ensemble(self.names[i], data[0], preds)
+            self.blend[i] = blend
+            out[i] = max(out[i], self._norm(i, utility))
         return out
