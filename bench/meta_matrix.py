@@ -333,11 +333,15 @@ def export(cache: Cache, args: argparse.Namespace) -> None:
         for line in meta_path.read_text().splitlines():
             rec = json.loads(line)
             metas[rec["name"]] = rec["meta_features"]
-    tasks = [t for t in cache.tasks.values() if "error" not in t and "metric" in t]
+    # Only tasks with every candidate run (stage 2 done): a task cut short by a partial run waits for a resume.
+    tasks = [t for t in cache.tasks.values() if t.get("stage2_done") and "error" not in t]
+    kept = {t["name"] for t in tasks}
     configs: dict[str, dict[str, Any]] = {}
     scores: dict[str, dict[str, float | None]] = defaultdict(dict)
     fit: dict[str, dict[str, float | None]] = defaultdict(dict)
     for (task, cid), rec in sorted(cache.cells.items()):
+        if task not in kept:
+            continue
         default = cid.endswith(".default")
         configs.setdefault(cid, {"id": cid, "family": rec["family"], "config": None if default else rec["config"]})
         if rec["stage"] == "1" and not default:
