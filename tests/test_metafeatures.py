@@ -187,6 +187,15 @@ def _odd_tables() -> dict[str, tuple[pd.DataFrame, np.ndarray, Task]]:
         "huge target": (pd.DataFrame({"a": rng.normal(size=n)}), np.r_[1e308, -1e308, rng.normal(size=n - 2)],
                         Task.REGRESSION),
         "labels not from zero": (pd.DataFrame({"a": rng.normal(size=n)}), rng.integers(5, 9, n), Task.MULTICLASS),
+        "string labels": (pd.DataFrame({"a": rng.normal(size=n)}), rng.choice(["p", "q"], n), Task.BINARY),
+        "numbers and strings in one column": (pd.DataFrame({"a": pd.Series([1, "x", 2.5, None] * 10, dtype=object)}),
+                                              np.arange(40) % 2, Task.BINARY),
+        "a repeated column name": (pd.DataFrame(rng.normal(size=(n, 2)), columns=["a", "a"]), rng.integers(0, 2, n),
+                                   Task.BINARY),
+        "pandas extension dtypes": (pd.DataFrame({"a": pd.Categorical(["u", "v"] * 25),
+                                                  "b": pd.array([1, None] * 25, dtype="Int64"),
+                                                  "c": pd.array([True, None] * 25, dtype="boolean")}),
+                                    rng.integers(0, 2, n), Task.BINARY),
     }
 
 

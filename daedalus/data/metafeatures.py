@@ -151,7 +151,8 @@ def meta_features(X: pd.DataFrame, y: np.ndarray, task: Task, *, seed: int = 0,
     milliseconds on 100,000 rows)."""
     start = time.perf_counter()
     deadline = start + max(float(time_limit), 0.0)
-    features = X[[c for c in X.columns if not (isinstance(c, str) and c.startswith(SENSITIVE_PREFIX))]]
+    # Columns are taken by position throughout: a frame with a repeated column name is still described.
+    features = X.loc[:, [not (isinstance(c, str) and c.startswith(SENSITIVE_PREFIX)) for c in X.columns]]
     target = np.asarray(y).ravel()
     rng = np.random.default_rng(seed)
     values = dict.fromkeys(META_FEATURE_NAMES, math.nan)
@@ -162,28 +163,28 @@ def meta_features(X: pd.DataFrame, y: np.ndarray, task: Task, *, seed: int = 0,
     return MetaFeatures(values=values, seconds=time.perf_counter() - start)
 
 
-def _is_numeric(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+def _is_numeric(dtype: Any) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
 
 
 def _column_stats(X: pd.DataFrame, rng: np.random.Generator) -> dict[str, float]:
     n_rows, n_features = X.shape
-    numeric = [c for c in X.columns if _is_numeric(X[c])]
-    categorical = [c for c in X.columns if not _is_numeric(X[c])]
+    numeric = [i for i, dtype in enumerate(X.dtypes) if _is_numeric(dtype)]
+    categorical = [i for i, dtype in enumerate(X.dtypes) if not _is_numeric(dtype)]
     out: dict[str, float] = {"n_rows": float(n_rows), "n_features": float(n_features),
                              "n_numeric": float(len(numeric)), "n_categorical": float(len(categorical))}
     if n_features:
         out["numeric_share"] = len(numeric) / n_features
         out["categorical_share"] = len(categorical) / n_features
     if categorical:
-        out["mean_categories"] = float(np.mean([X[c].nunique(dropna=True) for c in categorical]))
+        out["mean_categories"] = float(np.mean([X.iloc[:, i].nunique(dropna=True) for i in categorical]))
     if n_features and n_rows:
         missing = X.isna().to_numpy()
         out["missing_share"] = float(missing.mean())
         out["missing_columns_share"] = float(missing.any(axis=0).mean())
     if numeric and n_rows:
         rows = np.sort(rng.choice(n_rows, MOMENT_ROWS, replace=False)) if n_rows > MOMENT_ROWS else slice(None)
-        block = X[numeric].to_numpy(dtype="float64", na_value=np.nan)[rows]
+        block = X.iloc[rows, numeric].to_numpy(dtype="float64", na_value=np.nan)
         skews = [s for s in (_moments(col[np.isfinite(col)])[0] for col in block.T) if not math.isnan(s)]
         if skews:
             out["mean_abs_skewness"] = float(np.mean(np.abs(skews)))
@@ -322,10 +323,13 @@ def _encode(X: pd.DataFrame) -> np.ndarray:
     parts = []
     for c in range(X.shape[1]):
         s = X.iloc[:, c]
-        if _is_numeric(s):
+        if _is_numeric(s.dtype):
             parts.append(s.to_numpy(dtype="float64", na_value=np.nan))
         else:
-            codes = pd.factorize(s, sort=True)[0].astype("float64")
+            try:
+                codes = pd.factorize(s, sort=True)[0].astype("float64")
+            except TypeError:  # values that do not sort together (numbers and strings): order of appearance
+                codes = pd.factorize(s)[0].astype("float64")
             parts.append(np.where(codes < 0, np.nan, codes))
     M = np.column_stack(parts) if parts else np.empty((len(X), 0))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
