@@ -244,6 +244,18 @@ def test_a_prepared_frame_from_the_pipeline() -> None:
     assert not math.isnan(v["landmark_linear"])
 
 
+def test_a_wide_table_is_sampled_not_read_whole() -> None:
+    rng = np.random.default_rng(10)
+    X = pd.DataFrame(rng.normal(size=(800, 8000)))  # 6.4 million cells: the statistics read a sample of rows
+    X[0] = np.nan  # an all-missing column is missing in every sample
+    mf = meta_features(X, rng.integers(0, 3, 800), Task.MULTICLASS)
+    assert mf.values["n_rows"] == 800 and mf.values["n_features"] == 8000
+    assert mf.values["missing_columns_share"] == pytest.approx(1 / 8000)
+    assert mf.values["missing_share"] == pytest.approx(1 / 8000)
+    assert not any(math.isnan(mf.values[k]) for k in LANDMARKS)  # on LANDMARK_COLUMNS of the columns
+    assert mf.seconds < 3.0
+
+
 @pytest.mark.slow
 def test_100k_rows_within_three_seconds() -> None:
     rng = np.random.default_rng(9)
