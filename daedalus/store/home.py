@@ -27,6 +27,7 @@ def data_home() -> Path:
 
 
 KNOWLEDGE_FILE = "knowledge.db"  # the default knowledge base (store/knowledge.py): every run's trials
+KNOWLEDGE_OFF = "off"  # --knowledge off: nothing recorded (here, so that the light options module can name it)
 
 
 def default_knowledge_path() -> Path:

@@ -35,12 +35,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from daedalus.errors import ConfigError, DaedalusError
+from daedalus.store.home import KNOWLEDGE_OFF as OFF
 from daedalus.store.home import default_knowledge_path
 
 __all__ = ["KINDS", "OFF", "SPACES", "KnowledgeBase", "KnowledgeError", "RunEntry", "TrialEntry",
            "default_knowledge_url", "describe_url"]
 
-OFF = "off"  # --knowledge off: nothing is recorded
 KINDS = ("table", "image")
 SPACES = KINDS  # a trial's space: a table configuration or an image network
 FORMAT_VERSION = 1  # of the export's JSON
@@ -260,8 +260,8 @@ class KnowledgeBase:
     def resolve(self, ref: str) -> str:
         """The run_id that ``ref`` names: the whole id, or a prefix of it that names one run only."""
         with self._transaction() as conn:
-            ids = [i for i in conn.execute(sa.select(sa.type_coerce(RUNS.c.run_id, sa.types.NullType()))).scalars()
-                   if isinstance(i, str)]
+            raw: list[Any] = list(conn.execute(sa.select(sa.type_coerce(RUNS.c.run_id, sa.types.NullType()))).scalars())
+        ids = [i for i in raw if isinstance(i, str)]
         if ref in ids:
             return ref
         matches = [i for i in ids if ref and i.startswith(ref)]
