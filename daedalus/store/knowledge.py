@@ -257,6 +257,12 @@ class KnowledgeBase:
         out = [entry for entry in (self._checked(_trial_entry, row, "trial") for row in rows) if entry is not None]
         return sorted(out, key=lambda t: t.number)
 
+    def trial_counts(self) -> dict[str, int]:
+        """How many trials each run has, by run_id (counted by the database, not read)."""
+        query = sa.select(TRIALS.c.run_id, sa.func.count()).group_by(TRIALS.c.run_id)
+        with self._transaction() as conn:
+            return {str(i): int(n) for i, n in conn.execute(query).all()}
+
     def resolve(self, ref: str) -> str:
         """The run_id that ``ref`` names: the whole id, or a prefix of it that names one run only."""
         with self._transaction() as conn:
