@@ -43,6 +43,7 @@ from daedalus.orchestration.fairness_search import (
     wants_mitigations,
 )
 from daedalus.orchestration.finalize import FinalModel, finalize
+from daedalus.orchestration.knowledge_record import record_table_run
 from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.reporter import Reporter
@@ -252,6 +253,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
         explain_and_card(store, ctx, designer.study, stage_clock.deadline(),
                          options.seed, search.memory_mb, explain=options.explain)
     crash_point("explanations_done")
+    record_table_run(store, designer.study, ctx, schema, options.knowledge, reporter)  # never fails the build
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),
                        final=final.kind if final else None)
     reporter.close()

@@ -192,7 +192,7 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
                       runner or LocalRunner(), before_budget_check=[designer.apply_commands],
                       after_tell=[lambda: store.write(DESIGNER_RECORD, designer.get_state())])
     loop.run()
-    board, final = finish_image_run(evaluator, clock, options, memory_mb)
+    board, final = finish_image_run(evaluator, clock, options, memory_mb, reporter)
     reporter.close()
     return ImageBuildResult(store.root, board, final)
 

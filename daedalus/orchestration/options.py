@@ -8,6 +8,7 @@ every refusal's message derive from these two dataclasses; nothing else restates
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -26,6 +27,7 @@ from daedalus.orchestration.option_spec import (
     required,
     validate,
 )
+from daedalus.store.home import KNOWLEDGE_OFF
 
 TASKS = ("binary", "multiclass", "regression")  # data.schema.Task's values (a test keeps them equal)
 VALIDATIONS = ("kfold", "holdout")
@@ -44,6 +46,7 @@ _SEED = Interval(int, 0, MAX_SEED)
 _THREADS = Interval(int, 1)
 _FAMILIES = Names("model families")
 _COLUMNS = Names("column names")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://")
 OVERSIGHT, IMAGE = "oversight", "image data (architecture search over CNNs)"  # --help sections
 
 
@@ -57,6 +60,22 @@ def _parse_image_shape(text: str) -> object:
     from daedalus.data.images import parse_image_shape  # numpy and pandas: not while the command line is read
 
     return parse_image_shape(text)
+
+
+@dataclass(frozen=True)
+class _KnowledgeURL(Text):
+    """'off' or something shaped like a SQLAlchemy URL (``dialect[+driver]://...``). Whether it opens is learnt
+    at the end of the build, where a base that does not is a warning, never a failed build."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and (value == KNOWLEDGE_OFF or _URL.match(value) is not None)
+
+
+# Both kinds of build record into the knowledge base (store/knowledge.py); one constraint and help text for both.
+_KNOWLEDGE = _KnowledgeURL("'off' or a SQLAlchemy URL")
+_KNOWLEDGE_HELP = ("where the finished run records its meta-features and trials, for later runs to learn from: a "
+                   "SQLAlchemy URL (a team can share a PostgreSQL database) or 'off' (default: knowledge.db in the "
+                   "data directory)")
 
 
 def _designer_names() -> tuple[str, ...]:
@@ -129,6 +148,8 @@ class BuildOptions:
                                       metavar="TEXT", example="credit pre-screening", group=OVERSIGHT)
     explain: bool = option(True, Boolean(), "skip the end-of-build explanations (permutation importance, why this "
                            "model)", flag="--no-explain", group=OVERSIGHT, python=True)
+    knowledge: str | None = option(None, _KNOWLEDGE, _KNOWLEDGE_HELP, flag="--knowledge", metavar="URL",
+                                   example="postgresql://user@host/db", python=True)
 
     def checked(self, style: Style = "cli") -> BuildOptions:
         """These options, once every one meets its declared constraint and they fit together; else a ConfigError
@@ -202,6 +223,8 @@ class ImageBuildOptions:
     flip: bool | None = option(
         None, Boolean(), "augment training images by random left-right mirroring (default: on for colour images, "
         "off for grey ones, whose digits and letters mirror into other symbols)", flag="--flip", group=IMAGE)
+    knowledge: str | None = option(None, _KNOWLEDGE, _KNOWLEDGE_HELP, flag="--knowledge", metavar="URL",
+                                   example="postgresql://user@host/db")
 
     def checked(self, style: Style = "cli") -> ImageBuildOptions:
         validate(self, style)
