@@ -309,13 +309,14 @@ def meta_stage(cache: Cache, specs: list[TaskSpec]) -> None:
     path = CACHE / "meta.jsonl"
     done = {json.loads(line)["name"] for line in path.read_text().splitlines()} if path.exists() else set()
     for spec in specs:
-        if spec.name in done or spec.name not in cache.tasks or "error" in cache.tasks[spec.name]:
-            continue
+        if spec.name in done or not cache.tasks.get(spec.name, {}).get("stage2_done"):
+            continue  # only tasks the export will ship; a resumed stage 2 is followed by this step again
         df, schema, _ = read_task(spec, None)
         y = np.asarray(prepare_target(df[schema.target], schema))
         mf = meta_features(prepare_features(df, schema), y, schema.task, seed=SEED, time_limit=3.0)
         with open(path, "a") as f:
-            f.write(json.dumps({"name": spec.name, "meta_features": mf.to_dict()}, default=float) + "\n")
+            f.write(json.dumps({"name": spec.name, "meta_features": mf.to_dict()["values"],
+                                "seconds": round(mf.seconds, 3)}) + "\n")
             f.flush()
             os.fsync(f.fileno())
         print(f"meta-features: {spec.name}", flush=True)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from daedalus.data.metafeatures import META_FEATURE_NAMES, MetaFeatures
 from daedalus.data.schema import Task
 from daedalus.designers.meta.matrix import Matrix, packaged_path, write_atomic
 from daedalus.designers.meta.space_fit import Config, fit_to_space, in_distribution
@@ -82,19 +83,23 @@ class Portfolio:
     mode: str  # "ensemble" or "best-member"
     trajectory: list[float] = field(default_factory=list)  # mean normalised score after each slot
 
-    def order_for(self, task: Task, meta_features: Mapping[str, float] | None = None, k: int = 5) -> list[Member]:
+    def order_for(self, task: Task, meta_features: MetaFeatures | Mapping[str, float | None] | None = None,
+                  k: int = 5) -> list[Member]:
         """The members re-ordered for a new table: by their mean normalised score on the ``k`` nearest tasks of
-        the same kind (z-scored meta-features, Euclidean; FLAML zero-shot's idea), slot order breaking ties.
-        Without meta-features (or none in common), the slot order."""
+        the same kind (z-scored meta-features, as ``MetaFeatures.vector`` scales them, Euclidean; FLAML
+        zero-shot's idea), slot order breaking ties. Without meta-features (or none in common), the slot order."""
+        if isinstance(meta_features, MetaFeatures):
+            meta_features = meta_features.values
         same = [t for t in self.tasks if t["task"] == task.value and t.get("meta_features")]
         keys = sorted(set(meta_features or {}).intersection(*[t["meta_features"] for t in same])) if same else []
         if not keys or meta_features is None:
             return list(self.members)
-        table = np.array([[_number(t["meta_features"][k]) for k in keys] for t in same])
-        mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
-        std = np.where(std > 0, std, 1.0)
+        table = np.array([_scaled(t["meta_features"], keys) for t in same])
+        with np.errstate(all="ignore"):
+            mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
+        mean, std = np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
         z = np.nan_to_num((table - mean) / std)
-        query = np.nan_to_num((np.array([_number(meta_features[k]) for k in keys]) - mean) / std)
+        query = np.nan_to_num((_scaled(meta_features, keys) - mean) / std)
         nearest = [same[i]["name"] for i in np.argsort(np.linalg.norm(z - query, axis=1))[:k]]
         return sorted(self.members, key=lambda m: (-float(np.mean([m.scores.get(n, -1.0) for n in nearest])),
                                                    m.slot))
@@ -138,6 +143,17 @@ class Portfolio:
                           "meta_features": {_text(k): _number(v) for k, v in feats.items()}})
         trajectory = [_number(v) for v in _list(data.get("trajectory", []), "trajectory")]
         return cls(members=members, tasks=tasks, mode=mode, trajectory=trajectory)
+
+
+def _scaled(features: Mapping[str, float | None], keys: list[str]) -> np.ndarray:
+    """The meta-features ``keys`` on the scale distances use: ``MetaFeatures.vector``'s when ``features`` is a
+    whole record (counts as logs), as they are otherwise (a test's or an older file's few names)."""
+    try:
+        record = MetaFeatures.from_dict({"values": dict(features), "seconds": 0.0})
+    except ValueError:
+        return np.array([_number(features[key]) for key in keys])
+    scaled = dict(zip(META_FEATURE_NAMES, record.vector(), strict=True))
+    return np.array([scaled[key] for key in keys])
 
 
 def _list(value: Any, what: str) -> list[Any]:
