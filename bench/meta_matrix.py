@@ -254,8 +254,11 @@ def candidate_pool(cache: Cache, size: int) -> list[dict[str, Any]]:
         entries.append({**best, "gain": (util[best["config_id"]] - max(defaults)) / spread,
                         "group": info["group"], "task_kind": info["task"]})
     by_family: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    seen: set[str] = set()  # the same TPE proposal can win on two tasks (same seed, same families)
     for e in sorted(entries, key=lambda e: -e["gain"]):
-        by_family[e["family"]].append(e)
+        if e["gain"] > 0 and e["config_id"] not in seen:  # only configurations that beat every default there
+            by_family[e["family"]].append(e)
+            seen.add(e["config_id"])
     order = sorted(by_family, key=lambda f: -len(by_family[f]))  # families that win more tasks first
     chosen: list[dict[str, Any]] = []
     groups: set[str] = set()
