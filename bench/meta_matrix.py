@@ -373,6 +373,54 @@ def export(cache: Cache, args: argparse.Namespace) -> None:
     print(f"portfolio of {len(portfolio.members)} selected in {time.time() - t0:.1f} s", flush=True)
     for m in portfolio.members:
         print(f"  {m.slot:2d} {m.config_id:28s} {m.why}")
+    summary = compare(matrix, [m.config_id for m in portfolio.members], oof, args.size)
+    (CACHE / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+
+
+def compare(matrix: Any, members: list[str], oof: dict[str, Any], size: int) -> dict[str, Any]:
+    """The portfolio against the family defaults, on the normalised scale: each set's best member per task
+    (in-sample, and leave-one-group-out: the portfolio mined without the task's group) and each set's Caruana
+    ensemble per task (what a build ships)."""
+    from daedalus.designers.meta.portfolio import select_portfolio
+    from daedalus.ensembles.meta import CaruanaEnsembler
+
+    norm = np.nan_to_num(matrix.normalised(), nan=-1.0)
+    col = {c: j for j, c in enumerate(matrix.config_ids)}
+    defaults = [c for c in matrix.config_ids if c.endswith(".default")]
+    ens = CaruanaEnsembler(matrix)
+    median, best = matrix.reference()
+
+    def best_member(ids: list[str]) -> float:
+        return float(norm[:, [col[c] for c in ids]].max(axis=1).mean())
+
+    def ensembled(ids: list[str]) -> float:
+        out = []
+        for i, name in enumerate(matrix.task_names):
+            y, preds = oof[name]
+            have = [np.asarray(preds[c], dtype=float) for c in ids if c in preds]
+            if not have:
+                out.append(-1.0)
+                continue
+            _, u = ens.ensemble(name, y, have)
+            spread = best[i] - median[i] if best[i] - median[i] > 1e-12 else 1.0
+            out.append(max((u - median[i]) / spread, -1.0))
+        return float(np.mean(out))
+
+    loto_p, loto_d = [], []
+    for i, t in enumerate(matrix.tasks):
+        mined = select_portfolio(matrix.without(t["group"]), size)  # best-member mode: cheap enough per group
+        loto_p.append(float(max(norm[i, col[m.config_id]] for m in mined.members)))
+        loto_d.append(float(max(norm[i, col[c]] for c in defaults)))
+    wins = sum(p > d + 1e-9 for p, d in zip(loto_p, loto_d, strict=True))
+    losses = sum(p < d - 1e-9 for p, d in zip(loto_p, loto_d, strict=True))
+    return {"tasks": len(matrix.tasks), "configs": len(matrix.configs), "portfolio": members,
+            "defaults": defaults,
+            "best_member_in_sample": {"portfolio": best_member(members), "defaults": best_member(defaults)},
+            "best_member_leave_one_group_out": {"portfolio": float(np.mean(loto_p)),
+                                                "defaults": float(np.mean(loto_d)),
+                                                "portfolio_better": wins, "defaults_better": losses},
+            "caruana_ensemble_in_sample": {"portfolio": ensembled(members), "defaults": ensembled(defaults)}}
 
 
 def main(argv: list[str] | None = None) -> int:
