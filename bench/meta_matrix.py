@@ -366,7 +366,10 @@ def export(cache: Cache, args: argparse.Namespace) -> None:
         arrays = {p.stem: np.load(p) for p in folder.glob("*.npy")}
         np.savez_compressed(CACHE / f"oof_{t['name']}.npz", **arrays)
         y = arrays.pop("_y")
-        oof[t["name"]] = (y, arrays)
+        # Stored as float32: rows of class probabilities summed back to exactly one before scoring.
+        full = {c: a.astype(np.float64) for c, a in arrays.items()}
+        full = {c: a / a.sum(axis=1, keepdims=True) if a.ndim == 2 else a for c, a in full.items()}
+        oof[t["name"]] = (y, full)
     t0 = time.time()
     portfolio = select_portfolio(matrix, args.size, oof=oof, ensembler=CaruanaEnsembler(matrix))
     portfolio.save(PACKAGE_DIR / "portfolio.json")
