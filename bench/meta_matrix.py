@@ -280,9 +280,10 @@ def stage2(cache: Cache, specs: list[TaskSpec], args: argparse.Namespace) -> Non
         pool = candidate_pool(cache, args.pool)
         pool_path.write_text(json.dumps(pool, indent=1, default=str))
     pool = json.loads(pool_path.read_text())
-    # A spread order (by a hash of the name), so that a stage 2 cut short still covers both corpora and
-    # every kind of task evenly; a later run resumes it.
-    specs = sorted(specs, key=lambda s: hashlib.sha1(s.name.encode()).hexdigest())
+    # Tasks searched in stage 1 first (their defaults are done), then a spread order (by a hash of the name),
+    # so that a stage 2 cut short still covers both corpora and every kind of task evenly; a rerun resumes it.
+    specs = sorted(specs, key=lambda s: (not cache.tasks.get(s.name, {}).get("stage1_done"),
+                                         hashlib.sha1(s.name.encode()).hexdigest()))
     for i, spec in enumerate(specs):
         info = cache.tasks.get(spec.name, {})
         if "error" in info or info.get("stage2_done"):
