@@ -149,7 +149,11 @@ class Cache:
         self.cells: dict[tuple[str, str], dict[str, Any]] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         if path.exists():
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            if text and not text.endswith("\n"):
+                with open(path, "a") as f:  # end a line cut by a kill, so the next cell starts a line of its own
+                    f.write("\n")
+            for line in text.splitlines():
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:

@@ -210,3 +210,25 @@ def test_order_for_puts_first_the_members_strongest_on_the_nearest_tasks() -> No
     near_t9 = p.order_for(Task.BINARY, {"rows": 8.5, "cols": 1.0}, k=1)
     assert [x.config_id for x in near_t9] == ["b", "a"]
     assert [x.config_id for x in p.order_for(Task.BINARY, None)] == ["a", "b"]  # no meta-features: slot order
+
+
+def test_the_matrix_builder_cache_resumes_after_a_kill_mid_line(tmp_path: Path) -> None:
+    """bench/meta_matrix.py's cache: every finished cell is one synced line; a line cut by a kill is skipped
+    (that cell runs again), every whole line is a done cell."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from meta_matrix import Cache, config_id
+
+    path = tmp_path / "cells.jsonl"
+    cache = Cache(path)
+    cache.append({"kind": "cell", "task": "t", "config_id": config_id("linear", {"C": 1.0}), "score": 0.7})
+    cache.append({"kind": "task", "name": "t", "stage1_done": True})
+    with open(path, "a") as f:
+        f.write('{"kind": "cell", "task": "t", "config_id": "linear.de')  # killed mid-write
+    again = Cache(path)
+    assert list(again.cells) == [("t", config_id("linear", {"C": 1.0}))] and again.tasks["t"]["stage1_done"]
+    again.append({"kind": "cell", "task": "t", "config_id": "knn.default", "score": 0.6})
+    assert set(Cache(path).cells) == {("t", config_id("linear", {"C": 1.0})), ("t", "knn.default")}
+    assert config_id("linear", {"C": 1.0}) == config_id("linear", {"C": 1.0}) != config_id("linear", {"C": 2.0})
+    assert config_id("knn", None) == "knn.default"
