@@ -25,7 +25,14 @@ from daedalus.errors import ConfigError
 from daedalus.orchestration.knowledge_record import RUN_ID_FIELD, record_image_run, record_run
 from daedalus.orchestration.loop import TrialRecord
 from daedalus.orchestration.reporter import Reporter
-from daedalus.store.knowledge import KnowledgeBase, KnowledgeError, RunEntry, TrialEntry, default_knowledge_url
+from daedalus.store.knowledge import (
+    KnowledgeBase,
+    KnowledgeError,
+    RunEntry,
+    TrialEntry,
+    chosen_url,
+    default_knowledge_url,
+)
 from daedalus.store.run import RunStore
 from tests.conftest import ROOT, planted_frame, run_cli
 from tests.postgres import postgres_server
@@ -304,10 +311,19 @@ def test_off_records_nothing(tmp_path: Path) -> None:
 
 def test_the_default_base_is_in_the_data_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAEDALUS_HOME", str(tmp_path / "home"))  # not made yet: the base makes it
+    monkeypatch.delenv("DAEDALUS_KNOWLEDGE", raising=False)  # (conftest turns it off for the session)
     assert default_knowledge_url() == f"sqlite:///{tmp_path / 'home' / 'knowledge.db'}"
     with KnowledgeBase.open(None) as base:
         base.record_run(run_entry("x"), [])
     assert (tmp_path / "home" / "knowledge.db").is_file()
+
+
+def test_the_environment_names_the_default_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'team.db'}"
+    monkeypatch.setenv("DAEDALUS_KNOWLEDGE", url)
+    assert chosen_url(None) == url and chosen_url("off") is None
+    monkeypatch.setenv("DAEDALUS_KNOWLEDGE", "off")
+    assert chosen_url(None) is None and chosen_url(url) == url  # the option wins over the environment
 
 
 # -- the command ----------------------------------------------------------------------------------------------

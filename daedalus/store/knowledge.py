@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import zlib
 from collections.abc import Iterator, Sequence
@@ -35,8 +36,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from daedalus.errors import ConfigError, DaedalusError
+from daedalus.store.home import KNOWLEDGE_ENV, default_knowledge_path
 from daedalus.store.home import KNOWLEDGE_OFF as OFF
-from daedalus.store.home import default_knowledge_path
 
 __all__ = ["KINDS", "OFF", "SPACES", "KnowledgeBase", "KnowledgeError", "RunEntry", "TrialEntry",
            "default_knowledge_url", "describe_url"]
@@ -117,8 +118,15 @@ _SCHEMA_LOCK = zlib.crc32(b"daedalus-knowledge-schema")
 
 
 def default_knowledge_url() -> str:
-    """The SQLite file in the user's data directory (``$DAEDALUS_HOME/knowledge.db`` and the like)."""
-    return f"sqlite:///{default_knowledge_path()}"
+    """``$DAEDALUS_KNOWLEDGE`` when set (a team's shared base), else the SQLite file in the user's data directory
+    (``$DAEDALUS_HOME/knowledge.db`` and the like)."""
+    return os.environ.get(KNOWLEDGE_ENV) or f"sqlite:///{default_knowledge_path()}"
+
+
+def chosen_url(option: str | None) -> str | None:
+    """The base a build uses: its ``--knowledge`` option, else the default; None when either says "off"."""
+    url = option or default_knowledge_url()
+    return None if url == OFF else url
 
 
 def describe_url(url: str) -> str:
@@ -172,6 +180,7 @@ class KnowledgeBase:
     def open(cls, url: str | None = None) -> KnowledgeBase:
         """The base at ``url`` (None: the default SQLite file), its tables created if missing. A base that
         cannot be opened is a KnowledgeError naming it and the fix."""
+        url = url or default_knowledge_url()
         if url == OFF:
             raise ConfigError("the knowledge base is off (--knowledge off); pass --knowledge URL, or leave it out "
                               "for the default file")
