@@ -20,11 +20,11 @@ baseline. Every result told trains it, its own samples and foreign genotypes ali
   fitted to it by weighted maximum likelihood before the search: its first samples are the other tasks' good
   cells and their like; the very first proposal is the policy's likeliest cell (greedy decoding), its best
   guess. The search then goes on learning from the task's own results, by REINFORCE as above.
-- **Refinement.** Every other ask, once there are results, the designer proposes the unseen one-step neighbour
-  of its best results that the policy finds likeliest: a local search that the policy steers (cold, the
-  policy's likelihood is nearly flat and this is plain local search around the best; pretrained, it picks the
-  edge changes the other tasks favour). Local search is the strongest simple method on cell spaces; the
-  policy's own samples keep exploring between the refinements.
+- **Refinement** (pretrained only). Every other ask, once there are results, the designer proposes the unseen
+  one-step neighbour of its best results that the pretrained policy finds likeliest: a local search steered by
+  what the other tasks favour (local search is the strongest simple method on cell spaces); the policy's own
+  samples keep exploring between the refinements. Cold, the policy's likelihood says nothing yet, and the
+  designer is plain REINFORCE as before (it scored lower with an untrained policy's refinement).
 - **Determinism.** The network is initialised under a forked global torch RNG seeded from ``seed`` (the caller's
   torch random state is left as it was) and tokens are drawn with the designer's numpy generator.
 """
@@ -175,7 +175,7 @@ class GenerativeDesigner(ArchDesigner):
                 guess = self.space.canonical(self.policy.mode())
                 if self.allowed(guess) and self._unseen(guess):
                     return self._propose(guess, [])
-            if self.proposed % REFINE_EVERY == 0:
+            if self.prior and self.proposed % REFINE_EVERY == 0:
                 refined = self._refine()
                 if refined is not None:
                     return self._propose(refined, [])
