@@ -186,9 +186,9 @@ class GenerativeDesigner(ArchDesigner):
         before: the :class:`~daedalus.designers.nas.pretrain.Pretrainable` capability. Call before the first ask."""
         similarity = task_similarity(task, self.task)
         for genotype, quantile in normalised(self.space, examples):
-            weight = similarity * math.exp(-(1.0 - quantile) / PRIOR_FOCUS)
-            if weight >= PRIOR_KEEP:
-                self.prior.append((genotype, weight))
+            weight = math.exp(-(1.0 - quantile) / PRIOR_FOCUS)
+            if weight >= PRIOR_KEEP:  # before the similarity: a source's top is kept whatever its weight
+                self.prior.append((genotype, similarity * weight))
         with one_thread():
             self._fit_prior()
 
