@@ -18,7 +18,9 @@ from pathlib import Path
 from daedalus.evaluation.nas_table import load_table
 from daedalus.orchestration.nas_bench import load_examples, run_bench
 
-SHARED = Path("/work/shared/nas") if Path("/work/shared/nas").is_dir() else Path(__file__).resolve().parents[2] / "shared" / "nas"
+# ../shared/nas beside the repository (a worktree under wt/ looks one level further up).
+SHARED = next((p / "shared" / "nas" for p in Path(__file__).resolve().parents[2:4] if (p / "shared" / "nas").is_dir()),
+              Path("../shared/nas"))
 TABLES = {"cifar10": "nb201_cifar10.csv.gz", "cifar100": "nb201_cifar100.csv.gz"}
 OTHER = {"cifar10": "cifar100", "cifar100": "cifar10"}
 BUDGETS = (20, 50, 100)
