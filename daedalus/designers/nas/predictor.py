@@ -240,6 +240,8 @@ class PredictorDesigner(ArchDesigner):
 
     def _prior(self, genotype: Genotype) -> float:
         """The prior mean (0 without pretraining): the sources' mean normal score, or its covered neighbours'."""
+        if not self.prior_weight:
+            return 0.0
         if genotype in self.prior_weight:
             return self.prior_sum[genotype] / self.prior_weight[genotype]
         near = [n for n in self._neighbours(genotype) if n in self.prior_weight]
