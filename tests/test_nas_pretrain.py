@@ -22,7 +22,7 @@ import pytest
 from daedalus.designers.base import OK, Result
 from daedalus.designers.nas import make_designer
 from daedalus.designers.nas.base import ArchDesigner
-from daedalus.designers.nas.pretrain import Pretrainable, rank_quantiles, task_similarity
+from daedalus.designers.nas.pretrain import Pretrainable, pretrain_from_records, rank_quantiles, task_similarity
 from daedalus.evaluation.nas_table import BenchTable, load_table
 from daedalus.interfaces.cli import main
 from daedalus.orchestration.nas_bench import load_examples
@@ -198,3 +198,18 @@ def test_the_small_fixture_is_a_cut_of_the_bundled_table() -> None:
     assert len(merged) == len(small) == 300
     assert (merged["val12"] == merged["val12_full"]).all()
     assert set(itertools.islice(full.nlargest(100, "val12")["cell"], 100)) <= set(small["cell"])
+
+
+def test_records_of_any_source_pretrain_per_source() -> None:
+    """Past image runs' trials (the knowledge base's records) pretrain as tables do: one source per run, each
+    normalised on its own, so a run at 30% accuracy and one at 90% both count by rank."""
+    table = load_examples(SMALL)
+    records = [("run-a", {"classes": 10}, g, v) for g, v in table[:150]]
+    records += [("run-b", {"classes": 10}, g, v / 3 - 5) for g, v in table[150:]]
+    by_records = make_designer("generative", NB201Space(), seed=3, task={"classes": 10})
+    by_sources = make_designer("generative", NB201Space(), seed=3, task={"classes": 10})
+    assert isinstance(by_records, Pretrainable) and isinstance(by_sources, Pretrainable)
+    assert pretrain_from_records(by_records, records) == 2
+    by_sources.pretrain(table[:150], {"classes": 10})
+    by_sources.pretrain([(g, v / 3 - 5) for g, v in table[150:]], {"classes": 10})
+    assert search(by_records, cifar100(), 5) == search(by_sources, cifar100(), 5)

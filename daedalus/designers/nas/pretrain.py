@@ -44,6 +44,21 @@ class Pretrainable(Protocol):
         ``task``; call once per source, before the first ask. Genotypes outside the space raise ``ValueError``."""
 
 
+def pretrain_from_records(designer: Pretrainable, records: Iterable[tuple[str, TaskInfo | None, Sequence[int], float]]
+                          ) -> int:
+    """Pretrain ``designer`` on past results whatever their source (a benchmark table, the knowledge base's image
+    trials): ``records`` are ``(source, task description, genotype, score to maximise)``, grouped here by source
+    so each source's scores are normalised on their own, in the order sources first appear. Returns the number
+    of sources. A record without a finite score (a failed trial) is kept: it ranks last in its source."""
+    sources: dict[str, tuple[TaskInfo | None, list[Example]]] = {}
+    for source, task, genotype, score in records:
+        entry = sources.setdefault(source, (task, []))
+        entry[1].append((tuple(int(v) for v in genotype), float(score)))
+    for task, examples in sources.values():
+        designer.pretrain(examples, task)
+    return len(sources)
+
+
 def rank_quantiles(scores: Sequence[float]) -> np.ndarray:
     """Each score's rank quantile within its source, 0 (worst) to 1 (best); ties share their mean rank; a
     non-finite score (a failure) ranks last."""
