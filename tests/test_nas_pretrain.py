@@ -213,3 +213,10 @@ def test_records_of_any_source_pretrain_per_source() -> None:
     by_sources.pretrain(table[:150], {"classes": 10})
     by_sources.pretrain([(g, v / 3 - 5) for g, v in table[150:]], {"classes": 10})
     assert search(by_records, cifar100(), 5) == search(by_sources, cifar100(), 5)
+
+
+def test_a_pretrained_policy_keeps_proposing_new_cells() -> None:
+    """No collapse: however concentrated the pretrained policy, each ask is a cell not read yet (unseen samples
+    first, then unseen neighbours of its samples), so the budget is never spent on repeats."""
+    proposed = search(designer("generative", 4, SMALL), cifar100(), 100)
+    assert len(set(proposed)) == len(proposed)
