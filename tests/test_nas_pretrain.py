@@ -220,3 +220,25 @@ def test_a_pretrained_policy_keeps_proposing_new_cells() -> None:
     first, then unseen neighbours of its samples), so the budget is never spent on repeats."""
     proposed = search(designer("generative", 4, SMALL), cifar100(), 100)
     assert len(set(proposed)) == len(proposed)
+
+
+@pytest.mark.parametrize("name", PRETRAINABLE)
+def test_pretraining_after_the_search_began_is_refused(name: str) -> None:
+    """Refitting mid-search would silently throw away what the designer learned from the task's own results."""
+    made = designer(name, 0)
+    search(made, cifar100(), 1)
+    assert isinstance(made, Pretrainable)
+    with pytest.raises(ValueError, match="before its first ask"):
+        made.pretrain(load_examples(SMALL))
+
+
+def test_a_state_saved_before_pretraining_existed_still_resumes() -> None:
+    for name in PRETRAINABLE:
+        original = designer(name, 5)
+        search(original, cifar100(), 3)
+        state = original.get_state()
+        for key in ("prior", "prior_weight", "proposed"):
+            state["learned"].pop(key, None)
+        resumed = make_designer(name, NB201Space(), seed=5)
+        resumed.set_state(state)
+        assert search(resumed, cifar100(), 3) == search(original, cifar100(), 3)

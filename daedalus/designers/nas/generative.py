@@ -184,6 +184,8 @@ class GenerativeDesigner(ArchDesigner):
     def pretrain(self, examples: Sequence[Example], task: TaskInfo | None = None) -> None:
         """Fit the policy to the top of ``examples`` (one source, described by ``task``) and of every source given
         before: the :class:`~daedalus.designers.nas.pretrain.Pretrainable` capability. Call before the first ask."""
+        if self.next_number or self.scores:  # refitting would throw away what the search has learned
+            raise ValueError("pretrain a designer before its first ask or tell")
         similarity = task_similarity(task, self.task)
         for genotype, quantile in normalised(self.space, examples):
             weight = math.exp(-(1.0 - quantile) / PRIOR_FOCUS)
@@ -213,8 +215,8 @@ class GenerativeDesigner(ArchDesigner):
         self.scores = {g: -math.inf if s is None else s for g, s in scores_in(state["scores"]).items()}
         self.sorted_scores = sorted(self.scores.values())
         self.pending = set(genotypes_in(state["pending"]))
-        self.prior = weighted_in(state["prior"])
-        self.proposed = int(state["proposed"])
+        self.prior = weighted_in(state.get("prior", []))  # absent from states saved before pretraining existed
+        self.proposed = int(state.get("proposed", 0))
 
     # ----- internals -----
     def _new_policy(self) -> None:

@@ -199,6 +199,8 @@ class PredictorDesigner(ArchDesigner):
     def pretrain(self, examples: Sequence[Example], task: TaskInfo | None = None) -> None:
         """Add ``examples`` (one source, described by ``task``) to the prior mean: the
         :class:`~daedalus.designers.nas.pretrain.Pretrainable` capability. Call before the first ask."""
+        if self.next_number or self.scores:  # the prior would change what the search has been deciding on
+            raise ValueError("pretrain a designer before its first ask or tell")
         similarity = task_similarity(task, self.task)
         rows = normalised(self.space, examples)
         # Quantiles kept off 0 and 1 so the normal scores stay finite (a single example is at the median).
@@ -227,8 +229,8 @@ class PredictorDesigner(ArchDesigner):
         self._hyperparameters = None if hyperparameters is None else (float(hyperparameters[0]),
                                                                       float(hyperparameters[1]))
         self._chosen_at = int(state["chosen_at"])
-        self.prior_sum = dict(weighted_in(state["prior"]))
-        self.prior_weight = dict(weighted_in(state["prior_weight"]))
+        self.prior_sum = dict(weighted_in(state.get("prior", [])))  # absent from states saved before pretraining
+        self.prior_weight = dict(weighted_in(state.get("prior_weight", [])))
         self._prior_ranked = []
 
     # ----- internals -----

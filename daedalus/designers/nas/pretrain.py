@@ -41,7 +41,8 @@ class Pretrainable(Protocol):
 
     def pretrain(self, examples: Sequence[Example], task: TaskInfo | None = None) -> None:
         """Learn from ``examples``, the ``(genotype, score to maximise)`` results of ONE source task described by
-        ``task``; call once per source, before the first ask. Genotypes outside the space raise ``ValueError``."""
+        ``task``; call once per source, before the first ask or tell (after them it raises ``ValueError``, as does a
+        genotype outside the space)."""
 
 
 def pretrain_from_records(designer: Pretrainable, records: Iterable[tuple[str, TaskInfo | None, Sequence[int], float]]
