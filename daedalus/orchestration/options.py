@@ -240,6 +240,9 @@ class ImageBuildOptions:
     flip: bool | None = option(
         None, Boolean(), "augment training images by random left-right mirroring (default: on for colour images, "
         "off for grey ones, whose digits and letters mirror into other symbols)", flag="--flip", group=IMAGE)
+    warm_start: str = option(
+        "on", StrOptions(WARM_STARTS), "on: pretrain the designer on the networks of similar past image runs (the "
+        "knowledge base) and try their best first; off: start from nothing", flag="--warm-start", group=LEARNING)
     knowledge: str | None = option(None, _KNOWLEDGE, _KNOWLEDGE_HELP, flag="--knowledge", metavar="URL",
                                    example="postgresql://user@host/db")
 

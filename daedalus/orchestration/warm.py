@@ -8,17 +8,22 @@ file the user names is their input: a damaged one is refused in one line before 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from daedalus.data.metafeatures import MetaFeatures, meta_features
+from daedalus.data.metafeatures import META_FEATURE_NAMES, MetaFeatures, meta_features
+from daedalus.data.schema import Task
+from daedalus.designers.meta.portfolio import Portfolio
 from daedalus.designers.warm_start import Candidate, PastRun, PastTask, WarmStartPlan, plan_warm_start
-from daedalus.errors import DaedalusError
+from daedalus.errors import ConfigError, DaedalusError
 from daedalus.evaluation.trial import EvalContext
 from daedalus.orchestration.options import BuildOptions
+from daedalus.spaces.registry import FAMILIES
+from daedalus.store.home import learned_portfolio_path
 from daedalus.store.knowledge import KnowledgeBase, chosen_url
 
 META_SHARE, META_CAP_SECONDS = 0.02, 3.0  # of the budget, for the meta-features (landmarkers stop at the limit)
@@ -50,15 +55,39 @@ def prepare_warm_start(ctx: EvalContext, options: BuildOptions, families: list[s
     if options.warm_start == "off":
         return WarmStart(meta, None)
     warnings: list[str] = []
-    candidates, past_tasks = portfolio_knowledge(options, warnings)
+    candidates, past_tasks = portfolio_knowledge(options, ctx.task, len(ctx.y), warnings)
     runs = past_runs(options, ctx.task.value, warnings)
     plan = plan_warm_start(meta.vector(), ctx.task, len(ctx.y), families, candidates, past_tasks, runs)
     return WarmStart(meta, plan, warnings)
 
 
-def portfolio_knowledge(options: BuildOptions, warnings: list[str]) -> tuple[list[Candidate], list[PastTask]]:
-    """The portfolio's members and the corpus tasks they were scored on."""
-    return [], []
+def portfolio_knowledge(options: BuildOptions, task: Task, n_rows: int,
+                        warnings: list[str]) -> tuple[list[Candidate], list[PastTask]]:
+    """The portfolio's members (each projected onto this table's space) and the corpus tasks they were scored on.
+    The portfolio is ``--portfolio FILE`` (damaged: the user's mistake, refused), else the one ``daedalus learn``
+    wrote in the data directory, else the one shipped (damaged: a warning, and the build starts cold)."""
+    path = options.portfolio or (str(learned_portfolio_path()) if learned_portfolio_path().is_file() else None)
+    try:
+        portfolio = Portfolio.load(path)
+    except ValueError as exc:
+        if options.portfolio:
+            raise ConfigError(f"{exc}; or leave --portfolio out to use the one shipped") from None
+        warnings.append(f"no portfolio: {exc}")
+        return [], []
+    members = portfolio.members
+    candidates = [Candidate(m.family, m.config_for(task, n_rows) if _supports(m.family, task) else dict(m.config or {}),
+                            f"portfolio slot {m.slot}") for m in members]
+    past = []
+    for t in portfolio.tasks:
+        vector = _meta_vector(t.get("meta_features"))
+        if vector is not None:
+            past.append(PastTask(t["name"], t["task"], vector,
+                                 [m.scores.get(t["name"], math.nan) for m in members]))
+    return candidates, past
+
+
+def _supports(family: str, task: Task) -> bool:
+    return family in FAMILIES and task in FAMILIES[family].tasks
 
 
 def past_runs(options: BuildOptions, task: str, warnings: list[str]) -> list[PastRun]:
@@ -87,12 +116,15 @@ def past_runs(options: BuildOptions, task: str, warnings: list[str]) -> list[Pas
         return []
 
 
-def _meta_vector(recorded: Mapping[str, Any]) -> np.ndarray | None:
-    """A past run's meta-features as a vector, or None when they are missing or damaged."""
+def _meta_vector(recorded: Any) -> np.ndarray | None:
+    """Recorded meta-features (a run's ``{"values": ..., "seconds": ...}`` or a plain name -> value mapping) as a
+    vector; names it lacks count as unknown (a record of an older Daedalus), names it does not know are ignored.
+    None when nothing usable is there (missing or damaged)."""
     values = recorded.get("values", recorded) if isinstance(recorded, Mapping) else None
-    if not values:
+    if not isinstance(values, Mapping) or not any(n in values for n in META_FEATURE_NAMES):
         return None
     try:
-        return MetaFeatures.from_dict({"values": dict(values), "seconds": 0.0}).vector()
+        return MetaFeatures.from_dict({"values": {n: values.get(n) for n in META_FEATURE_NAMES},
+                                       "seconds": 0.0}).vector()
     except (ValueError, TypeError):
         return None

@@ -4,6 +4,7 @@ lookup with helpful errors, and the families a build searches."""
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from daedalus.spaces.catalog import FAMILIES
 from daedalus.spaces.family import ModelFamily
 from daedalus.spaces.mitigation import MITIGATIONS
 
-__all__ = ["FAMILIES", "config_problem", "get_family", "resolve_families"]
+__all__ = ["FAMILIES", "config_problem", "get_family", "in_distribution", "resolve_families"]
 
 
 # Common abbreviations, only to suggest the right name in an error message (names themselves are strict).
@@ -83,15 +84,17 @@ def config_problem(name: str, config: Mapping[str, Any], task: Task, n_rows: int
         dist = space.get(key)
         if dist is None:
             return f"{name} has no hyperparameter {key!r}"
-        if not _in_distribution(dist, value):
+        if not in_distribution(value, dist):
             return f"{name}.{key} = {value!r} is outside {dist!r}"
     return None
 
 
-def _in_distribution(dist: BaseDistribution, value: Any) -> bool:
+def in_distribution(value: Any, dist: BaseDistribution) -> bool:
+    """Whether ``value`` is one the distribution can give: a listed choice of the same type, or a finite number in
+    range (an integer for an integer distribution); a bool is not a number here."""
     if isinstance(dist, CategoricalDistribution):
         return any(type(value) is type(c) and value == c for c in dist.choices)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
     if isinstance(dist, IntDistribution) and not float(value).is_integer():
         return False

@@ -34,3 +34,11 @@ KNOWLEDGE_OFF = "off"  # --knowledge off: nothing recorded (here, so that the li
 def default_knowledge_path() -> Path:
     """The default knowledge base, an SQLite file in the data directory (not created here)."""
     return data_home() / KNOWLEDGE_FILE
+
+
+LEARNED_PORTFOLIO_FILE = "portfolio.json"  # 'daedalus learn': the portfolio re-mined with the user's own runs
+
+
+def learned_portfolio_path() -> Path:
+    """The portfolio 'daedalus learn' writes, which builds then prefer to the shipped one (not created here)."""
+    return data_home() / LEARNED_PORTFOLIO_FILE
