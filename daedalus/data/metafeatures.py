@@ -154,14 +154,14 @@ def _number(value: object, name: str) -> float:
 def meta_features(X: pd.DataFrame, y: np.ndarray, task: Task, *, seed: int = 0,
                   time_limit: float = 3.0) -> MetaFeatures:
     """Describe the prepared frame ``X`` with target ``y`` (see the module docstring). Landmarkers run only while
-    less than ``time_limit`` seconds have passed since the call began; the statistics always run (they cost
-    milliseconds on 100,000 rows)."""
+    less than ``time_limit`` seconds have passed since the call began; the statistics always run (on a sample of
+    a big table's rows and columns, so they take well under a second: about 0.1 s on 100,000 rows x 30 columns)."""
     start = time.perf_counter()
     deadline = start + max(float(time_limit), 0.0)
     # Columns are taken by position throughout: a frame with a repeated column name is still described.
     keep = [not (isinstance(c, str) and c.startswith(SENSITIVE_PREFIX)) for c in X.columns]
     features = X if all(keep) else X.loc[:, keep]
-    target = np.asarray(y).ravel()
+    target = _target_values(np.asarray(y).ravel(), task)
     rng = np.random.default_rng(seed)
     values = dict.fromkeys(META_FEATURE_NAMES, math.nan)
     with np.errstate(all="ignore"):  # values near float's limits overflow: they end as NaN, never as a warning
@@ -169,6 +169,14 @@ def meta_features(X: pd.DataFrame, y: np.ndarray, task: Task, *, seed: int = 0,
         values.update(_target_stats(target, task))
         values.update(_landmarks(features, target, task, seed, deadline))
     return MetaFeatures(values=values, seconds=time.perf_counter() - start)
+
+
+def _target_values(y: np.ndarray, task: Task) -> np.ndarray:
+    """The target as ``prepare_target`` gives it: class codes (labels of any kind, missing as a class of its own,
+    are coded here too) or floats (a value that is not a number becomes NaN and is left out)."""
+    if task.is_classification:
+        return y if y.dtype.kind in "iu" else pd.factorize(pd.Series(y, dtype=object), use_na_sentinel=False)[0]
+    return pd.to_numeric(pd.Series(y), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _is_numeric(dtype: Any) -> bool:
