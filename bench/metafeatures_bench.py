@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from daedalus.data import drop_missing_target, infer_schema, prepare_features, prepare_target, read_table
-from daedalus.data.metafeatures import META_FEATURE_NAMES, MetaFeatures, meta_features
+from daedalus.data.metafeatures import META_FEATURE_NAMES, RELATIVE_LANDMARKS, MetaFeatures, meta_features
 from daedalus.data.schema import Task
 
 # ../shared beside the clone; a worktree one level deeper (wt/NAME) finds it one more level up.
@@ -151,12 +151,6 @@ def _picks(V: np.ndarray, N: np.ndarray, kinds: np.ndarray, cols: list[int], sam
     return picks
 
 
-# Differences between landmarkers ("relative landmarkers", Fuernkranz & Petrak 2001): how much a linear model
-# gains over a stump or over 1-NN says more about which family wins than either score alone.
-RELATIVE = (("landmark_linear", "landmark_stump"), ("landmark_linear", "landmark_1nn"),
-            ("landmark_1nn", "landmark_stump"), ("landmark_naive_bayes", "landmark_linear"))
-
-
 def _learned_picks(V: np.ndarray, N: np.ndarray) -> np.ndarray:
     """Leave-one-task-out: one forest per family predicts its normalised score from the meta-features."""
     from sklearn.ensemble import ExtraTreesRegressor
@@ -176,8 +170,8 @@ def analyse(cache: dict) -> None:
     keys = [k for k, r in cache.items() if sum(v is not None for v in r["scores"].values()) >= 2]
     V = np.array([MetaFeatures.from_dict(cache[k]["meta"]).vector() for k in keys])
     at = {n: i for i, n in enumerate(META_FEATURE_NAMES)}
-    V = np.column_stack([V, *[V[:, at[a]] - V[:, at[b]] for a, b in RELATIVE]])
-    names = [*META_FEATURE_NAMES, *[f"{a[9:]} - {b[9:]}" for a, b in RELATIVE]]
+    V = np.column_stack([V, *[V[:, at[a]] - V[:, at[b]] for a, b in RELATIVE_LANDMARKS]])
+    names = [*META_FEATURE_NAMES, *[f"{a[9:]} - {b[9:]}" for a, b in RELATIVE_LANDMARKS]]
     S = np.array([[np.nan if cache[k]["scores"][f] is None else cache[k]["scores"][f] for f in STUDY_FAMILIES]
                   for k in keys])
     lo, hi = np.nanmin(S, axis=1, keepdims=True), np.nanmax(S, axis=1, keepdims=True)

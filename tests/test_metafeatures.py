@@ -12,7 +12,13 @@ import pandas as pd
 import pytest
 
 from daedalus.data import infer_schema, prepare_features, prepare_target
-from daedalus.data.metafeatures import META_FEATURE_DOCS, META_FEATURE_NAMES, MetaFeatures, meta_features
+from daedalus.data.metafeatures import (
+    META_FEATURE_DOCS,
+    META_FEATURE_NAMES,
+    SIMILARITY_NAMES,
+    MetaFeatures,
+    meta_features,
+)
 from daedalus.data.schema import Task
 from daedalus.data.sensitive import SENSITIVE_PREFIX
 
@@ -133,6 +139,17 @@ def test_vector_puts_counts_on_a_log_scale_and_keeps_nan() -> None:
     assert at["n_rows"] == pytest.approx(math.log1p(6))
     assert at["missing_share"] == pytest.approx(2 / 12)  # a share stays as it is
     assert math.isnan(at["target_kurtosis"])
+
+
+def test_similarity_vector_holds_size_and_relative_landmarkers() -> None:
+    values = dict.fromkeys(META_FEATURE_NAMES, math.nan)
+    values.update(n_rows=999.0, n_features=9.0, landmark_stump=0.5, landmark_naive_bayes=0.6, landmark_1nn=0.7,
+                  landmark_linear=0.9)
+    vec = MetaFeatures(values, 0.0).similarity_vector()
+    assert len(vec) == len(SIMILARITY_NAMES) == 6
+    assert vec == pytest.approx([math.log1p(999), math.log1p(9), 0.4, 0.2, 0.2, -0.3])
+    values["landmark_1nn"] = math.nan  # time ran out before 1-NN: the differences that need it are unknown
+    assert np.isnan(MetaFeatures(values, 0.0).similarity_vector()).tolist() == [False, False, False, True, True, False]
 
 
 @pytest.mark.parametrize("damage", [
