@@ -416,3 +416,19 @@ def test_a_build_with_knowledge_off_writes_nothing(plant_csv: Path, tmp_path: Pa
     assert not (tmp_path / "home" / "knowledge.db").exists()
     assert not audit_events(run, "knowledge_recorded") and not audit_events(run, "knowledge_warning")
     assert RUN_ID_FIELD not in json.loads((run / "run.json").read_text())
+
+
+@pytest.mark.slow
+def test_an_image_build_records_its_networks(digits_csv: Path, tmp_path: Path) -> None:
+    url, run = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "run"
+    built = run_cli("build", digits_csv, "--target", "digit", "--image-shape", "8x8x1", "--trials", "2",
+                    "--final-epochs", "1", "--time", "300", "--max-params", "20000", "--threads", "1", "--quiet",
+                    "--run", run, "--knowledge", url)
+    assert built.returncode == 0, built.stderr
+    with KnowledgeBase.open(url) as base:
+        (entry,) = base.runs()
+        assert (entry.kind, entry.n_rows, entry.n_features, entry.meta_features["n_classes"]) == \
+            ("image", 1797, 64, 10.0)
+        trials = base.trials(entry.run_id)
+    assert len(trials) == 2 and all(t.space == "image" and t.config["genotype"] for t in trials)
+    assert audit_events(run, "knowledge_recorded")[0]["run_id"] == entry.run_id
