@@ -25,7 +25,14 @@ from daedalus.errors import ConfigError
 from daedalus.orchestration.knowledge_record import RUN_ID_FIELD, record_image_run, record_run
 from daedalus.orchestration.loop import TrialRecord
 from daedalus.orchestration.reporter import Reporter
-from daedalus.store.knowledge import KnowledgeBase, KnowledgeError, RunEntry, TrialEntry, default_knowledge_url
+from daedalus.store.knowledge import (
+    KnowledgeBase,
+    KnowledgeError,
+    RunEntry,
+    TrialEntry,
+    default_knowledge_url,
+    describe_url,
+)
 from daedalus.store.run import RunStore
 from tests.conftest import ROOT, planted_frame, run_cli
 from tests.postgres import postgres_server
@@ -183,8 +190,8 @@ def test_hostile_rows_are_skipped_with_a_warning(url: str) -> None:
                                      f" status) VALUES ('good', {number}, 'table', 'linear', {config}, {score}, NULL,"
                                      " 'ok')"))
             if url.startswith("sqlite"):
-                conn.execute(sa.text("INSERT INTO runs VALUES (X'00FF', 'table', 'binary', 'm', TRUE, 3, 2, '{}', 1.0, 'd',"
-                                     " NULL, 1.0)"))
+                conn.execute(sa.text("INSERT INTO runs VALUES (X'00FF', 'table', 'binary', 'm', TRUE, 3, 2, '{}',"
+                                     " 1.0, 'd', NULL, 1.0)"))  # an id that is bytes
                 conn.execute(sa.text("INSERT INTO trials (run_id, number, space, family, config, score, fit_seconds,"
                                      " status) VALUES ('good', 4, 'table', 'linear', '{}', 'great', NULL, 'ok')"))
         assert [r.run_id for r in base.runs()] == ["good"]
@@ -275,11 +282,25 @@ def test_the_run_s_meta_features_are_recorded_numbers_only(tmp_path: Path) -> No
     assert run.best_score == 0.5  # the least: a loss
 
 
-@pytest.mark.parametrize("damage", ["corrupt file", "unreachable server", "trials unreadable"])
+def read_only(path: Path) -> str:
+    """A base this process may read and not write (SQLite's read-only mode: root ignores a file's mode bits)."""
+    with KnowledgeBase.open(f"sqlite:///{path}") as base:
+        base.record_run(run_entry("old"), trial_entries(1))
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+def test_a_read_only_base_is_read(tmp_path: Path) -> None:
+    with KnowledgeBase.open(read_only(tmp_path / "k.db")) as base:
+        assert [r.run_id for r in base.runs()] == ["old"] and base.trials("old") == trial_entries(1)
+        with pytest.raises(KnowledgeError, match="readonly"):
+            base.record_run(run_entry("new"), [])
+
+
+@pytest.mark.parametrize("damage", ["corrupt file", "unreachable server", "read-only", "trials unreadable"])
 def test_recording_never_raises_it_warns(tmp_path: Path, damage: str) -> None:
     store = made_run(tmp_path / "run")
     url = {"corrupt file": f"sqlite:///{corrupt_file(tmp_path / 'bad.db')}", "unreachable server": UNREACHABLE,
-           "trials unreadable": f"sqlite:///{tmp_path / 'k.db'}"}[damage]
+           "read-only": read_only(tmp_path / "ro.db"), "trials unreadable": f"sqlite:///{tmp_path / 'k.db'}"}[damage]
 
     def trials() -> list[TrialEntry]:
         if damage == "trials unreadable":
@@ -289,7 +310,8 @@ def test_recording_never_raises_it_warns(tmp_path: Path, damage: str) -> None:
     said = Said()
     assert record_run(store, "table", trials, url, said, n_rows=1, n_features=1, greater_is_better=True) is False
     (warning,) = events(store, "knowledge_warning")
-    assert warning["knowledge"] == url and warning["error"] and not events(store, "knowledge_recorded")
+    assert warning["error"] and not events(store, "knowledge_recorded")
+    assert warning["knowledge"] == (url if damage != "read-only" else describe_url(url))
     assert len(said.lines) == 1 and "not recorded" in said.lines[0] and "--knowledge off" in said.lines[0]
 
 
@@ -317,8 +339,8 @@ def test_knowledge_command_lists_exports_and_forgets(tmp_path: Path) -> None:
         base.record_run(run_entry("aaaa1111bbbb2222", dataset="credit.csv", best=0.8123456), trial_entries(3))
         base.record_run(run_entry("cccc3333", kind="image", dataset="digits.csv"), trial_entries(2, "image"))
         with base.engine.connect() as conn, conn.begin():
-            conn.execute(sa.text("INSERT INTO runs VALUES ('evil', 'table', 'binary', 'm', TRUE, 'x', 2, '{}', 1.0, 'd',"
-                                 " NULL, 1.0)"))
+            conn.execute(sa.text("INSERT INTO runs VALUES ('evil', 'table', 'binary', 'm', TRUE, 'x', 2, '{}', 1.0,"
+                                 " 'd', NULL, 1.0)"))
     listed = run_cli("knowledge", "list", "--knowledge", url)
     assert listed.returncode == 0, listed.stderr
     assert "aaaa1111bbbb" in listed.stdout and "credit.csv" in listed.stdout and "0.81235" in listed.stdout

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -112,6 +113,7 @@ TRIALS = sa.Table(
     sa.Column("fit_seconds", sa.Double, nullable=True),
     sa.Column("status", sa.String(32), nullable=False),
 )
+_WRITES = "daedalus_writes"  # the execution option that marks a transaction that writes
 # PostgreSQL's advisory lock taken while the tables are created: any fixed 64-bit number of our own.
 _SCHEMA_LOCK = zlib.crc32(b"daedalus-knowledge-schema")
 
@@ -145,14 +147,19 @@ def _engine(url: str) -> Engine:
             dbapi_connection.isolation_level = None  # the transactions are ours (BEGIN IMMEDIATE below)
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer, nor it them
+            # WAL: readers never block the writer, nor it them. A base opened read-only keeps its mode (a damaged
+            # file fails at its first query).
+            with suppress(sqlite3.OperationalError):
+                cursor.execute("PRAGMA journal_mode = WAL")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            # The write lock when the transaction starts: a deferred one that read first and then wants to
-            # write would fail at once (SQLITE_BUSY) when another writer went first, whatever the timeout.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A writer takes the write lock when its transaction starts: a deferred one that read first and then
+            # wants to write would fail at once (SQLITE_BUSY) when another writer went first, whatever the
+            # timeout. A reader takes none, so that a base this user may only read can still be listed.
+            writes = connection.get_execution_options().get(_WRITES, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
     args: dict[str, Any] = {}
@@ -183,10 +190,13 @@ class KnowledgeBase:
                                  "pass --knowledge with a working SQLAlchemy URL, or --knowledge off") from exc
         base = cls(engine, url)
         try:
-            with base._transaction() as conn:
-                if engine.dialect.name == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-                _META.create_all(conn, checkfirst=True)
+            with base._transaction() as conn:  # a base made already is opened without writing (it may be read-only)
+                made = all(sa.inspect(conn).has_table(table.name) for table in _META.sorted_tables)
+            if not made:
+                with base._transaction(writes=True) as conn:
+                    if engine.dialect.name == "postgresql":  # two first writers: one makes the tables, one waits
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                    _META.create_all(conn, checkfirst=True)
         except KnowledgeError:
             engine.dispose()
             raise
@@ -202,9 +212,9 @@ class KnowledgeBase:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _transaction(self, writes: bool = False) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, conn.execution_options(**{_WRITES: writes}).begin():
                 yield conn
         except SQLAlchemyError as exc:
             raise KnowledgeError(f"the knowledge base {describe_url(self.url)} cannot be used: "
@@ -218,7 +228,7 @@ class KnowledgeBase:
                "created": float(run.created), "recorded": time.time()}
         trial_rows = [{**asdict(t), "run_id": run.run_id, "config": _dumps(t.config), "score": _finite(t.score),
                        "fit_seconds": _finite(t.fit_seconds)} for t in trials]
-        with self._transaction() as conn:
+        with self._transaction(writes=True) as conn:
             conn.execute(TRIALS.delete().where(TRIALS.c.run_id == run.run_id))
             conn.execute(RUNS.delete().where(RUNS.c.run_id == run.run_id))
             conn.execute(RUNS.insert(), [row])
@@ -227,7 +237,7 @@ class KnowledgeBase:
 
     def forget(self, run_id: str) -> int:
         """Remove run ``run_id`` and its trials; the number of trials removed. An unknown id: KnowledgeError."""
-        with self._transaction() as conn:
+        with self._transaction(writes=True) as conn:
             gone = conn.execute(RUNS.delete().where(RUNS.c.run_id == run_id)).rowcount
             trials = conn.execute(TRIALS.delete().where(TRIALS.c.run_id == run_id)).rowcount
         if not gone and not trials:
