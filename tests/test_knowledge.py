@@ -357,8 +357,11 @@ def test_knowledge_command_lists_exports_and_forgets(tmp_path: Path) -> None:
 
     forgot = run_cli("knowledge", "forget", "aaaa1111", "--knowledge", url)
     assert forgot.returncode == 0 and "3 trials" in forgot.stdout
-    for args in [("forget", "aaaa1111"), ("list", "--knowledge", "off"), ("list", "--knowledge", "not a url"),
-                 ("export", tmp_path / "no" / "such" / "dir.json")]:
+    forgot = run_cli("knowledge", "forget", "--dataset", "digits.csv", "--knowledge", url)  # a data set's traces
+    assert forgot.returncode == 0 and "1 runs of digits.csv and their 2 trials" in forgot.stdout
+    for args in [("forget", "aaaa1111"), ("forget", "--dataset", "digits.csv"), ("forget",),
+                 ("forget", "x", "--dataset", "y"), ("list", "--knowledge", "off"),
+                 ("list", "--knowledge", "not a url"), ("export", tmp_path / "no" / "such" / "dir.json")]:
         refused = run_cli("knowledge", *args, *(("--knowledge", url) if "--knowledge" not in args else ()))
         assert refused.returncode == 2, refused
         assert refused.stderr.startswith("daedalus: error: ") and refused.stderr.count("\n") == 1

@@ -47,6 +47,7 @@ SPACES = KINDS  # a trial's space: a table configuration or an image network
 FORMAT_VERSION = 1  # of the export's JSON
 BUSY_TIMEOUT_SECONDS = 10.0  # a SQLite writer waits this long for another's transaction (each takes ms)
 CONNECT_TIMEOUT_SECONDS = 5  # an unreachable server costs a build at most this long
+STATEMENT_TIMEOUT_SECONDS = 30  # a PostgreSQL statement waiting longer (another session's lock) is an error
 MAX_JSON_CHARS = 1_000_000  # a configuration or meta-feature text longer than this is not read
 
 
@@ -165,6 +166,9 @@ def _engine(url: str) -> Engine:
     args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "psycopg"):
         args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        if "options" not in parsed.query:  # (a URL's own server options are the user's to keep)
+            # A statement stuck behind another session's lock ends in an error, not a build that never ends.
+            args["options"] = f"-c statement_timeout={STATEMENT_TIMEOUT_SECONDS * 1000}"
     return sa.create_engine(parsed, pool_pre_ping=True, connect_args=args)
 
 
@@ -246,13 +250,12 @@ class KnowledgeBase:
         return int(trials)
 
     # -- reading (data from someone else: checked, damaged rows skipped) -------------------------------------
-    def runs(self, *, kind: str | None = None, task: str | None = None) -> list[RunEntry]:
-        """The runs recorded, oldest first; ``kind`` and ``task`` filter them."""
+    def runs(self, *, kind: str | None = None, task: str | None = None, dataset: str | None = None) -> list[RunEntry]:
+        """The runs recorded, oldest first; ``kind``, ``task`` and ``dataset`` (a file name) filter them."""
         query = sa.select(*_raw(RUNS))
-        if kind is not None:
-            query = query.where(RUNS.c.kind == kind)
-        if task is not None:
-            query = query.where(RUNS.c.task == task)
+        for column, value in ((RUNS.c.kind, kind), (RUNS.c.task, task), (RUNS.c.dataset, dataset)):
+            if value is not None:
+                query = query.where(column == value)
         self.warnings = []
         with self._transaction() as conn:
             rows = conn.execute(query).mappings().all()
