@@ -10,6 +10,7 @@ uses a knowledge base of its own under tmp_path or its own PostgreSQL database, 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -30,9 +31,11 @@ from daedalus.store.knowledge import (
     KnowledgeError,
     RunEntry,
     TrialEntry,
+    chosen_url,
     default_knowledge_url,
     describe_url,
 )
+from daedalus.store.layout import META_FEATURES
 from daedalus.store.run import RunStore
 from tests.conftest import ROOT, planted_frame, run_cli
 from tests.postgres import postgres_server
@@ -194,14 +197,19 @@ def test_hostile_rows_are_skipped_with_a_warning(url: str) -> None:
                                      " 1.0, 'd', NULL, 1.0)"))  # an id that is bytes
                 conn.execute(sa.text("INSERT INTO trials (run_id, number, space, family, config, score, fit_seconds,"
                                      " status) VALUES ('good', 4, 'table', 'linear', '{}', 'great', NULL, 'ok')"))
+        sqlite = url.startswith("sqlite")  # one more of each: a run id that is bytes, a score that is text
         assert [r.run_id for r in base.runs()] == ["good"]
-        expected = len(hostile) + (1 if url.startswith("sqlite") else 0)
-        assert len(base.warnings) == expected
+        assert len(base.warnings) == len(hostile) + sqlite
         assert all(w.startswith("skipped a damaged run entry") for w in base.warnings)
         assert base.trials("good") == trial_entries(1)
-        assert len(base.warnings) == len(HOSTILE_TRIALS) + (1 if url.startswith("sqlite") else 0)
+        # The warnings of every read since the base was opened, each damaged row named once.
+        assert len(base.warnings) == len(hostile) + len(HOSTILE_TRIALS) + 2 * sqlite
+        assert sum(w.startswith("skipped a damaged trial entry (run 'good' trial") for w in base.warnings) == \
+            len(HOSTILE_TRIALS) + sqlite
+    with KnowledgeBase.open(url) as base:
         exported = base.export()  # the export leaves them out too, and says so
-        assert len(exported["runs"]) == 1 and len(exported["runs"][0]["trials"]) == 1 and base.warnings
+        assert len(exported["runs"]) == 1 and len(exported["runs"][0]["trials"]) == 1
+        assert len(base.warnings) == len(hostile) + len(HOSTILE_TRIALS) + 2 * sqlite
 
 
 # -- a base that cannot be used -----------------------------------------------------------------------------------
@@ -271,7 +279,7 @@ def test_an_image_run_records_its_networks_and_keeps_its_id(tmp_path: Path) -> N
 
 def test_the_run_s_meta_features_are_recorded_numbers_only(tmp_path: Path) -> None:
     store = made_run(tmp_path / "run", task="binary", metric="roc_auc")
-    store.write("meta_features", {"values": {"n_rows": 300, "landmark_nb": 0.7, "name": "x", "flag": True,
+    store.write(META_FEATURES, {"values": {"n_rows": 300, "landmark_nb": 0.7, "name": "x", "flag": True,
                                              "gap": None}, "seconds": 0.2})
     url = f"sqlite:///{tmp_path / 'k.db'}"
     assert record_run(store, "table", lambda: trial_entries(2), url, Said(), n_rows=300, n_features=4,
@@ -326,10 +334,19 @@ def test_off_records_nothing(tmp_path: Path) -> None:
 
 def test_the_default_base_is_in_the_data_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAEDALUS_HOME", str(tmp_path / "home"))  # not made yet: the base makes it
+    monkeypatch.delenv("DAEDALUS_KNOWLEDGE", raising=False)  # (conftest turns it off for the session)
     assert default_knowledge_url() == f"sqlite:///{tmp_path / 'home' / 'knowledge.db'}"
     with KnowledgeBase.open(None) as base:
         base.record_run(run_entry("x"), [])
     assert (tmp_path / "home" / "knowledge.db").is_file()
+
+
+def test_the_environment_names_the_default_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'team.db'}"
+    monkeypatch.setenv("DAEDALUS_KNOWLEDGE", url)
+    assert chosen_url(None) == url and chosen_url("off") is None
+    monkeypatch.setenv("DAEDALUS_KNOWLEDGE", "off")
+    assert chosen_url(None) is None and chosen_url(url) == url  # the option wins over the environment
 
 
 # -- the command ----------------------------------------------------------------------------------------------
@@ -395,6 +412,7 @@ def audit_events(run: Path, name: str) -> list[dict[str, object]]:
 def test_a_build_records_itself_and_resume_replaces_it(plant_csv: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAEDALUS_HOME", str(tmp_path / "home"))  # the default base, in a data directory of its own
+    monkeypatch.delenv("DAEDALUS_KNOWLEDGE", raising=False)  # (conftest turns it off for the session)
     run = tmp_path / "run"
     built = run_cli("build", plant_csv, "--target", "y", *BUILD, "--run", run)
     assert built.returncode == 0, built.stderr
@@ -406,6 +424,7 @@ def test_a_build_records_itself_and_resume_replaces_it(plant_csv: Path, tmp_path
         trials = base.trials(run_id)
         assert [(t.family, t.status) for t in trials] == [("linear", "ok")] * 2
         assert entry.best_score == max(t.score for t in trials if t.score is not None)
+        assert entry.meta_features and all(v is None or math.isfinite(v) for v in entry.meta_features.values())
     resumed = run_cli("resume", run, "--trials", "1", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     with KnowledgeBase.open(None) as base:
@@ -435,6 +454,7 @@ def test_a_build_with_a_broken_base_finishes_with_a_warning(plant_csv: Path, tmp
 def test_a_build_with_knowledge_off_writes_nothing(plant_csv: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAEDALUS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DAEDALUS_KNOWLEDGE", raising=False)  # the default would record: --knowledge off stops it
     run = tmp_path / "run"
     built = run_cli("build", plant_csv, "--target", "y", *BUILD, "--run", run, "--knowledge", "off")
     assert built.returncode == 0, built.stderr

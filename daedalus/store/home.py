@@ -27,6 +27,7 @@ def data_home() -> Path:
 
 
 KNOWLEDGE_FILE = "knowledge.db"  # the default knowledge base (store/knowledge.py): every run's trials
+KNOWLEDGE_ENV = "DAEDALUS_KNOWLEDGE"  # the knowledge base when no --knowledge is given (a URL, or "off")
 KNOWLEDGE_OFF = "off"  # --knowledge off: nothing recorded (here, so that the light options module can name it)
 
 

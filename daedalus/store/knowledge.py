@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
 import zlib
@@ -36,8 +37,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from daedalus.errors import ConfigError, DaedalusError
+from daedalus.store.home import KNOWLEDGE_ENV, default_knowledge_path
 from daedalus.store.home import KNOWLEDGE_OFF as OFF
-from daedalus.store.home import default_knowledge_path
 
 __all__ = ["KINDS", "OFF", "SPACES", "KnowledgeBase", "KnowledgeError", "RunEntry", "TrialEntry",
            "default_knowledge_url", "describe_url"]
@@ -120,8 +121,15 @@ _SCHEMA_LOCK = zlib.crc32(b"daedalus-knowledge-schema")
 
 
 def default_knowledge_url() -> str:
-    """The SQLite file in the user's data directory (``$DAEDALUS_HOME/knowledge.db`` and the like)."""
-    return f"sqlite:///{default_knowledge_path()}"
+    """``$DAEDALUS_KNOWLEDGE`` when set (a team's shared base), else the SQLite file in the user's data directory
+    (``$DAEDALUS_HOME/knowledge.db`` and the like)."""
+    return os.environ.get(KNOWLEDGE_ENV) or f"sqlite:///{default_knowledge_path()}"
+
+
+def chosen_url(option: str | None) -> str | None:
+    """The base a build uses: its ``--knowledge`` option, else the default; None when either says "off"."""
+    url = option or default_knowledge_url()
+    return None if url == OFF else url
 
 
 def describe_url(url: str) -> str:
@@ -177,16 +185,18 @@ class KnowledgeBase:
 
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine, self.url = engine, url
-        self.warnings: list[str] = []  # rows skipped as damaged by the last read, one line each
+        # The damaged rows skipped by every read since the base was opened, one line each (a row read twice is
+        # named once), so that a caller reading runs, then each run's trials, reports them all at the end.
+        self.warnings: list[str] = []
 
     @classmethod
     def open(cls, url: str | None = None) -> KnowledgeBase:
-        """The base at ``url`` (None: the default SQLite file), its tables created if missing. A base that
+        """The base at ``url`` (None: ``default_knowledge_url()``), its tables created if missing. A base that
         cannot be opened is a KnowledgeError naming it and the fix."""
-        if url == OFF:
-            raise ConfigError("the knowledge base is off (--knowledge off); pass --knowledge URL, or leave it out "
-                              "for the default file")
         url = url or default_knowledge_url()
+        if url == OFF:
+            raise ConfigError(f"the knowledge base is off (--knowledge off, or {KNOWLEDGE_ENV}=off); pass "
+                              "--knowledge URL")
         try:
             engine = _engine(url)
         except (SQLAlchemyError, ImportError, OSError) as exc:  # an unknown dialect, no driver, no directory
@@ -256,7 +266,6 @@ class KnowledgeBase:
         for column, value in ((RUNS.c.kind, kind), (RUNS.c.task, task), (RUNS.c.dataset, dataset)):
             if value is not None:
                 query = query.where(column == value)
-        self.warnings = []
         with self._transaction() as conn:
             rows = conn.execute(query).mappings().all()
         out = [entry for entry in (self._checked(_run_entry, row, "run") for row in rows) if entry is not None]
@@ -264,7 +273,6 @@ class KnowledgeBase:
 
     def trials(self, run_id: str) -> list[TrialEntry]:
         """Run ``run_id``'s trials by number (none for an unknown run)."""
-        self.warnings = []
         with self._transaction() as conn:
             rows = conn.execute(sa.select(*_raw(TRIALS)).where(TRIALS.c.run_id == run_id)).mappings().all()
         out = [entry for entry in (self._checked(_trial_entry, row, "trial") for row in rows) if entry is not None]
@@ -292,13 +300,7 @@ class KnowledgeBase:
 
     def export(self) -> dict[str, Any]:
         """Every run with its trials, as JSON-ready data (damaged rows left out and named in ``warnings``)."""
-        runs = self.runs()
-        skipped = list(self.warnings)
-        out = []
-        for run in runs:
-            out.append({**asdict(run), "trials": [asdict(t) for t in self.trials(run.run_id)]})
-            skipped += self.warnings
-        self.warnings = skipped
+        out = [{**asdict(run), "trials": [asdict(t) for t in self.trials(run.run_id)]} for run in self.runs()]
         return {"format": "daedalus-knowledge", "version": FORMAT_VERSION, "exported": time.time(),
                 "source": describe_url(self.url), "runs": out}
 
@@ -308,7 +310,9 @@ class KnowledgeBase:
         except (TypeError, ValueError, KeyError, RecursionError) as exc:
             ident = row.get("run_id") if isinstance(row.get("run_id"), str) else "?"
             number = f" trial {row.get('number')!r}" if what == "trial" else ""
-            self.warnings.append(f"skipped a damaged {what} entry (run {ident[:64]!r}{number}): {exc}")
+            line = f"skipped a damaged {what} entry (run {ident[:64]!r}{number}): {exc}"
+            if line not in self.warnings:
+                self.warnings.append(line)
             return None
 
 
