@@ -7,7 +7,8 @@
                                                              prefix naming one run, or its run directory)
     daedalus knowledge forget --dataset NAME                 remove every run of data file NAME: its traces
 
-Each takes ``--knowledge URL`` (default: the file in the data directory), as ``build`` does. Entries that are
+Each takes ``--knowledge URL`` (default: ``$DAEDALUS_KNOWLEDGE``, else the file in the data directory), as
+``build`` does. Entries that are
 damaged (a base anyone may write) are skipped and named on stderr, one line each.
 """
 
@@ -42,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
                         help="instead of RUN: every run of the data file NAME (as 'list' shows it)")
     for parser in (listing, export, forget):
         parser.add_argument("--knowledge", default=None, metavar="URL",
-                            help="SQLAlchemy URL of the knowledge base (default: knowledge.db in the data directory)")
+                            help="SQLAlchemy URL of the knowledge base (default: $DAEDALUS_KNOWLEDGE, else "
+                                 "knowledge.db in the data directory)")
     return {"knowledge": cmd_knowledge}
 
 
