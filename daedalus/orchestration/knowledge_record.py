@@ -29,12 +29,12 @@ from daedalus.evaluation.trial import EvalContext
 from daedalus.orchestration.loop import TrialRecord
 from daedalus.orchestration.reporter import Reporter
 from daedalus.store.knowledge import KnowledgeBase, RunEntry, TrialEntry, chosen_url, describe_url
+from daedalus.store.layout import META_FEATURES
 from daedalus.store.run import RunStore
 
-__all__ = ["META_FEATURES_RECORD", "RUN_ID_FIELD", "image_trials", "record_image_run", "record_run",
+__all__ = ["RUN_ID_FIELD", "image_trials", "record_image_run", "record_run",
            "record_table_run", "run_id", "table_trials"]
 
-META_FEATURES_RECORD = "meta_features"  # the run's JSON record of its meta-features (data/metafeatures.py)
 RUN_ID_FIELD = "run_id"  # in run.json: the run's id in the knowledge base, given at its first recording
 IMAGE_CONFIG = ("genotype", "architecture", "epochs", "params")  # what an image trial's entry keeps
 _STATES = {TrialState.COMPLETE: "ok", TrialState.FAIL: "error", TrialState.PRUNED: "pruned"}
@@ -140,7 +140,7 @@ def _run_entry(store: RunStore, kind: str, trials: list[TrialEntry], n_rows: int
 def _meta_features(store: RunStore) -> dict[str, float | None]:
     """The run's meta-features (``MetaFeatures.to_dict()``: {"values": {...}, "seconds": s}), numbers only;
     {} when the run has none."""
-    saved = store.read(META_FEATURES_RECORD, default={})
+    saved = store.read(META_FEATURES, default={})
     values = saved.get("values") if isinstance(saved, dict) else None
     if not isinstance(values, dict):
         return {}

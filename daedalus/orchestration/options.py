@@ -77,8 +77,8 @@ class _KnowledgeURL(Text):
 # Both kinds of build record into the knowledge base (store/knowledge.py); one constraint and help text for both.
 _KNOWLEDGE = _KnowledgeURL("'off' or a SQLAlchemy URL")
 _KNOWLEDGE_HELP = ("where the finished run records its meta-features and trials, for later runs to learn from: a "
-                   "SQLAlchemy URL (a team can share a PostgreSQL database) or 'off' (default: knowledge.db in the "
-                   "data directory)")
+                   "SQLAlchemy URL (a team can share a PostgreSQL database) or 'off' (default: "
+                   "$DAEDALUS_KNOWLEDGE, else knowledge.db in the data directory)")
 
 
 def _designer_names() -> tuple[str, ...]:
