@@ -57,7 +57,7 @@ def prepare_warm_start(ctx: EvalContext, options: BuildOptions, families: list[s
     warnings: list[str] = []
     candidates, past_tasks = portfolio_knowledge(options, ctx.task, len(ctx.y), warnings)
     runs = past_runs(options, ctx.task.value, warnings)
-    plan = plan_warm_start(meta.vector(), ctx.task, len(ctx.y), families, candidates, past_tasks, runs)
+    plan = plan_warm_start(meta.similarity_vector(), ctx.task, len(ctx.y), families, candidates, past_tasks, runs)
     return WarmStart(meta, plan, warnings)
 
 
@@ -117,14 +117,14 @@ def past_runs(options: BuildOptions, task: str, warnings: list[str]) -> list[Pas
 
 
 def _meta_vector(recorded: Any) -> np.ndarray | None:
-    """Recorded meta-features (a run's ``{"values": ..., "seconds": ...}`` or a plain name -> value mapping) as a
-    vector; names it lacks count as unknown (a record of an older Daedalus), names it does not know are ignored.
+    """Recorded meta-features (a run's ``{"values": ..., "seconds": ...}`` or a plain name -> value mapping) as the
+    similarity vector; names it lacks count as unknown (a record of an older Daedalus), names it does not know are ignored.
     None when nothing usable is there (missing or damaged)."""
     values = recorded.get("values", recorded) if isinstance(recorded, Mapping) else None
     if not isinstance(values, Mapping) or not any(n in values for n in META_FEATURE_NAMES):
         return None
     try:
         return MetaFeatures.from_dict({"values": {n: values.get(n) for n in META_FEATURE_NAMES},
-                                       "seconds": 0.0}).vector()
+                                       "seconds": 0.0}).similarity_vector()
     except (ValueError, TypeError):
         return None
