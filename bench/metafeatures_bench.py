@@ -18,13 +18,14 @@ import json
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from daedalus.data import drop_missing_target, infer_schema, prepare_features, prepare_target, read_table
-from daedalus.data.metafeatures import META_FEATURE_NAMES, MetaFeatures, meta_features
+from daedalus.data.metafeatures import META_FEATURE_NAMES, RELATIVE_LANDMARKS, MetaFeatures, meta_features
 from daedalus.data.schema import Task
 
 # ../shared beside the clone; a worktree one level deeper (wt/NAME) finds it one more level up.
@@ -136,7 +137,9 @@ def _picks(V: np.ndarray, N: np.ndarray, kinds: np.ndarray, cols: list[int], sam
     for i in range(len(V)):
         train = np.flatnonzero((np.arange(len(V)) != i) & ((kinds == kinds[i]) if same_kind else True))
         A = V[np.ix_(train, cols)]
-        med = np.nanmedian(A, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column NaN for every neighbour: imputed by 0
+            med = np.nanmedian(A, axis=0)
         med = np.where(np.isnan(med), 0.0, med)
         A = np.where(np.isnan(A), med, A)
         q = np.where(np.isnan(V[i, cols]), med, V[i, cols])
@@ -148,38 +151,68 @@ def _picks(V: np.ndarray, N: np.ndarray, kinds: np.ndarray, cols: list[int], sam
     return picks
 
 
+def _learned_picks(V: np.ndarray, N: np.ndarray) -> np.ndarray:
+    """Leave-one-task-out: one forest per family predicts its normalised score from the meta-features."""
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    A = np.where(np.isnan(V), np.nanmedian(V, axis=0), V)
+    A = np.nan_to_num(A)
+    picks = np.empty(len(V), dtype=int)
+    for i in range(len(V)):
+        train = np.arange(len(V)) != i
+        predicted = [ExtraTreesRegressor(100, min_samples_leaf=3, random_state=0, n_jobs=1)
+                     .fit(A[train], N[train, j]).predict(A[i:i + 1])[0] for j in range(N.shape[1])]
+        picks[i] = int(np.argmax(predicted))
+    return picks
+
+
 def analyse(cache: dict) -> None:
     keys = [k for k, r in cache.items() if sum(v is not None for v in r["scores"].values()) >= 2]
     V = np.array([MetaFeatures.from_dict(cache[k]["meta"]).vector() for k in keys])
+    at = {n: i for i, n in enumerate(META_FEATURE_NAMES)}
+    V = np.column_stack([V, *[V[:, at[a]] - V[:, at[b]] for a, b in RELATIVE_LANDMARKS]])
+    names = [*META_FEATURE_NAMES, *[f"{a[9:]} - {b[9:]}" for a, b in RELATIVE_LANDMARKS]]
     S = np.array([[np.nan if cache[k]["scores"][f] is None else cache[k]["scores"][f] for f in STUDY_FAMILIES]
                   for k in keys])
     lo, hi = np.nanmin(S, axis=1, keepdims=True), np.nanmax(S, axis=1, keepdims=True)
     N = np.nan_to_num((S - lo) / np.where(hi > lo, hi - lo, 1.0), nan=0.0)  # 1 = the task's best family, 0 = worst
     kinds = np.array([cache[k]["task"] for k in keys])
     winners = np.argmax(N, axis=1)
+    rows = np.arange(len(N))
     print(f"\n{len(keys)} tasks; wins: " + ", ".join(f"{f} {int((winners == j).sum())}"
                                                    for j, f in enumerate(STUDY_FAMILIES)))
 
-    def row(label: str, picks: np.ndarray) -> str:
-        regret = 1 - N[np.arange(len(N)), picks]
-        return f"| {label} | {np.mean(picks == winners):.2f} | {regret.mean():.3f} |"
+    def regret(picks: np.ndarray) -> float:
+        return float((1 - N[rows, picks]).mean())
 
-    print(f"\nleave-one-task-out, {STUDY_K} nearest tasks vote (mean normalised score); regret = 1 - normalised "
-          f"score of the pick (0: the task's best family, 1: its worst)\n")
-    print("| picked by | winner found | mean regret |\n|---|---:|---:|")
+    def row(label: str, picks: np.ndarray) -> str:
+        points = np.nan_to_num(hi[:, 0] - S[rows, picks], nan=float(np.nanmax(hi - lo)))
+        return f"| {label} | {np.mean(picks == winners):.2f} | {regret(picks):.3f} | {points.mean():.4f} |"
+
+    print(f"\nleave-one-task-out; k-NN: the {STUDY_K} nearest tasks vote (mean normalised score). Regret: 1 - the "
+          f"pick's normalised score (0: the task's best family, 1: its worst); points: best score - pick's score "
+          f"(AUC or R^2)\n")
+    print("| picked by | winner found | mean regret | mean points lost |\n|---|---:|---:|---:|")
     best_mean = np.array([int(np.argmax(np.delete(N, i, axis=0).mean(axis=0))) for i in range(len(N))])
     print(row("one family for all (best mean of the others)", best_mean))
-    everything = list(range(len(META_FEATURE_NAMES)))
+    everything = list(range(len(names)))
     stats = [i for i, n in enumerate(META_FEATURE_NAMES) if not n.startswith("landmark_")]
     marks = [i for i, n in enumerate(META_FEATURE_NAMES) if n.startswith("landmark_")]
-    for label, cols in (("all meta-features", everything), ("statistics only", stats), ("landmarkers only", marks)):
+    relative = list(range(len(META_FEATURE_NAMES), len(names)))
+    sets = (("k-NN, all meta-features", list(range(len(META_FEATURE_NAMES)))), ("k-NN, statistics only", stats),
+            ("k-NN, landmarkers only", marks), ("k-NN, relative landmarkers", relative),
+            ("k-NN, n_rows + n_features + relative landmarkers", [at["n_rows"], at["n_features"], *relative]),
+            ("k-NN, all + relative landmarkers", everything))
+    for label, cols in sets:
         for same_kind in (False, True):
             print(row(label + (", same task kind" if same_kind else ""), _picks(V, N, kinds, cols, same_kind)))
-    base = (1 - N[np.arange(len(N)), _picks(V, N, kinds, everything, True)]).mean()
-    print(f"\n| meta-feature | regret alone | regret without it (all: {base:.3f}) |\n|---|---:|---:|")
-    for j, name in enumerate(META_FEATURE_NAMES):
-        alone = (1 - N[np.arange(len(N)), _picks(V, N, kinds, [j], True)]).mean()
-        without = (1 - N[np.arange(len(N)), _picks(V, N, kinds, [i for i in everything if i != j], True)]).mean()
+    print(row("forest per family on all + relative landmarkers", _learned_picks(V, N)))
+    base = regret(_picks(V, N, kinds, everything, True))
+    print(f"\n| meta-feature (k-NN, same task kind) | regret alone | regret without it (all: {base:.3f}) |\n"
+          f"|---|---:|---:|")
+    for j, name in enumerate(names):
+        alone = regret(_picks(V, N, kinds, [j], True))
+        without = regret(_picks(V, N, kinds, [i for i in everything if i != j], True))
         print(f"| {name} | {alone:.3f} | {without:.3f} |")
 
 

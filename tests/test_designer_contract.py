@@ -22,6 +22,7 @@ from daedalus.data.schema import Task
 from daedalus.designers.base import Designer, Proposal
 from daedalus.designers.nas import DESIGNERS, make_designer
 from daedalus.designers.nas.multi_objective import ParetoDesigner
+from daedalus.designers.nas.pretrain import Pretrainable
 from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
 from daedalus.errors import ConfigError
 from daedalus.evaluation.nas_table import BenchTable, load_table
@@ -127,6 +128,20 @@ def steered_arch(designer: Designer[Any], directory: Path) -> Designer[Any]:
     return SteeredDesigner(designer, RunStore.open(root), BudgetClock(60.0), Reporter())
 
 
+def pretrained(space: ArchSpace) -> Callable[[Designer[Any], Path], Designer[Any]]:
+    """Pretrain the designer on 40 other results first (another task's, as ``nas-bench --pretrain-table`` does):
+    its state then carries what it learned from them."""
+    rng = np.random.default_rng(7)
+    examples = [(g, float(sum(g) * 3 + 1)) for g in (space.sample(rng) for _ in range(40))]
+
+    def wrap(designer: Designer[Any], _: Path) -> Designer[Any]:
+        assert isinstance(designer, Pretrainable)
+        designer.pretrain(examples, {"classes": 10})
+        return designer
+
+    return wrap
+
+
 TOY = DepthSpace()
 CASES: list[DesignerCase] = [
     *(arch_case(name, space) for name in sorted(DESIGNERS) for space in (TOY, NB201Space())),
@@ -135,6 +150,8 @@ CASES: list[DesignerCase] = [
     table_case("-steered", wrap=steered_table, allowed_families=tuple(f for f in FAMILIES if f != EXCLUDED)),
     table_case("-mitigating", wrap=lambda d, _: MitigatingDesigner(d, FAMILIES, "demographic_parity", lambda s: s)),
     arch_case("evolution", TOY, wrap=steered_arch, suffix="-steered"),
+    *(arch_case(name, space, wrap=pretrained(space), suffix="-pretrained")
+      for name in ("generative", "predictor") for space in (TOY, NB201Space())),
 ]
 
 

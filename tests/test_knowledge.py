@@ -10,6 +10,7 @@ uses a knowledge base of its own under tmp_path or its own PostgreSQL database, 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,7 +26,16 @@ from daedalus.errors import ConfigError
 from daedalus.orchestration.knowledge_record import RUN_ID_FIELD, record_image_run, record_run
 from daedalus.orchestration.loop import TrialRecord
 from daedalus.orchestration.reporter import Reporter
-from daedalus.store.knowledge import KnowledgeBase, KnowledgeError, RunEntry, TrialEntry, default_knowledge_url
+from daedalus.store.knowledge import (
+    KnowledgeBase,
+    KnowledgeError,
+    RunEntry,
+    TrialEntry,
+    chosen_url,
+    default_knowledge_url,
+    describe_url,
+)
+from daedalus.store.layout import META_FEATURES
 from daedalus.store.run import RunStore
 from tests.conftest import ROOT, planted_frame, run_cli
 from tests.postgres import postgres_server
@@ -183,18 +193,23 @@ def test_hostile_rows_are_skipped_with_a_warning(url: str) -> None:
                                      f" status) VALUES ('good', {number}, 'table', 'linear', {config}, {score}, NULL,"
                                      " 'ok')"))
             if url.startswith("sqlite"):
-                conn.execute(sa.text("INSERT INTO runs VALUES (X'00FF', 'table', 'binary', 'm', TRUE, 3, 2, '{}', 1.0, 'd',"
-                                     " NULL, 1.0)"))
+                conn.execute(sa.text("INSERT INTO runs VALUES (X'00FF', 'table', 'binary', 'm', TRUE, 3, 2, '{}',"
+                                     " 1.0, 'd', NULL, 1.0)"))  # an id that is bytes
                 conn.execute(sa.text("INSERT INTO trials (run_id, number, space, family, config, score, fit_seconds,"
                                      " status) VALUES ('good', 4, 'table', 'linear', '{}', 'great', NULL, 'ok')"))
+        sqlite = url.startswith("sqlite")  # one more of each: a run id that is bytes, a score that is text
         assert [r.run_id for r in base.runs()] == ["good"]
-        expected = len(hostile) + (1 if url.startswith("sqlite") else 0)
-        assert len(base.warnings) == expected
+        assert len(base.warnings) == len(hostile) + sqlite
         assert all(w.startswith("skipped a damaged run entry") for w in base.warnings)
         assert base.trials("good") == trial_entries(1)
-        assert len(base.warnings) == len(HOSTILE_TRIALS) + (1 if url.startswith("sqlite") else 0)
+        # The warnings of every read since the base was opened, each damaged row named once.
+        assert len(base.warnings) == len(hostile) + len(HOSTILE_TRIALS) + 2 * sqlite
+        assert sum(w.startswith("skipped a damaged trial entry (run 'good' trial") for w in base.warnings) == \
+            len(HOSTILE_TRIALS) + sqlite
+    with KnowledgeBase.open(url) as base:
         exported = base.export()  # the export leaves them out too, and says so
-        assert len(exported["runs"]) == 1 and len(exported["runs"][0]["trials"]) == 1 and base.warnings
+        assert len(exported["runs"]) == 1 and len(exported["runs"][0]["trials"]) == 1
+        assert len(base.warnings) == len(hostile) + len(HOSTILE_TRIALS) + 2 * sqlite
 
 
 # -- a base that cannot be used -----------------------------------------------------------------------------------
@@ -264,7 +279,7 @@ def test_an_image_run_records_its_networks_and_keeps_its_id(tmp_path: Path) -> N
 
 def test_the_run_s_meta_features_are_recorded_numbers_only(tmp_path: Path) -> None:
     store = made_run(tmp_path / "run", task="binary", metric="roc_auc")
-    store.write("meta_features", {"values": {"n_rows": 300, "landmark_nb": 0.7, "name": "x", "flag": True,
+    store.write(META_FEATURES, {"values": {"n_rows": 300, "landmark_nb": 0.7, "name": "x", "flag": True,
                                              "gap": None}, "seconds": 0.2})
     url = f"sqlite:///{tmp_path / 'k.db'}"
     assert record_run(store, "table", lambda: trial_entries(2), url, Said(), n_rows=300, n_features=4,
@@ -275,11 +290,25 @@ def test_the_run_s_meta_features_are_recorded_numbers_only(tmp_path: Path) -> No
     assert run.best_score == 0.5  # the least: a loss
 
 
-@pytest.mark.parametrize("damage", ["corrupt file", "unreachable server", "trials unreadable"])
+def read_only(path: Path) -> str:
+    """A base this process may read and not write (SQLite's read-only mode: root ignores a file's mode bits)."""
+    with KnowledgeBase.open(f"sqlite:///{path}") as base:
+        base.record_run(run_entry("old"), trial_entries(1))
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+def test_a_read_only_base_is_read(tmp_path: Path) -> None:
+    with KnowledgeBase.open(read_only(tmp_path / "k.db")) as base:
+        assert [r.run_id for r in base.runs()] == ["old"] and base.trials("old") == trial_entries(1)
+        with pytest.raises(KnowledgeError, match="readonly"):
+            base.record_run(run_entry("new"), [])
+
+
+@pytest.mark.parametrize("damage", ["corrupt file", "unreachable server", "read-only", "trials unreadable"])
 def test_recording_never_raises_it_warns(tmp_path: Path, damage: str) -> None:
     store = made_run(tmp_path / "run")
     url = {"corrupt file": f"sqlite:///{corrupt_file(tmp_path / 'bad.db')}", "unreachable server": UNREACHABLE,
-           "trials unreadable": f"sqlite:///{tmp_path / 'k.db'}"}[damage]
+           "read-only": read_only(tmp_path / "ro.db"), "trials unreadable": f"sqlite:///{tmp_path / 'k.db'}"}[damage]
 
     def trials() -> list[TrialEntry]:
         if damage == "trials unreadable":
@@ -289,7 +318,8 @@ def test_recording_never_raises_it_warns(tmp_path: Path, damage: str) -> None:
     said = Said()
     assert record_run(store, "table", trials, url, said, n_rows=1, n_features=1, greater_is_better=True) is False
     (warning,) = events(store, "knowledge_warning")
-    assert warning["knowledge"] == url and warning["error"] and not events(store, "knowledge_recorded")
+    assert warning["error"] and not events(store, "knowledge_recorded")
+    assert warning["knowledge"] == (url if damage != "read-only" else describe_url(url))
     assert len(said.lines) == 1 and "not recorded" in said.lines[0] and "--knowledge off" in said.lines[0]
 
 
@@ -304,10 +334,19 @@ def test_off_records_nothing(tmp_path: Path) -> None:
 
 def test_the_default_base_is_in_the_data_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAEDALUS_HOME", str(tmp_path / "home"))  # not made yet: the base makes it
+    monkeypatch.delenv("DAEDALUS_KNOWLEDGE", raising=False)  # (conftest turns it off for the session)
     assert default_knowledge_url() == f"sqlite:///{tmp_path / 'home' / 'knowledge.db'}"
     with KnowledgeBase.open(None) as base:
         base.record_run(run_entry("x"), [])
     assert (tmp_path / "home" / "knowledge.db").is_file()
+
+
+def test_the_environment_names_the_default_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'team.db'}"
+    monkeypatch.setenv("DAEDALUS_KNOWLEDGE", url)
+    assert chosen_url(None) == url and chosen_url("off") is None
+    monkeypatch.setenv("DAEDALUS_KNOWLEDGE", "off")
+    assert chosen_url(None) is None and chosen_url(url) == url  # the option wins over the environment
 
 
 # -- the command ----------------------------------------------------------------------------------------------
@@ -317,8 +356,8 @@ def test_knowledge_command_lists_exports_and_forgets(tmp_path: Path) -> None:
         base.record_run(run_entry("aaaa1111bbbb2222", dataset="credit.csv", best=0.8123456), trial_entries(3))
         base.record_run(run_entry("cccc3333", kind="image", dataset="digits.csv"), trial_entries(2, "image"))
         with base.engine.connect() as conn, conn.begin():
-            conn.execute(sa.text("INSERT INTO runs VALUES ('evil', 'table', 'binary', 'm', TRUE, 'x', 2, '{}', 1.0, 'd',"
-                                 " NULL, 1.0)"))
+            conn.execute(sa.text("INSERT INTO runs VALUES ('evil', 'table', 'binary', 'm', TRUE, 'x', 2, '{}', 1.0,"
+                                 " 'd', NULL, 1.0)"))
     listed = run_cli("knowledge", "list", "--knowledge", url)
     assert listed.returncode == 0, listed.stderr
     assert "aaaa1111bbbb" in listed.stdout and "credit.csv" in listed.stdout and "0.81235" in listed.stdout
@@ -335,8 +374,11 @@ def test_knowledge_command_lists_exports_and_forgets(tmp_path: Path) -> None:
 
     forgot = run_cli("knowledge", "forget", "aaaa1111", "--knowledge", url)
     assert forgot.returncode == 0 and "3 trials" in forgot.stdout
-    for args in [("forget", "aaaa1111"), ("list", "--knowledge", "off"), ("list", "--knowledge", "not a url"),
-                 ("export", tmp_path / "no" / "such" / "dir.json")]:
+    forgot = run_cli("knowledge", "forget", "--dataset", "digits.csv", "--knowledge", url)  # a data set's traces
+    assert forgot.returncode == 0 and "1 runs of digits.csv and their 2 trials" in forgot.stdout
+    for args in [("forget", "aaaa1111"), ("forget", "--dataset", "digits.csv"), ("forget",),
+                 ("forget", "x", "--dataset", "y"), ("list", "--knowledge", "off"),
+                 ("list", "--knowledge", "not a url"), ("export", tmp_path / "no" / "such" / "dir.json")]:
         refused = run_cli("knowledge", *args, *(("--knowledge", url) if "--knowledge" not in args else ()))
         assert refused.returncode == 2, refused
         assert refused.stderr.startswith("daedalus: error: ") and refused.stderr.count("\n") == 1
@@ -370,6 +412,7 @@ def audit_events(run: Path, name: str) -> list[dict[str, object]]:
 def test_a_build_records_itself_and_resume_replaces_it(plant_csv: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAEDALUS_HOME", str(tmp_path / "home"))  # the default base, in a data directory of its own
+    monkeypatch.delenv("DAEDALUS_KNOWLEDGE", raising=False)  # (conftest turns it off for the session)
     run = tmp_path / "run"
     built = run_cli("build", plant_csv, "--target", "y", *BUILD, "--run", run)
     assert built.returncode == 0, built.stderr
@@ -381,6 +424,7 @@ def test_a_build_records_itself_and_resume_replaces_it(plant_csv: Path, tmp_path
         trials = base.trials(run_id)
         assert [(t.family, t.status) for t in trials] == [("linear", "ok")] * 2
         assert entry.best_score == max(t.score for t in trials if t.score is not None)
+        assert entry.meta_features and all(v is None or math.isfinite(v) for v in entry.meta_features.values())
     resumed = run_cli("resume", run, "--trials", "1", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     with KnowledgeBase.open(None) as base:
@@ -410,9 +454,26 @@ def test_a_build_with_a_broken_base_finishes_with_a_warning(plant_csv: Path, tmp
 def test_a_build_with_knowledge_off_writes_nothing(plant_csv: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAEDALUS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DAEDALUS_KNOWLEDGE", raising=False)  # the default would record: --knowledge off stops it
     run = tmp_path / "run"
     built = run_cli("build", plant_csv, "--target", "y", *BUILD, "--run", run, "--knowledge", "off")
     assert built.returncode == 0, built.stderr
     assert not (tmp_path / "home" / "knowledge.db").exists()
     assert not audit_events(run, "knowledge_recorded") and not audit_events(run, "knowledge_warning")
     assert RUN_ID_FIELD not in json.loads((run / "run.json").read_text())
+
+
+@pytest.mark.slow
+def test_an_image_build_records_its_networks(digits_csv: Path, tmp_path: Path) -> None:
+    url, run = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "run"
+    built = run_cli("build", digits_csv, "--target", "digit", "--image-shape", "8x8x1", "--trials", "2",
+                    "--final-epochs", "1", "--time", "300", "--max-params", "20000", "--threads", "1", "--quiet",
+                    "--run", run, "--knowledge", url)
+    assert built.returncode == 0, built.stderr
+    with KnowledgeBase.open(url) as base:
+        (entry,) = base.runs()
+        assert (entry.kind, entry.n_rows, entry.n_features, entry.meta_features["n_classes"]) == \
+            ("image", 1797, 64, 10.0)
+        trials = base.trials(entry.run_id)
+    assert len(trials) == 2 and all(t.space == "image" and t.config["genotype"] for t in trials)
+    assert audit_events(run, "knowledge_recorded")[0]["run_id"] == entry.run_id

@@ -12,7 +12,13 @@ import pandas as pd
 import pytest
 
 from daedalus.data import infer_schema, prepare_features, prepare_target
-from daedalus.data.metafeatures import META_FEATURE_DOCS, META_FEATURE_NAMES, MetaFeatures, meta_features
+from daedalus.data.metafeatures import (
+    META_FEATURE_DOCS,
+    META_FEATURE_NAMES,
+    SIMILARITY_NAMES,
+    MetaFeatures,
+    meta_features,
+)
 from daedalus.data.schema import Task
 from daedalus.data.sensitive import SENSITIVE_PREFIX
 
@@ -135,6 +141,17 @@ def test_vector_puts_counts_on_a_log_scale_and_keeps_nan() -> None:
     assert math.isnan(at["target_kurtosis"])
 
 
+def test_similarity_vector_holds_size_and_relative_landmarkers() -> None:
+    values = dict.fromkeys(META_FEATURE_NAMES, math.nan)
+    values.update(n_rows=999.0, n_features=9.0, landmark_stump=0.5, landmark_naive_bayes=0.6, landmark_1nn=0.7,
+                  landmark_linear=0.9)
+    vec = MetaFeatures(values, 0.0).similarity_vector()
+    assert len(vec) == len(SIMILARITY_NAMES) == 6
+    assert vec == pytest.approx([math.log1p(999), math.log1p(9), 0.4, 0.2, 0.2, -0.3])
+    values["landmark_1nn"] = math.nan  # time ran out before 1-NN: the differences that need it are unknown
+    assert np.isnan(MetaFeatures(values, 0.0).similarity_vector()).tolist() == [False, False, False, True, True, False]
+
+
 @pytest.mark.parametrize("damage", [
     lambda d: d["values"].pop("n_rows"),
     lambda d: d["values"].__setitem__("n_rows", "6"),
@@ -188,6 +205,10 @@ def _odd_tables() -> dict[str, tuple[pd.DataFrame, np.ndarray, Task]]:
                         Task.REGRESSION),
         "labels not from zero": (pd.DataFrame({"a": rng.normal(size=n)}), rng.integers(5, 9, n), Task.MULTICLASS),
         "string labels": (pd.DataFrame({"a": rng.normal(size=n)}), rng.choice(["p", "q"], n), Task.BINARY),
+        "labels with a missing one": (pd.DataFrame({"a": rng.normal(size=n)}),
+                                      np.array(["p", None, 3] * 16 + ["p", "q"], dtype=object), Task.MULTICLASS),
+        "target with text and missing": (pd.DataFrame({"a": rng.normal(size=n)}),
+                                         np.array([1.5, "x", None, 2] * 12 + [1, 2], dtype=object), Task.REGRESSION),
         "numbers and strings in one column": (pd.DataFrame({"a": pd.Series([1, "x", 2.5, None] * 10, dtype=object)}),
                                               np.arange(40) % 2, Task.BINARY),
         "a repeated column name": (pd.DataFrame(rng.normal(size=(n, 2)), columns=["a", "a"]), rng.integers(0, 2, n),

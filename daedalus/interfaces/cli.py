@@ -9,7 +9,9 @@
     daedalus build IMAGES.csv --target COL --image-shape 28x28x1 [--designer NAME] [--max-params N] ...
     daedalus export-arch RUN [--trial N] --out model.py
     daedalus nas-bench --table FILE --designer NAME --queries N --seeds K [--json] [--processes P]
+                       [--pretrain-table FILE ...]
     daedalus knowledge list|export FILE|forget RUN [--knowledge URL]
+    daedalus learn [--knowledge URL] [--size N] [--out FILE]
 
 A user's mistake (DaedalusError) is printed as one line on stderr with exit status 2, never a traceback.
 Heavy libraries are imported inside the commands, so that ``--help`` and bad input answer at once.
@@ -109,6 +111,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=10, metavar="K", help="searches, seeds 0..K-1 (default 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--processes", type=int, default=1, metavar="P", help="seeds run in P processes (default 1)")
+    p.add_argument("--pretrain-table", action="append", default=[], metavar="FILE",
+                   help="pretrain the designer on another NAS-Bench-201 table first, reading its val12 only "
+                        "(repeatable; generative or predictor)")
     for module in _extension_modules():
         COMMANDS.update(module.register(sub))
     return parser
@@ -116,7 +121,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 # Commands kept in modules of their own (``cmd_*.py``): each has ``register(sub)``, which adds its parsers and
 # returns {command name: handler}. Their heavy imports stay inside the handlers, as here.
-EXTENSIONS = ("explain", "report", "gate", "steer", "fairness", "keys", "knowledge")
+EXTENSIONS = ("explain", "report", "gate", "steer", "fairness", "keys", "knowledge", "learn")
 
 
 def _extension_modules() -> list[Any]:
@@ -351,11 +356,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_nas_bench(args: argparse.Namespace) -> int:
     from daedalus.orchestration.nas_bench import bench
 
-    report = bench(args.table, args.designer, args.queries, args.seeds, processes=args.processes)
+    report = bench(args.table, args.designer, args.queries, args.seeds, processes=args.processes,
+                   pretrain_tables=args.pretrain_table)
     if args.json:
         print(json.dumps(report.as_json()))
         return 0
-    print(f"designer {report.designer}, table {report.table}, {report.seeds} seeds: test200 (%) of the best val12 read")
+    pretrained = f", pretrained on {', '.join(report.pretrain_tables)}" if report.pretrain_tables else ""
+    print(f"designer {report.designer}{pretrained}, table {report.table}, {report.seeds} seeds: "
+          "test200 (%) of the best val12 read")
     print(f"{'budget':>6} {'mean':>8} {'sd':>6} {'regret':>7}")
     for budget, row in report.results.items():
         print(f"{budget:>6} {row['mean']:>8.2f} {row['sd']:>6.2f} {row['regret']:>7.2f}")

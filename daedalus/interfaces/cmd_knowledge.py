@@ -5,8 +5,10 @@
     daedalus knowledge export FILE                           every run with its trials, as JSON
     daedalus knowledge forget RUN                            remove a run's entry and its trials (RUN: its id, a
                                                              prefix naming one run, or its run directory)
+    daedalus knowledge forget --dataset NAME                 remove every run of data file NAME: its traces
 
-Each takes ``--knowledge URL`` (default: the file in the data directory), as ``build`` does. Entries that are
+Each takes ``--knowledge URL`` (default: ``$DAEDALUS_KNOWLEDGE``, else the file in the data directory), as
+``build`` does. Entries that are
 damaged (a base anyone may write) are skipped and named on stderr, one line each.
 """
 
@@ -34,11 +36,15 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     listing.add_argument("--json", action="store_true", help="print a JSON list of runs")
     export = commands.add_parser("export", help="write every run and its trials to a JSON file")
     export.add_argument("file", type=Path, metavar="FILE", help="the JSON file to write")
-    forget = commands.add_parser("forget", help="remove a run's entry and its trials")
-    forget.add_argument("ref", metavar="RUN", help="the run's id (or a prefix naming one run) or its run directory")
+    forget = commands.add_parser("forget", help="remove a run's entry and its trials (or every run of a data set)")
+    forget.add_argument("ref", metavar="RUN", nargs="?", default=None,
+                        help="the run's id (or a prefix naming one run) or its run directory")
+    forget.add_argument("--dataset", default=None, metavar="NAME",
+                        help="instead of RUN: every run of the data file NAME (as 'list' shows it)")
     for parser in (listing, export, forget):
         parser.add_argument("--knowledge", default=None, metavar="URL",
-                            help="SQLAlchemy URL of the knowledge base (default: knowledge.db in the data directory)")
+                            help="SQLAlchemy URL of the knowledge base (default: $DAEDALUS_KNOWLEDGE, else "
+                                 "knowledge.db in the data directory)")
     return {"knowledge": cmd_knowledge}
 
 
@@ -54,7 +60,7 @@ def cmd_knowledge(args: argparse.Namespace) -> int:
             return _list(base, args.kind, args.json)
         if args.knowledge_command == "export":
             return _export(base, args.file)
-        return _forget(base, args.ref)
+        return _forget(base, args.ref, args.dataset)
 
 
 def _warn(base: KnowledgeBase) -> None:
@@ -102,7 +108,21 @@ def _export(base: KnowledgeBase, file: Path) -> int:
     return 0
 
 
-def _forget(base: KnowledgeBase, ref: str) -> int:
+def _forget(base: KnowledgeBase, ref: str | None, dataset: str | None) -> int:
+    from daedalus.errors import ConfigError
+
+    if (ref is None) == (dataset is None):
+        raise ConfigError("name what to forget: a RUN (its id or run directory) or --dataset NAME, not both")
+    if dataset is not None:
+        runs = base.runs(dataset=dataset)
+        _warn(base)
+        if not runs:
+            raise ConfigError(f"no run of data set {dataset!r} in the knowledge base; 'daedalus knowledge list' "
+                              "shows the data sets' names")
+        removed = sum(base.forget(run.run_id) for run in runs)
+        print(f"forgot {len(runs)} runs of {dataset} and their {removed} trials")
+        return 0
+    assert ref is not None  # (one of the two, checked above)
     run_id = base.resolve(_run_id_of_directory(Path(ref)) if Path(ref).is_dir() else ref)
     removed = base.forget(run_id)
     print(f"forgot run {run_id} and its {removed} trials")

@@ -28,14 +28,13 @@ from daedalus.designers.optuna_designer import FAMILY_PARAM, STATUS_ATTR, split_
 from daedalus.evaluation.trial import EvalContext
 from daedalus.orchestration.loop import TrialRecord
 from daedalus.orchestration.reporter import Reporter
-from daedalus.store.home import KNOWLEDGE_OFF
-from daedalus.store.knowledge import KnowledgeBase, RunEntry, TrialEntry, default_knowledge_url, describe_url
+from daedalus.store.knowledge import KnowledgeBase, RunEntry, TrialEntry, chosen_url, describe_url
+from daedalus.store.layout import META_FEATURES
 from daedalus.store.run import RunStore
 
-__all__ = ["META_FEATURES_RECORD", "RUN_ID_FIELD", "image_trials", "record_image_run", "record_run",
+__all__ = ["RUN_ID_FIELD", "image_trials", "record_image_run", "record_run",
            "record_table_run", "run_id", "table_trials"]
 
-META_FEATURES_RECORD = "meta_features"  # the run's JSON record of its meta-features (data/metafeatures.py)
 RUN_ID_FIELD = "run_id"  # in run.json: the run's id in the knowledge base, given at its first recording
 IMAGE_CONFIG = ("genotype", "architecture", "epochs", "params")  # what an image trial's entry keeps
 _STATES = {TrialState.COMPLETE: "ok", TrialState.FAIL: "error", TrialState.PRUNED: "pruned"}
@@ -78,13 +77,14 @@ def record_run(store: RunStore, kind: str, trials: Callable[[], list[TrialEntry]
     """Write the run and ``trials()`` (a callable: reading them may fail too, and must not fail the build) into
     the base ``knowledge`` (None: the default file; "off": nothing). Never raises for a base that cannot be
     used: the failure is audited as ``knowledge_warning`` and reported."""
-    if knowledge == KNOWLEDGE_OFF:
+    url = chosen_url(knowledge)
+    if url is None:
         return False
-    where = describe_url(knowledge or default_knowledge_url())
+    where = describe_url(url)
     try:
         entries: list[TrialEntry] = trials()
         run = _run_entry(store, kind, entries, n_rows, n_features, greater_is_better, default_meta or {})
-        with KnowledgeBase.open(knowledge) as base:
+        with KnowledgeBase.open(url) as base:
             base.record_run(run, entries)
     # Why everything is caught: the run is finished and saved; nothing about the knowledge base (a damaged file,
     # a server down, a driver missing, a row it refuses) may turn it into a failed build.
@@ -140,7 +140,7 @@ def _run_entry(store: RunStore, kind: str, trials: list[TrialEntry], n_rows: int
 def _meta_features(store: RunStore) -> dict[str, float | None]:
     """The run's meta-features (``MetaFeatures.to_dict()``: {"values": {...}, "seconds": s}), numbers only;
     {} when the run has none."""
-    saved = store.read(META_FEATURES_RECORD, default={})
+    saved = store.read(META_FEATURES, default={})
     values = saved.get("values") if isinstance(saved, dict) else None
     if not isinstance(values, dict):
         return {}

@@ -37,6 +37,9 @@ VALIDATIONS = ("kfold", "holdout")
 # the floor every trial was killed as out of memory at once (520 failed trials and no model).
 MIN_MEMORY_MB = 400.0
 OBJECTIVES = ("metric", "fairness")
+WARM_STARTS = ("on", "off")
+ZERO_SHOT_TRIALS = 3  # --zero-shot: the predicted best configuration and two runners-up
+LEARNING = "learning from earlier tasks"
 IMAGE_OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
 
@@ -74,8 +77,8 @@ class _KnowledgeURL(Text):
 # Both kinds of build record into the knowledge base (store/knowledge.py); one constraint and help text for both.
 _KNOWLEDGE = _KnowledgeURL("'off' or a SQLAlchemy URL")
 _KNOWLEDGE_HELP = ("where the finished run records its meta-features and trials, for later runs to learn from: a "
-                   "SQLAlchemy URL (a team can share a PostgreSQL database) or 'off' (default: knowledge.db in the "
-                   "data directory)")
+                   "SQLAlchemy URL (a team can share a PostgreSQL database) or 'off' (default: "
+                   "$DAEDALUS_KNOWLEDGE, else knowledge.db in the data directory)")
 
 
 def _designer_names() -> tuple[str, ...]:
@@ -125,6 +128,17 @@ class BuildOptions:
         hint="a trial's worker starts at about 270 MB with the model libraries loaded; left out, it is 60% "
              "of the memory")
     n_threads: int = option(2, _THREADS, "threads per trial", flag="--threads", python=True)
+    # Learning to build (issue 12): the search starts from what earlier tasks taught.
+    warm_start: str = option(
+        "on", StrOptions(WARM_STARTS), "on: start from the mined portfolio, ordered for this table by the nearest "
+        "known tasks, and from the best configurations of similar past runs; off: each family's default, then TPE "
+        "(the cold start, for comparison)", flag="--warm-start", group=LEARNING)
+    zero_shot: bool = option(False, Boolean(), "fit only the configuration predicted best for this table (and its "
+                             f"runners-up, {ZERO_SHOT_TRIALS} in all, if the budget allows): an answer in seconds",
+                             flag="--zero-shot", group=LEARNING)
+    portfolio: str | None = option(None, Text("a file name"), "a portfolio file to warm start from (default: the "
+                                   "one shipped with Daedalus, or the one 'daedalus learn' wrote)",
+                                   flag="--portfolio", metavar="FILE", example="portfolio.json", group=LEARNING)
     # Oversight (issue 4). Sensitive columns are audited for fairness and left out of the features unless
     # use_sensitive; fairness is a constraint such as "demographic_parity_difference<=0.05"; objectives
     # ("metric", "fairness") asks for the Pareto front; policy is a TOML file of approval gates; intended_use
@@ -166,6 +180,9 @@ class BuildOptions:
             what = name("fairness") if self.fairness is not None else f"{name('objectives')} metric,fairness"
             raise ConfigError(f"{what} needs the groups to be fair between; name them with "
                               f"{name('sensitive')} COLS")
+        if self.zero_shot and self.warm_start == "off":
+            raise ConfigError(f"{name('zero_shot')} predicts the best configuration from earlier tasks, which "
+                              f"{name('warm_start')} off turns off; drop one of them")
         if self.use_sensitive and not self.sensitive:
             raise ConfigError(f"{name('use_sensitive')} needs {name('sensitive')} COLS (the columns to keep as "
                               "features)")
@@ -223,6 +240,9 @@ class ImageBuildOptions:
     flip: bool | None = option(
         None, Boolean(), "augment training images by random left-right mirroring (default: on for colour images, "
         "off for grey ones, whose digits and letters mirror into other symbols)", flag="--flip", group=IMAGE)
+    warm_start: str = option(
+        "on", StrOptions(WARM_STARTS), "on: pretrain the designer on the networks of similar past image runs (the "
+        "knowledge base) and try their best first; off: start from nothing", flag="--warm-start", group=LEARNING)
     knowledge: str | None = option(None, _KNOWLEDGE, _KNOWLEDGE_HELP, flag="--knowledge", metavar="URL",
                                    example="postgresql://user@host/db")
 

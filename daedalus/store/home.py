@@ -27,9 +27,18 @@ def data_home() -> Path:
 
 
 KNOWLEDGE_FILE = "knowledge.db"  # the default knowledge base (store/knowledge.py): every run's trials
+KNOWLEDGE_ENV = "DAEDALUS_KNOWLEDGE"  # the knowledge base when no --knowledge is given (a URL, or "off")
 KNOWLEDGE_OFF = "off"  # --knowledge off: nothing recorded (here, so that the light options module can name it)
 
 
 def default_knowledge_path() -> Path:
     """The default knowledge base, an SQLite file in the data directory (not created here)."""
     return data_home() / KNOWLEDGE_FILE
+
+
+LEARNED_PORTFOLIO_FILE = "portfolio.json"  # 'daedalus learn': the portfolio re-mined with the user's own runs
+
+
+def learned_portfolio_path() -> Path:
+    """The portfolio 'daedalus learn' writes, which builds then prefer to the shipped one (not created here)."""
+    return data_home() / LEARNED_PORTFOLIO_FILE

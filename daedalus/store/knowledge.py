@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sqlite3
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,8 +37,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from daedalus.errors import ConfigError, DaedalusError
+from daedalus.store.home import KNOWLEDGE_ENV, default_knowledge_path
 from daedalus.store.home import KNOWLEDGE_OFF as OFF
-from daedalus.store.home import default_knowledge_path
 
 __all__ = ["KINDS", "OFF", "SPACES", "KnowledgeBase", "KnowledgeError", "RunEntry", "TrialEntry",
            "default_knowledge_url", "describe_url"]
@@ -46,6 +48,7 @@ SPACES = KINDS  # a trial's space: a table configuration or an image network
 FORMAT_VERSION = 1  # of the export's JSON
 BUSY_TIMEOUT_SECONDS = 10.0  # a SQLite writer waits this long for another's transaction (each takes ms)
 CONNECT_TIMEOUT_SECONDS = 5  # an unreachable server costs a build at most this long
+STATEMENT_TIMEOUT_SECONDS = 30  # a PostgreSQL statement waiting longer (another session's lock) is an error
 MAX_JSON_CHARS = 1_000_000  # a configuration or meta-feature text longer than this is not read
 
 
@@ -112,13 +115,21 @@ TRIALS = sa.Table(
     sa.Column("fit_seconds", sa.Double, nullable=True),
     sa.Column("status", sa.String(32), nullable=False),
 )
+_WRITES = "daedalus_writes"  # the execution option that marks a transaction that writes
 # PostgreSQL's advisory lock taken while the tables are created: any fixed 64-bit number of our own.
 _SCHEMA_LOCK = zlib.crc32(b"daedalus-knowledge-schema")
 
 
 def default_knowledge_url() -> str:
-    """The SQLite file in the user's data directory (``$DAEDALUS_HOME/knowledge.db`` and the like)."""
-    return f"sqlite:///{default_knowledge_path()}"
+    """``$DAEDALUS_KNOWLEDGE`` when set (a team's shared base), else the SQLite file in the user's data directory
+    (``$DAEDALUS_HOME/knowledge.db`` and the like)."""
+    return os.environ.get(KNOWLEDGE_ENV) or f"sqlite:///{default_knowledge_path()}"
+
+
+def chosen_url(option: str | None) -> str | None:
+    """The base a build uses: its ``--knowledge`` option, else the default; None when either says "off"."""
+    url = option or default_knowledge_url()
+    return None if url == OFF else url
 
 
 def describe_url(url: str) -> str:
@@ -145,19 +156,27 @@ def _engine(url: str) -> Engine:
             dbapi_connection.isolation_level = None  # the transactions are ours (BEGIN IMMEDIATE below)
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer, nor it them
+            # WAL: readers never block the writer, nor it them. A base opened read-only keeps its mode (a damaged
+            # file fails at its first query).
+            with suppress(sqlite3.OperationalError):
+                cursor.execute("PRAGMA journal_mode = WAL")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            # The write lock when the transaction starts: a deferred one that read first and then wants to
-            # write would fail at once (SQLITE_BUSY) when another writer went first, whatever the timeout.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A writer takes the write lock when its transaction starts: a deferred one that read first and then
+            # wants to write would fail at once (SQLITE_BUSY) when another writer went first, whatever the
+            # timeout. A reader takes none, so that a base this user may only read can still be listed.
+            writes = connection.get_execution_options().get(_WRITES, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
     args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "psycopg"):
         args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        if "options" not in parsed.query:  # (a URL's own server options are the user's to keep)
+            # A statement stuck behind another session's lock ends in an error, not a build that never ends.
+            args["options"] = f"-c statement_timeout={STATEMENT_TIMEOUT_SECONDS * 1000}"
     return sa.create_engine(parsed, pool_pre_ping=True, connect_args=args)
 
 
@@ -166,16 +185,18 @@ class KnowledgeBase:
 
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine, self.url = engine, url
-        self.warnings: list[str] = []  # rows skipped as damaged by the last read, one line each
+        # The damaged rows skipped by every read since the base was opened, one line each (a row read twice is
+        # named once), so that a caller reading runs, then each run's trials, reports them all at the end.
+        self.warnings: list[str] = []
 
     @classmethod
     def open(cls, url: str | None = None) -> KnowledgeBase:
-        """The base at ``url`` (None: the default SQLite file), its tables created if missing. A base that
+        """The base at ``url`` (None: ``default_knowledge_url()``), its tables created if missing. A base that
         cannot be opened is a KnowledgeError naming it and the fix."""
-        if url == OFF:
-            raise ConfigError("the knowledge base is off (--knowledge off); pass --knowledge URL, or leave it out "
-                              "for the default file")
         url = url or default_knowledge_url()
+        if url == OFF:
+            raise ConfigError(f"the knowledge base is off (--knowledge off, or {KNOWLEDGE_ENV}=off); pass "
+                              "--knowledge URL")
         try:
             engine = _engine(url)
         except (SQLAlchemyError, ImportError, OSError) as exc:  # an unknown dialect, no driver, no directory
@@ -183,10 +204,13 @@ class KnowledgeBase:
                                  "pass --knowledge with a working SQLAlchemy URL, or --knowledge off") from exc
         base = cls(engine, url)
         try:
-            with base._transaction() as conn:
-                if engine.dialect.name == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-                _META.create_all(conn, checkfirst=True)
+            with base._transaction() as conn:  # a base made already is opened without writing (it may be read-only)
+                made = all(sa.inspect(conn).has_table(table.name) for table in _META.sorted_tables)
+            if not made:
+                with base._transaction(writes=True) as conn:
+                    if engine.dialect.name == "postgresql":  # two first writers: one makes the tables, one waits
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                    _META.create_all(conn, checkfirst=True)
         except KnowledgeError:
             engine.dispose()
             raise
@@ -202,9 +226,9 @@ class KnowledgeBase:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _transaction(self, writes: bool = False) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, conn.execution_options(**{_WRITES: writes}).begin():
                 yield conn
         except SQLAlchemyError as exc:
             raise KnowledgeError(f"the knowledge base {describe_url(self.url)} cannot be used: "
@@ -218,7 +242,7 @@ class KnowledgeBase:
                "created": float(run.created), "recorded": time.time()}
         trial_rows = [{**asdict(t), "run_id": run.run_id, "config": _dumps(t.config), "score": _finite(t.score),
                        "fit_seconds": _finite(t.fit_seconds)} for t in trials]
-        with self._transaction() as conn:
+        with self._transaction(writes=True) as conn:
             conn.execute(TRIALS.delete().where(TRIALS.c.run_id == run.run_id))
             conn.execute(RUNS.delete().where(RUNS.c.run_id == run.run_id))
             conn.execute(RUNS.insert(), [row])
@@ -227,7 +251,7 @@ class KnowledgeBase:
 
     def forget(self, run_id: str) -> int:
         """Remove run ``run_id`` and its trials; the number of trials removed. An unknown id: KnowledgeError."""
-        with self._transaction() as conn:
+        with self._transaction(writes=True) as conn:
             gone = conn.execute(RUNS.delete().where(RUNS.c.run_id == run_id)).rowcount
             trials = conn.execute(TRIALS.delete().where(TRIALS.c.run_id == run_id)).rowcount
         if not gone and not trials:
@@ -236,14 +260,12 @@ class KnowledgeBase:
         return int(trials)
 
     # -- reading (data from someone else: checked, damaged rows skipped) -------------------------------------
-    def runs(self, *, kind: str | None = None, task: str | None = None) -> list[RunEntry]:
-        """The runs recorded, oldest first; ``kind`` and ``task`` filter them."""
+    def runs(self, *, kind: str | None = None, task: str | None = None, dataset: str | None = None) -> list[RunEntry]:
+        """The runs recorded, oldest first; ``kind``, ``task`` and ``dataset`` (a file name) filter them."""
         query = sa.select(*_raw(RUNS))
-        if kind is not None:
-            query = query.where(RUNS.c.kind == kind)
-        if task is not None:
-            query = query.where(RUNS.c.task == task)
-        self.warnings = []
+        for column, value in ((RUNS.c.kind, kind), (RUNS.c.task, task), (RUNS.c.dataset, dataset)):
+            if value is not None:
+                query = query.where(column == value)
         with self._transaction() as conn:
             rows = conn.execute(query).mappings().all()
         out = [entry for entry in (self._checked(_run_entry, row, "run") for row in rows) if entry is not None]
@@ -251,7 +273,6 @@ class KnowledgeBase:
 
     def trials(self, run_id: str) -> list[TrialEntry]:
         """Run ``run_id``'s trials by number (none for an unknown run)."""
-        self.warnings = []
         with self._transaction() as conn:
             rows = conn.execute(sa.select(*_raw(TRIALS)).where(TRIALS.c.run_id == run_id)).mappings().all()
         out = [entry for entry in (self._checked(_trial_entry, row, "trial") for row in rows) if entry is not None]
@@ -279,13 +300,7 @@ class KnowledgeBase:
 
     def export(self) -> dict[str, Any]:
         """Every run with its trials, as JSON-ready data (damaged rows left out and named in ``warnings``)."""
-        runs = self.runs()
-        skipped = list(self.warnings)
-        out = []
-        for run in runs:
-            out.append({**asdict(run), "trials": [asdict(t) for t in self.trials(run.run_id)]})
-            skipped += self.warnings
-        self.warnings = skipped
+        out = [{**asdict(run), "trials": [asdict(t) for t in self.trials(run.run_id)]} for run in self.runs()]
         return {"format": "daedalus-knowledge", "version": FORMAT_VERSION, "exported": time.time(),
                 "source": describe_url(self.url), "runs": out}
 
@@ -295,7 +310,9 @@ class KnowledgeBase:
         except (TypeError, ValueError, KeyError, RecursionError) as exc:
             ident = row.get("run_id") if isinstance(row.get("run_id"), str) else "?"
             number = f" trial {row.get('number')!r}" if what == "trial" else ""
-            self.warnings.append(f"skipped a damaged {what} entry (run {ident[:64]!r}{number}): {exc}")
+            line = f"skipped a damaged {what} entry (run {ident[:64]!r}{number}): {exc}"
+            if line not in self.warnings:
+                self.warnings.append(line)
             return None
 
 

@@ -6,24 +6,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import FloatDistribution, IntDistribution
 
 from daedalus.data.schema import Task
-from daedalus.spaces.registry import get_family
+from daedalus.spaces.registry import get_family, in_distribution
 
 Config = dict[str, Any]
-
-
-def in_distribution(value: Any, dist: BaseDistribution) -> bool:
-    """Whether ``value`` is one the distribution can give (bools are not numbers here)."""
-    if isinstance(dist, CategoricalDistribution):
-        return any(type(value) is type(c) and value == c for c in dist.choices)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return False
-    if isinstance(dist, IntDistribution) and float(value) != int(value):
-        return False
-    low, high = dist.low, dist.high  # type: ignore[attr-defined]
-    return bool(low <= value <= high)
 
 
 def fit_to_space(family: str, config: Config | None, task: Task, n_rows: int) -> Config:

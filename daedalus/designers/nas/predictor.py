@@ -23,6 +23,12 @@ candidate with the highest expected improvement (EI).
   threshold on the model's belief, not on the metric), the region is left, and the next one starts at the
   uniform sample with the highest EI among those that differ from every region left in at least half the
   positions. The first region holds the initial design, so until the first restart this is plain EI.
+- **Pretraining** (:class:`~daedalus.designers.nas.pretrain.Pretrainable`). Other tasks' results become a prior
+  mean: each source's rank quantiles as normal scores, averaged over sources weighted by their similarity to
+  the task searched (a genotype no source covers gets the mean of its covered neighbours, else 0). The GP then
+  models the residual y - b * prior, b fitted to the task's own results by least squares shrunk towards 1 (the
+  prior counts as PRIOR_STRENGTH results saying the tasks agree). A pretrained search has no uniform initial
+  design: its first proposals are the prior's best cells, and the prior's best unseen cells join the candidates.
 - **Initial design.** 20 uniform samples before the surrogate leads: the first good architecture decides which
   basin the first region climbs. 10 and 15 scored lower on both tables at 50 and 100 queries (200 seeds).
 """
@@ -30,7 +36,7 @@ candidate with the highest expected improvement (EI).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +46,15 @@ from scipy.stats import rankdata
 from threadpoolctl import ThreadpoolController
 
 from daedalus.designers.nas.base import ArchDesigner, Constraint, genotypes_in, genotypes_out, scores_in, scores_out
+from daedalus.designers.nas.pretrain import (
+    Example,
+    TaskInfo,
+    normalised,
+    task_out,
+    task_similarity,
+    weighted_in,
+    weighted_out,
+)
 from daedalus.spaces.nas.base import ArchSpace, Genotype
 
 # Draws tried for an unseen genotype before a repeat is accepted.
@@ -52,6 +67,11 @@ RESTART_BELOW = 0.5
 RESTART_POOL = 200
 # The hyperparameters are chosen again once the number of results has grown by this fraction.
 REFIT_GROWTH = 0.1
+# Pretrained: the prior's slope b is shrunk towards 1 as if PRIOR_STRENGTH results agreed; the first proposals,
+# until the GP has PRIOR_START results, are the prior's best; its PRIOR_CANDIDATES best unseen cells are candidates.
+PRIOR_STRENGTH = 5.0
+PRIOR_START = 2
+PRIOR_CANDIDATES = 20
 
 _THREADPOOLS: ThreadpoolController | None = None  # found once: looking up the BLAS libraries takes ~2 ms
 
@@ -129,8 +149,13 @@ class PredictorDesigner(ArchDesigner):
 
     def __init__(self, space: ArchSpace, seed: int = 0, constraint: Constraint | None = None, *,
                  initial: int = 20, parents: int = 5, mutations: int = 50, crossovers: int = 20,
-                 random_candidates: int = 50) -> None:
+                 random_candidates: int = 50, task: TaskInfo | None = None) -> None:
         super().__init__(space, seed=seed, constraint=constraint)
+        self.task = task_out(task)  # what the designer is told about the task it searches
+        # The prior: per genotype, the similarity-weighted sum of the sources' normal scores and of their weights.
+        self.prior_sum: dict[Genotype, float] = {}
+        self.prior_weight: dict[Genotype, float] = {}
+        self._prior_ranked: list[Genotype] = []  # covered genotypes, best prior first (a cache)
         self.initial = initial  # uniform samples before the surrogate leads
         self.parents = parents  # best results whose neighbours, mutations and crossovers are candidates
         self.mutations = mutations
@@ -148,7 +173,11 @@ class PredictorDesigner(ArchDesigner):
 
     # ----- the contract -----
     def propose(self) -> Genotype:
-        if len(self.scores) < self.initial or not any(math.isfinite(s) for s in self.scores.values()):
+        finite = sum(math.isfinite(s) for s in self.scores.values())
+        if self.prior_sum and finite < PRIOR_START:
+            genotype = next((g for g in self._ranked_prior() if self._unseen(g) and self.allowed(g)), None) \
+                or self._random_unseen()
+        elif not self.prior_sum and (len(self.scores) < self.initial or not finite):
             genotype = self._random_unseen()
         else:
             global _THREADPOOLS
@@ -167,13 +196,29 @@ class PredictorDesigner(ArchDesigner):
         if self.region is not None:
             self.region.add(genotype)
 
+    def pretrain(self, examples: Sequence[Example], task: TaskInfo | None = None) -> None:
+        """Add ``examples`` (one source, described by ``task``) to the prior mean: the
+        :class:`~daedalus.designers.nas.pretrain.Pretrainable` capability. Call before the first ask."""
+        if self.next_number or self.scores:  # the prior would change what the search has been deciding on
+            raise ValueError("pretrain a designer before its first ask or tell")
+        similarity = task_similarity(task, self.task)
+        rows = normalised(self.space, examples)
+        # Quantiles kept off 0 and 1 so the normal scores stay finite (a single example is at the median).
+        count = len(rows)
+        for genotype, quantile in rows:
+            value = float(ndtri((quantile * (count - 1) + 0.5) / count)) if count > 1 else 0.0
+            self.prior_sum[genotype] = self.prior_sum.get(genotype, 0.0) + similarity * value
+            self.prior_weight[genotype] = self.prior_weight.get(genotype, 0.0) + similarity
+        self._prior_ranked = []
+
     def learned_state(self) -> dict[str, Any]:
         # Regions and the surrogate's hyperparameters change in asks too: kept as they stand. The caches are not.
         return {"scores": scores_out(self.scores), "pending": genotypes_out(self.pending),
                 "region": None if self.region is None else genotypes_out(self.region),
                 "exhausted": [list(g) for g in self.exhausted],
                 "hyperparameters": None if self._hyperparameters is None else list(self._hyperparameters),
-                "chosen_at": self._chosen_at}
+                "chosen_at": self._chosen_at, "prior": weighted_out(self.prior_sum.items()),
+                "prior_weight": weighted_out(self.prior_weight.items())}
 
     def restore_learned(self, state: Mapping[str, Any]) -> None:
         self.scores = {g: -math.inf if s is None else s for g, s in scores_in(state["scores"]).items()}
@@ -184,6 +229,9 @@ class PredictorDesigner(ArchDesigner):
         self._hyperparameters = None if hyperparameters is None else (float(hyperparameters[0]),
                                                                       float(hyperparameters[1]))
         self._chosen_at = int(state["chosen_at"])
+        self.prior_sum = dict(weighted_in(state.get("prior", [])))  # absent from states saved before pretraining
+        self.prior_weight = dict(weighted_in(state.get("prior_weight", [])))
+        self._prior_ranked = []
 
     # ----- internals -----
     def _unseen(self, genotype: Genotype) -> bool:
@@ -191,6 +239,26 @@ class PredictorDesigner(ArchDesigner):
 
     def _random_unseen(self) -> Genotype:
         return self.sample_unseen(self._unseen, MAX_DRAWS)
+
+    def _prior(self, genotype: Genotype) -> float:
+        """The prior mean (0 without pretraining): the sources' mean normal score, or its covered neighbours'."""
+        if not self.prior_weight:
+            return 0.0
+        if genotype in self.prior_weight:
+            return self.prior_sum[genotype] / self.prior_weight[genotype]
+        near = [n for n in self._neighbours(genotype) if n in self.prior_weight]
+        return float(np.mean([self.prior_sum[n] / self.prior_weight[n] for n in near])) if near else 0.0
+
+    def _ranked_prior(self) -> list[Genotype]:
+        if not self._prior_ranked:
+            self._prior_ranked = sorted(self.prior_weight, key=lambda g: (-self._prior(g), g))
+        return self._prior_ranked
+
+    def _slope(self, prior: np.ndarray, targets: np.ndarray) -> float:
+        """Least squares b of targets ~ b * prior, shrunk towards 1 by PRIOR_STRENGTH results; 0 unpretrained."""
+        if not self.prior_sum:
+            return 0.0
+        return float((prior @ targets + PRIOR_STRENGTH) / (prior @ prior + PRIOR_STRENGTH))
 
     def _encode(self, genotype: Genotype) -> np.ndarray:
         code = self._codes.get(genotype)
@@ -224,6 +292,8 @@ class PredictorDesigner(ArchDesigner):
             a, b = self.rng.choice(len(top), 2, replace=False)
             pool.append(self.space.crossover(top[a], top[b], self.rng))
         pool.extend(self.space.sample(self.rng) for _ in range(self.random_candidates))
+        if self.prior_sum:
+            pool.extend([g for g in self._ranked_prior() if self._unseen(g)][:PRIOR_CANDIDATES])
         return [g for g in dict.fromkeys(pool) if self._unseen(g) and self.allowed(g)]
 
     def _surrogate(self, x: np.ndarray, y: np.ndarray) -> HammingGP:
@@ -239,7 +309,9 @@ class PredictorDesigner(ArchDesigner):
         told = list(self.scores)
         values = np.array([self.scores[g] for g in told])
         targets = normal_scores(values)
-        model = self._surrogate(np.array([self._encode(g) for g in told]), targets)
+        prior = np.array([self._prior(g) for g in told])
+        slope = self._slope(prior, targets)
+        model = self._surrogate(np.array([self._encode(g) for g in told]), targets - slope * prior)
         target_of = dict(zip(told, targets.tolist(), strict=True))
         region = [g for g in told if math.isfinite(self.scores[g]) and (self.region is None or g in self.region)]
         if region:
@@ -247,13 +319,14 @@ class PredictorDesigner(ArchDesigner):
             candidates = self._candidates(ranked)
             if candidates:
                 mean, sd = model.predict(np.array([self._encode(g) for g in candidates]))
+                mean = mean + slope * np.array([self._prior(g) for g in candidates])
                 reference = target_of[ranked[0]]
                 if float(ndtr((mean - reference) / sd).max()) >= RESTART_BELOW:
                     return candidates[int(np.argmax(expected_improvement(mean, sd, reference)))]
             self.exhausted.append(ranked[0])
-        return self._restart(model, float(targets.max()))
+        return self._restart(model, float(targets.max()), slope)
 
-    def _restart(self, model: HammingGP, best: float) -> Genotype:
+    def _restart(self, model: HammingGP, best: float, slope: float = 0.0) -> Genotype:
         """Start a new region at the uniform sample with the best expected improvement, away from exhausted ones."""
         pool = [g for g in dict.fromkeys(self.space.sample(self.rng) for _ in range(RESTART_POOL))
                 if self._unseen(g) and self.allowed(g)]
@@ -264,4 +337,5 @@ class PredictorDesigner(ArchDesigner):
         if not pool:
             return self._random_unseen()
         mean, sd = model.predict(np.array([self._encode(g) for g in pool]))
+        mean = mean + slope * np.array([self._prior(g) for g in pool])
         return pool[int(np.argmax(expected_improvement(mean, sd, best)))]
