@@ -126,6 +126,7 @@ def test_without_a_group_removes_every_task_of_it() -> None:
     left = m.without("diamonds")
     assert left.task_names == ["abalone"] and set(left.scores) == {"abalone"} and set(left.fit_seconds) == {"abalone"}
     assert m.task_names == ["diamonds", "ggplot2_diamonds", "abalone"]  # the original is untouched
+    assert m.group_of("ggplot2_diamonds") == "diamonds" and m.group_of("not_in_it") == "not_in_it"
 
 
 def test_matrix_and_portfolio_round_trip(tmp_path: Path) -> None:
