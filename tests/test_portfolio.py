@@ -233,3 +233,16 @@ def test_the_matrix_builder_cache_resumes_after_a_kill_mid_line(tmp_path: Path) 
     assert set(Cache(path).cells) == {("t", config_id("linear", {"C": 1.0})), ("t", "knn.default")}
     assert config_id("linear", {"C": 1.0}) == config_id("linear", {"C": 1.0}) != config_id("linear", {"C": 2.0})
     assert config_id("knn", None) == "knn.default"
+
+
+def test_the_shipped_matrix_and_portfolio_load_and_agree() -> None:
+    matrix, portfolio = Matrix.load(), Portfolio.load()
+    assert len(portfolio.members) >= 8 and portfolio.mode == "ensemble"
+    assert {m.config_id for m in portfolio.members} <= set(matrix.dense_configs())
+    assert {t["name"] for t in portfolio.tasks} == set(matrix.task_names)
+    sources = {t["source"] for t in matrix.tasks}
+    assert sources <= {"meta", "datasets"}  # only the shared corpora are mined for what ships
+    for member in portfolio.members:
+        assert set(member.scores) == set(matrix.task_names)
+        for task in Task:
+            member.config_for(task, 5_000)  # every member runs on every kind of table
