@@ -78,8 +78,9 @@ def orders(train: Matrix, portfolio: Portfolio, ranker: Ranker, task: dict[str, 
     nearest = [by_label[p.detail["slot"]] for p in plan.proposals if p.source == "portfolio"]
     usable = sorted(nearest, key=lambda m: m.slot)
     ranked = [usable[i] for i in ranker.order(meta, usable, kind)]
+    then_slots = ranked[:1] + [m for m in usable if m is not ranked[0]] if ranked else []
     return {"ranker": [m.config_id for m in ranked], "nearest": [m.config_id for m in nearest],
-            "slots": [m.config_id for m in usable]}
+            "slots": [m.config_id for m in usable], "ranker_first_then_slots": [m.config_id for m in then_slots]}
 
 
 def evaluate(matrix: Matrix, args: argparse.Namespace) -> dict[str, Any]:
@@ -106,7 +107,7 @@ def evaluate(matrix: Matrix, args: argparse.Namespace) -> dict[str, Any]:
             per_task.append(row)
     summary: dict[str, Any] = {"tasks": len(per_task), "folds": args.folds, "time_per_fit": args.time,
                                "families": args.families, "portfolio_size": args.size}
-    for how in ("ranker", "nearest", "slots"):
+    for how in ("ranker", "nearest", "slots", "ranker_first_then_slots"):
         summary[how] = {key: round(float(np.mean([r[how][key] for r in per_task])), 4)
                         for key in ("first", f"best_of_{FIRST_K}")}
     for key in ("first", f"best_of_{FIRST_K}"):
@@ -114,6 +115,14 @@ def evaluate(matrix: Matrix, args: argparse.Namespace) -> dict[str, Any]:
         b = np.array([r["nearest"][key] for r in per_task])
         summary[f"ranker_vs_nearest_{key}"] = {"better": int((a > b + 1e-9).sum()), "worse": int((a < b - 1e-9).sum())}
     return {"summary": summary, "per_task": per_task}
+
+
+def beats_nearest(summary: dict[str, Any] | None) -> bool:
+    """Whether builds should use the ranker: measured, and better than the nearest-task order on both the first
+    member and the best of the first three (else it ships for the record, unused)."""
+    if not summary:
+        return False
+    return all(summary["ranker"][key] > summary["nearest"][key] for key in ("first", f"best_of_{FIRST_K}"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,13 +159,14 @@ def main(argv: list[str] | None = None) -> int:
                 "matrix_sha256": hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
                 "cells": len(table.y), "tasks": len(set(table.tasks)),
                 "evaluation": results.get("evaluation", {}).get("summary")}
+        info["use_in_builds"] = beats_nearest(info["evaluation"])
         package_run(est.run_dir_, dest, list(table.X.columns), info)
         t0 = time.perf_counter()
         ranker = load_ranker(dest)
         took = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
         print(f"packaged in {dest}: {size / 1e6:.2f} MB, loaded again in {took:.2f} s, "
-              f"{len(ranker.columns)} columns", flush=True)
+              f"{len(ranker.columns)} columns, used in builds: {info['use_in_builds']}", flush=True)
     return 0
 
 

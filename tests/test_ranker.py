@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from daedalus.data.metafeatures import META_FEATURE_NAMES, MetaFeatures
@@ -195,3 +196,91 @@ def test_a_default_family_config_encodes_like_its_explicit_values():
 
     default = get_family("knn").default_config(Task.BINARY, 300)
     assert config_columns("knn", None, Task.BINARY, 300) == config_columns("knn", default, Task.BINARY, 300)
+
+
+def _candidates() -> list:
+    from daedalus.designers.warm_start import Candidate
+
+    return [Candidate("linear", fit_to_space("linear", None, Task.REGRESSION, 500), "portfolio slot 1"),
+            Candidate("lightgbm", fit_to_space("lightgbm", LGB, Task.REGRESSION, 500), "portfolio slot 2")]
+
+
+def _enabled(packaged: Path, tmp_path: Path, use: bool = True) -> Path:
+    copy = _copy(packaged, tmp_path)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    (copy / MANIFEST).write_text(json.dumps({**manifest, "use_in_builds": use}))
+    return copy
+
+
+@pytest.mark.slow
+def test_a_build_asks_the_ranker_in_a_worker_only_when_it_is_enabled(packaged: Path, tmp_path: Path):
+    from daedalus.orchestration.warm import ranked_scores
+
+    warnings: list[str] = []
+    enabled = _enabled(packaged, tmp_path)
+    scores = ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, 60.0, enabled)
+    assert scores is not None and scores[0] > scores[1] and warnings == []
+    shutil.rmtree(enabled)
+    off = _enabled(packaged, tmp_path, use=False)  # shipped for the record: the nearest tasks order
+    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, 60.0, off) is None
+    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, 60.0, tmp_path / "none") is None
+    assert warnings == []  # none shipped, or not enabled: nothing to warn about
+
+
+@pytest.mark.slow
+def test_a_damaged_ranker_is_a_warning(packaged: Path, tmp_path: Path):
+    from daedalus.orchestration.warm import ranked_scores
+
+    copy = _enabled(packaged, tmp_path)
+    next((copy / FINAL_MODEL).glob("*.skops")).write_bytes(b"PK\x03\x04 not a model")
+    warnings: list[str] = []
+    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, 60.0, copy) is None
+    assert len(warnings) == 1 and "does not match the SHA-256" in warnings[0] and "nearest corpus" in warnings[0]
+
+
+@pytest.mark.slow
+def test_a_damaged_shipped_ranker_never_fails_a_build(packaged: Path, tmp_path: Path, monkeypatch):
+    """A whole build with the shipped ranker's model file damaged: the build finishes, the audit log says the
+    ranker was not used, and the portfolio is ordered by the nearest tasks."""
+    from daedalus.orchestration import ranker_model
+
+    copy = _enabled(packaged, tmp_path)
+    spec_file = next(p for p in (copy / FINAL_MODEL).iterdir() if p.suffix == ".json")
+    spec_file.write_text("{")  # a damaged model.json: hash and parse both fail
+    monkeypatch.setattr(ranker_model, "packaged_ranker_dir", lambda: copy)
+    from daedalus.designers.meta.portfolio import Member, Portfolio
+    from daedalus.orchestration.build import build
+    from daedalus.orchestration.options import BuildOptions
+
+    members = [Member(1, "linear.default", "linear", None, "slot 1", {"t0": 1.0, "t1": 0.0}),
+               Member(2, "linear.strong", "linear", {"alpha": 10.0}, "slot 2", {"t0": 0.0, "t1": 1.0})]
+    tasks = [{"name": t, "task": "regression", "group": t, "meta_features": _meta(g)}
+             for t, g in (("t0", 0.2), ("t1", -0.2))]
+    Portfolio(members=members, tasks=tasks, mode="best-member").save(tmp_path / "portfolio.json")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(120, 3)), columns=["a", "b", "c"])
+    frame["y"] = frame["a"] + rng.normal(scale=0.1, size=120)
+    options = BuildOptions(target="y", n_trials=2, families=("linear",), n_threads=1, explain=False,
+                           knowledge="off", portfolio=str(tmp_path / "portfolio.json")).checked()
+    result = build(frame, options, tmp_path / "run")
+    records = [json.loads(line) for line in (result.run_dir / "audit.jsonl").read_text().splitlines()]
+    warned = [w for r in records for w in r.get("warnings", []) if isinstance(w, str) and "learned ranker" in w]
+    assert len(warned) == 1 and "nearest corpus tasks" in warned[0]
+    proposals = [p for r in records if isinstance(r.get("warm_start"), dict) for p in r["warm_start"]["proposals"]]
+    assert proposals and all("nearest corpus tasks" in p["reason"] and not p.get("ranker") for p in proposals)
+    assert (result.run_dir / "leaderboard.json").is_file()
+
+
+def test_the_plan_follows_the_ranker_scores():
+    """Given the ranker's scores, they order the portfolio (the nearest task, which prefers slot 1, is only named)."""
+    from daedalus.designers.warm_start import PastTask, plan_warm_start
+
+    past = [PastTask("near", "regression", _features(0.1).similarity_vector(), [1.0, 0.0])]
+    target = _features(0.1).similarity_vector()
+    nearest = plan_warm_start(target, Task.REGRESSION, 500, ["linear", "lightgbm"], _candidates(), past)
+    ranked = plan_warm_start(target, Task.REGRESSION, 500, ["linear", "lightgbm"], _candidates(), past,
+                             predicted=[0.1, 0.9])
+    assert [p.detail["slot"] for p in nearest.proposals] == ["portfolio slot 1", "portfolio slot 2"]
+    assert [p.detail["slot"] for p in ranked.proposals] == ["portfolio slot 2", "portfolio slot 1"]
+    assert all("by the learned ranker" in p.reason and p.detail["ranker"] for p in ranked.proposals)
+    assert "near" in ranked.proposals[0].reason  # the nearest task still named, for the reader

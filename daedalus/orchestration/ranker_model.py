@@ -19,9 +19,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from daedalus.data.schema import Schema
+from daedalus.data.metafeatures import MetaFeatures
+from daedalus.data.schema import Schema, Task
 from daedalus.designers.meta.matrix import packaged_path, write_atomic
-from daedalus.designers.meta.ranker import Ranker
+from daedalus.designers.meta.ranker import Configured, Ranker
 from daedalus.ensembles.model import EnsembleModel, ModelSpec
 from daedalus.ensembles.predictor import Predictor
 from daedalus.errors import DaedalusError
@@ -66,6 +67,8 @@ def package_run(run_dir: Path, dest: Path, columns: list[str], info: dict[str, A
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, tmp / name)
     shutil.copytree(found[1], tmp / FINAL_MODEL)
+    for path in directory_files(tmp):
+        path.chmod(0o644)  # package data, readable by all (a run's model files are private to their user)
     files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in directory_files(tmp)}
     manifest = {"format": FORMAT, "columns": columns, "files": files, **info}
     write_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False).encode())
@@ -117,3 +120,8 @@ def load_ranker(directory: Path | None = None) -> Ranker:
     predictor = Predictor(schema, EnsembleModel(spec, estimators), FINAL_MODEL)
     about = manifest.get("description", "")
     return Ranker(predictor.predict, [str(c) for c in manifest["columns"]], str(about)[:500])
+
+
+def predict_scores(directory: Path, meta: MetaFeatures, members: list[Configured], task: Task) -> list[float]:
+    """The ranker at ``directory``, loaded and asked for ``members``' scores (what a build runs in a worker)."""
+    return [float(x) for x in load_ranker(directory).predict(meta, members, task)]
