@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ FIRST_K = 3
 
 
 def fit_ranker(table: TrainingTable, run_dir: Path, args: argparse.Namespace) -> tuple[AutoRegressor, Ranker]:
+    shutil.rmtree(run_dir, ignore_errors=True)  # a rerun of the bench replaces its runs
     est = AutoRegressor(time_budget=args.time, families=tuple(args.families.split(",")), seed=args.seed,
                         run_dir=run_dir, n_threads=1, explain=False, knowledge="off", keep_leaks=True)
     est.fit(table.X, table.y)
