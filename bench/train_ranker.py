@@ -37,7 +37,13 @@ from daedalus.data.schema import Task  # noqa: E402
 from daedalus.designers.meta.matrix import Matrix, packaged_path  # noqa: E402
 from daedalus.designers.meta.portfolio import Portfolio, select_portfolio  # noqa: E402
 from daedalus.designers.meta.ranker import Ranker, TrainingTable, task_meta, training_table  # noqa: E402
-from daedalus.designers.warm_start import Candidate, PastTask, plan_warm_start  # noqa: E402
+from daedalus.designers.warm_start import (  # noqa: E402
+    Candidate,
+    PastTask,
+    nearest_estimates,
+    plan_warm_start,
+    same_kind,
+)
 from daedalus.interfaces.estimators import AutoRegressor  # noqa: E402
 from daedalus.orchestration.ranker_model import load_ranker, package_run, packaged_ranker_dir  # noqa: E402
 from daedalus.spaces.registry import FAMILIES  # noqa: E402
@@ -79,7 +85,8 @@ def orders(train: Matrix, portfolio: Portfolio, ranker: Ranker, task: dict[str, 
     by_label = {f"portfolio slot {m.slot}": m for m in members}
     nearest = [by_label[p.detail["slot"]] for p in plan.proposals if p.source == "portfolio"]
     usable = sorted(nearest, key=lambda m: m.slot)
-    ranked = [usable[i] for i in ranker.order(meta, usable, kind)]
+    estimates = nearest_estimates(meta.similarity_vector(), same_kind(past, kind), len(members))[0]
+    ranked = [usable[i] for i in ranker.order(meta, usable, kind, [estimates[m.slot - 1] for m in usable])]
     then_slots = ranked[:1] + [m for m in usable if m is not ranked[0]] if ranked else []
     return {"ranker": [m.config_id for m in ranked], "nearest": [m.config_id for m in nearest],
             "slots": [m.config_id for m in usable], "ranker_first_then_slots": [m.config_id for m in then_slots]}

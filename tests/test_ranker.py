@@ -17,6 +17,7 @@ from daedalus.designers.meta.matrix import Matrix
 from daedalus.designers.meta.ranker import (
     FAMILY,
     META_COLUMNS,
+    NEAREST,
     SIMILAR_COLUMNS,
     TASK_KIND,
     Ranker,
@@ -85,6 +86,9 @@ def test_training_table_shape_and_encoding():
     linear = table.X[table.config_ids == "linear.default"].iloc[0]
     default = fit_to_space("linear", None, Task.REGRESSION, 500)
     assert linear["linear.alpha"] == pytest.approx(math.log10(default["alpha"]))  # a default as it runs
+    # The nearest-task estimate never looks at the task's own group (t0, t1): for t0 the only other task is t2.
+    t2 = table.y[(table.tasks == "t2") & (table.config_ids == "linear.default")][0]
+    assert table.X[NEAREST][(table.tasks == "t0") & (table.config_ids == "linear.default")].tolist() == [t2]
     row = table.X.iloc[0]
     meta = MetaFeatures.from_dict({"values": _meta(float(matrix.tasks[0]["meta_features"]["landmark_linear"]) - 0.5),
                                    "seconds": 0.0})
@@ -110,6 +114,9 @@ def test_ranker_frame_follows_the_training_columns():
     frame = seen[0]
     assert list(frame.columns) == ["meta.n_rows", FAMILY, "knn.p"]
     assert frame[FAMILY].tolist() == ["linear", "knn"] and math.isnan(frame["knn.p"][0])
+    ranker.columns.append(NEAREST)
+    ranker.predict(_features(0.1), [_Cfg("linear", None), _Cfg("knn", None)], Task.REGRESSION, [0.5, -math.inf])
+    assert seen[1][NEAREST].tolist()[0] == 0.5 and math.isnan(seen[1][NEAREST].tolist()[1])  # unknown: NaN
     assert ranker.predict(_features(0.1), [], Task.REGRESSION).shape == (0,)
 
 

@@ -120,8 +120,7 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
             skipped.append(f"{cand.label}: {problem}")
         else:
             usable.append(index)
-    same_kind = [t for t in past_tasks if t.task == task.value] or list(past_tasks)
-    portfolio = _order_portfolio(target, candidates, usable, same_kind, nearest, predicted)
+    portfolio = _order_portfolio(target, candidates, usable, same_kind(past_tasks, task), nearest, predicted)
     runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped)
     nearest_task = min((p.detail["distance"] for p in portfolio), default=math.inf)
     first = [p for p in runs if p.detail["distance"] < nearest_task]
@@ -136,6 +135,30 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
     return WarmStartPlan(proposals, skipped)
 
 
+def same_kind(past_tasks: Sequence[PastTask], task: Task) -> list[PastTask]:
+    """The past tasks a table is compared with: those of its kind (binary, multiclass, regression), all if none."""
+    return [t for t in past_tasks if t.task == task.value] or list(past_tasks)
+
+
+def nearest_estimates(target: np.ndarray, past_tasks: Sequence[PastTask], count: int,
+                      nearest: int = NEAREST_TASKS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each of ``count`` candidates' score predicted from the ``nearest`` past tasks (their scores weighted by
+    1 / distance; -inf where none of them measured it), with the distances to every past task and the nearest
+    tasks' indices. The learned ranker takes this estimate as one of its features."""
+    if not past_tasks:
+        return np.full(count, -math.inf), np.zeros(0), np.zeros(0, dtype=int)
+    dist = distances(target, [t.vector for t in past_tasks])
+    order = np.argsort(dist, kind="stable")[:nearest]
+    weights = 1.0 / (dist[order] + 1e-3)
+    out = np.full(count, -math.inf)
+    for i in range(count):
+        scores = np.array([_score(past_tasks[j], i) for j in order])
+        known = np.isfinite(scores)
+        if known.any():
+            out[i] = float(np.average(scores[known], weights=weights[known]))
+    return out, dist, order
+
+
 def _order_portfolio(target: np.ndarray, candidates: Sequence[Candidate], usable: list[int],
                      past_tasks: Sequence[PastTask], nearest: int,
                      predicted: Sequence[float] | None = None) -> list[WarmProposal]:
@@ -146,14 +169,10 @@ def _order_portfolio(target: np.ndarray, candidates: Sequence[Candidate], usable
                              f"{candidates[i].label} ({candidates[i].family}): the portfolio's order, no corpus "
                              "task to compare this table with", "portfolio",
                              {"slot": candidates[i].label, "distance": math.inf}) for i in usable]
-    dist = distances(target, [t.vector for t in past_tasks])
-    order = np.argsort(dist, kind="stable")[:nearest]
-    weights = 1.0 / (dist[order] + 1e-3)
+    estimates, dist, order = nearest_estimates(target, past_tasks, len(candidates), nearest)
     ranked = []
     for i in usable:
-        scores = np.array([_score(past_tasks[j], i) for j in order])
-        known = np.isfinite(scores)
-        guess = float(np.average(scores[known], weights=weights[known])) if known.any() else -math.inf
+        guess = float(estimates[i])
         if predicted is not None:
             guess = float(predicted[i]) if math.isfinite(predicted[i]) else -math.inf
         ranked.append((guess, i))

@@ -122,6 +122,7 @@ def load_ranker(directory: Path | None = None) -> Ranker:
     return Ranker(predictor.predict, [str(c) for c in manifest["columns"]], str(about)[:500])
 
 
-def predict_scores(directory: Path, meta: MetaFeatures, members: list[Configured], task: Task) -> list[float]:
+def predict_scores(directory: Path, meta: MetaFeatures, members: list[Configured], task: Task,
+                   nearest: list[float] | None = None) -> list[float]:
     """The ranker at ``directory``, loaded and asked for ``members``' scores (what a build runs in a worker)."""
-    return [float(x) for x in load_ranker(directory).predict(meta, members, task)]
+    return [float(x) for x in load_ranker(directory).predict(meta, members, task, nearest)]

@@ -19,7 +19,15 @@ from daedalus.data.metafeatures import MetaFeatures, meta_features
 from daedalus.data.schema import Task
 from daedalus.designers.meta.portfolio import Portfolio
 from daedalus.designers.meta.ranker import task_meta
-from daedalus.designers.warm_start import Candidate, PastRun, PastTask, WarmStartPlan, plan_warm_start
+from daedalus.designers.warm_start import (
+    Candidate,
+    PastRun,
+    PastTask,
+    WarmStartPlan,
+    nearest_estimates,
+    plan_warm_start,
+    same_kind,
+)
 from daedalus.errors import ConfigError, DaedalusError
 from daedalus.evaluation.trial import EvalContext
 from daedalus.evaluation.worker import run_in_worker
@@ -62,15 +70,18 @@ def prepare_warm_start(ctx: EvalContext, options: BuildOptions, families: list[s
     warnings: list[str] = []
     candidates, past_tasks = portfolio_knowledge(options, ctx.task, len(ctx.y), warnings)
     runs = past_runs(options, ctx.task.value, warnings)
-    predicted = ranked_scores(meta, ctx.task, candidates, warnings, options.time_budget)
+    estimates = nearest_estimates(meta.similarity_vector(), same_kind(past_tasks, ctx.task), len(candidates))[0]
+    predicted = ranked_scores(meta, ctx.task, candidates, warnings, options.time_budget, [*map(float, estimates)])
     plan = plan_warm_start(meta.similarity_vector(), ctx.task, len(ctx.y), families, candidates, past_tasks, runs,
                            predicted=predicted)
     return WarmStart(meta, plan, warnings)
 
 
 def ranked_scores(meta: MetaFeatures, task: Task, candidates: list[Candidate], warnings: list[str],
-                  budget: float | None = None, directory: Path | None = None) -> list[float] | None:
-    """The learned ranker's score for each candidate, when the shipped ranker (``directory``: another) is present
+                  budget: float | None = None, nearest: list[float] | None = None,
+                  directory: Path | None = None) -> list[float] | None:
+    """The learned ranker's score for each candidate (``nearest``: their estimates from the nearest corpus tasks,
+    one of its inputs), when the shipped ranker (``directory``: another) is present
     and its manifest says it beat the nearest-task order when it was measured (``bench/train_ranker.py``); else
     None, and the nearest tasks order the portfolio. A damaged, refused or slow ranker is a warning, never a
     failed build.
@@ -90,7 +101,7 @@ def ranked_scores(meta: MetaFeatures, task: Task, candidates: list[Candidate], w
         warnings.append(f"the learned ranker was not used ({exc}){fallback}")
         return None
     limit = RANKER_CAP_SECONDS if budget is None else max(1.0, min(RANKER_CAP_SECONDS, RANKER_SHARE * budget))
-    result = run_in_worker(ranker_model.predict_scores, (directory, meta, candidates, task), timeout=limit,
+    result = run_in_worker(ranker_model.predict_scores, (directory, meta, candidates, task, nearest), timeout=limit,
                            memory_mb=RANKER_MEMORY_MB, cold=True)
     scores = result.value if result.status == "ok" else None
     if scores is None or len(scores) != len(candidates):

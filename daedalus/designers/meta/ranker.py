@@ -3,7 +3,9 @@ meta-features and the configuration, by a model that Daedalus's own AutoML fitte
 
 The training table has one row per (task, configuration) cell of the matrix that was run: the task's meta-features
 (``MetaFeatures.vector()`` as ``meta.<name>`` and ``similarity_vector()`` as ``similar.<name>``, NaN where
-unknown), the task's kind, and the configuration's encoding, then the cell's normalised score (a failed cell -1).
+unknown), the task's kind, the configuration's score estimated from the nearest other tasks (the estimate
+today's warm start orders by, ``warm_start.nearest_estimates``: the model learns when to trust it), and the
+configuration's encoding, then the cell's normalised score (a failed cell -1).
 
 The configuration is encoded by what it is, not by its id: ``family`` (categorical), then each hyperparameter as
 ``<family>.<name>`` (a number, on a log10 scale where the family's space samples it on a log scale; a categorical
@@ -32,10 +34,12 @@ from daedalus.data.metafeatures import META_FEATURE_NAMES, SIMILARITY_NAMES, Met
 from daedalus.data.schema import Task
 from daedalus.designers.meta.matrix import Matrix
 from daedalus.designers.meta.space_fit import Config, fit_to_space
+from daedalus.designers.warm_start import PastTask, nearest_estimates, same_kind
 from daedalus.spaces.registry import FAMILIES, get_family
 
 TARGET = "normalised_score"
 FAMILY, TASK_KIND = "family", "task"
+NEAREST = "nearest_estimate"  # the configuration's score predicted from the nearest tasks (warm_start's estimate)
 META_COLUMNS = tuple(f"meta.{n}" for n in META_FEATURE_NAMES)
 SIMILAR_COLUMNS = tuple(f"similar.{n}" for n in SIMILARITY_NAMES)
 
@@ -104,20 +108,25 @@ def training_table(matrix: Matrix, configs: Sequence[str] | None = None) -> Trai
     norm = matrix.normalised()
     col = {cid: j for j, cid in enumerate(matrix.config_ids)}
     wanted = list(configs) if configs is not None else matrix.config_ids
+    metas = {i: m for i, t in enumerate(matrix.tasks) if (m := task_meta(t.get("meta_features"))) is not None}
+    past = {i: PastTask(t["name"], t["task"], metas[i].similarity_vector(), [norm[i, col[c]] for c in wanted])
+            for i, t in enumerate(matrix.tasks) if i in metas}
     rows: list[dict[str, Any]] = []
     y, tasks, groups, ids = [], [], [], []
-    for i, t in enumerate(matrix.tasks):
-        meta = task_meta(t.get("meta_features"))
-        if meta is None:
-            continue
+    for i, meta in metas.items():
+        t = matrix.tasks[i]
         task, n_rows = Task(t["task"]), int(t.get("n_rows") or meta.values["n_rows"] or 1)
         described = {**meta_columns(meta), TASK_KIND: task.value}
-        for cid in wanted:
+        # As a build would see it: the other tasks (never a copy of this one), of the same kind where there are any.
+        others = [p for k, p in past.items() if matrix.tasks[k]["group"] != t["group"]]
+        estimates = nearest_estimates(meta.similarity_vector(), same_kind(others, task), len(wanted))[0]
+        for j, cid in enumerate(wanted):
             score = norm[i, col[cid]]
             c = matrix.config(cid)
             if not math.isfinite(score) or task not in FAMILIES[c["family"]].tasks:
                 continue  # never run here (NaN), or a family that cannot fit this kind of task
-            rows.append({**described, **config_columns(c["family"], c["config"], task, n_rows)})
+            rows.append({**described, NEAREST: _finite(estimates[j]),
+                         **config_columns(c["family"], c["config"], task, n_rows)})
             y.append(float(score))
             tasks.append(t["name"])
             groups.append(t["group"])
@@ -126,10 +135,14 @@ def training_table(matrix: Matrix, configs: Sequence[str] | None = None) -> Trai
                          np.array(groups, dtype=object), np.array(ids, dtype=object))
 
 
+def _finite(x: float) -> float:
+    return float(x) if math.isfinite(x) else math.nan
+
+
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns in a fixed order (the task's, then the family, then hyperparameters by name): the same matrix
     gives the same table, whatever the order its cells were read in."""
-    fixed = [c for c in (*META_COLUMNS, *SIMILAR_COLUMNS, TASK_KIND, FAMILY) if c in frame.columns]
+    fixed = [c for c in (*META_COLUMNS, *SIMILAR_COLUMNS, TASK_KIND, NEAREST, FAMILY) if c in frame.columns]
     return frame[fixed + sorted(c for c in frame.columns if c not in fixed)]
 
 
@@ -143,21 +156,27 @@ class Ranker:
         self.columns = list(columns)
         self.description = description  # for the audit log: where the model comes from, how it was measured
 
-    def frame(self, meta: MetaFeatures, members: Sequence[Configured], task: Task) -> pd.DataFrame:
+    def frame(self, meta: MetaFeatures, members: Sequence[Configured], task: Task,
+              nearest: Sequence[float] | None = None) -> pd.DataFrame:
         n_rows = int(meta.values["n_rows"]) if math.isfinite(meta.values["n_rows"]) else 1
         described = {**meta_columns(meta), TASK_KIND: task.value}
-        rows = [{**described, **config_columns(m.family, m.config, task, n_rows)} for m in members]
+        guesses = [math.nan] * len(members) if nearest is None else [_finite(float(x)) for x in nearest]
+        rows = [{**described, NEAREST: guess, **config_columns(m.family, m.config, task, n_rows)}
+                for m, guess in zip(members, guesses, strict=True)]
         frame = pd.DataFrame(rows)
         # A hyperparameter the model never saw is dropped; one it knows but this row lacks is missing (NaN).
         return frame.reindex(columns=self.columns)
 
-    def predict(self, meta: MetaFeatures, members: Sequence[Configured], task: Task) -> np.ndarray:
-        """One predicted normalised score per member (1 = the best known configuration on such a table)."""
+    def predict(self, meta: MetaFeatures, members: Sequence[Configured], task: Task,
+                nearest: Sequence[float] | None = None) -> np.ndarray:
+        """One predicted normalised score per member (1 = the best known configuration on such a table).
+        ``nearest``: each member's estimate from the nearest tasks (``warm_start.nearest_estimates``), if known."""
         if not members:
             return np.zeros(0)
-        return np.asarray(self.predict_frame(self.frame(meta, members, task)), dtype=float).ravel()
+        return np.asarray(self.predict_frame(self.frame(meta, members, task, nearest)), dtype=float).ravel()
 
-    def order(self, meta: MetaFeatures, members: Sequence[Configured], task: Task) -> list[int]:
+    def order(self, meta: MetaFeatures, members: Sequence[Configured], task: Task,
+              nearest: Sequence[float] | None = None) -> list[int]:
         """Indices of ``members``, best predicted first; ties keep the given order."""
-        scores = self.predict(meta, members, task)
+        scores = self.predict(meta, members, task, nearest)
         return sorted(range(len(members)), key=lambda i: (-scores[i], i))
