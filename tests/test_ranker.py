@@ -225,12 +225,13 @@ def test_a_build_asks_the_ranker_in_a_worker_only_when_it_is_enabled(packaged: P
 
     warnings: list[str] = []
     enabled = _enabled(packaged, tmp_path)
-    scores = ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, None, enabled)
+    scores = ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, None, directory=enabled)
     assert scores is not None and scores[0] > scores[1] and warnings == []
     shutil.rmtree(enabled)
     off = _enabled(packaged, tmp_path, use=False)  # shipped for the record: the nearest tasks order
-    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, None, off) is None
-    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, None, tmp_path / "none") is None
+    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, None, directory=off) is None
+    missing = tmp_path / "none"
+    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, None, directory=missing) is None
     assert warnings == []  # none shipped, or not enabled: nothing to warn about
 
 
@@ -241,7 +242,7 @@ def test_a_damaged_ranker_is_a_warning(packaged: Path, tmp_path: Path):
     copy = _enabled(packaged, tmp_path)
     next((copy / FINAL_MODEL).glob("*.skops")).write_bytes(b"PK\x03\x04 not a model")
     warnings: list[str] = []
-    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, None, copy) is None
+    assert ranked_scores(_features(0.25), Task.REGRESSION, _candidates(), warnings, None, directory=copy) is None
     assert len(warnings) == 1 and "does not match the SHA-256" in warnings[0] and "nearest corpus" in warnings[0]
 
 
