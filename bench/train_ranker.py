@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--time", type=float, default=60.0, help="seconds per AutoRegressor fit")
     ap.add_argument("--families", default="lightgbm,linear", help="the ranker's families (small on disk)")
-    ap.add_argument("--size", type=int, default=14, help="portfolio size in --evaluate (as shipped)")
+    ap.add_argument("--size", type=int, default=12, help="portfolio size in --evaluate (as shipped)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "ranker_results.json"))
     ap.add_argument("--dest", default=None, help="where --package writes (default: the package's ranker/)")
