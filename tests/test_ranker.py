@@ -292,3 +292,18 @@ def test_the_plan_follows_the_ranker_scores():
     assert [p.detail["slot"] for p in ranked.proposals] == ["portfolio slot 2", "portfolio slot 1"]
     assert all("by the learned ranker" in p.reason and p.detail["ranker"] for p in ranked.proposals)
     assert "near" in ranked.proposals[0].reason  # the nearest task still named, for the reader
+
+
+def test_the_shipped_ranker_loads_and_ranks_the_shipped_portfolio():
+    """The packaged run (bench/train_ranker.py --package) passes its hash check and scores every member; its
+    manifest keeps how it was measured and whether builds use it (only if it beat the nearest-task order)."""
+    from daedalus.designers.meta.portfolio import Portfolio
+    from daedalus.orchestration.ranker_model import packaged_ranker_dir
+
+    manifest = read_manifest(packaged_ranker_dir())
+    evaluation = manifest["evaluation"]
+    beat = all(evaluation["ranker"][k] > evaluation["nearest"][k] for k in ("first", "best_of_3"))
+    assert manifest["use_in_builds"] is beat
+    members = [m for m in Portfolio.load().members if Task.BINARY in get_family(m.family).tasks]
+    scores = load_ranker().predict(_features(0.1), members, Task.BINARY)
+    assert scores.shape == (len(members),) and np.isfinite(scores).all()
