@@ -105,9 +105,12 @@ def _key(family: str, config: dict[str, Any]) -> str:
 
 def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Sequence[str],
                     candidates: Sequence[Candidate], past_tasks: Sequence[PastTask],
-                    past_runs: Sequence[PastRun] = (), nearest: int = NEAREST_TASKS) -> WarmStartPlan:
+                    past_runs: Sequence[PastRun] = (), nearest: int = NEAREST_TASKS,
+                    predicted: Sequence[float] | None = None) -> WarmStartPlan:
     """The warm start of a table: its meta-feature ``target``, its task and size, the families the build searches.
-    Candidates outside ``families`` or this table's space are skipped (said in ``skipped``)."""
+    Candidates outside ``families`` or this table's space are skipped (said in ``skipped``). ``predicted``: one
+    score per candidate from the learned ranker (``designers.meta.ranker``), which then orders the portfolio
+    instead of the nearest tasks' scores."""
     skipped: list[str] = []
     usable = []
     for index, cand in enumerate(candidates):
@@ -117,8 +120,7 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
             skipped.append(f"{cand.label}: {problem}")
         else:
             usable.append(index)
-    same_kind = [t for t in past_tasks if t.task == task.value] or list(past_tasks)
-    portfolio = _order_portfolio(target, candidates, usable, same_kind, nearest)
+    portfolio = _order_portfolio(target, candidates, usable, same_kind(past_tasks, task), nearest, predicted)
     runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped)
     nearest_task = min((p.detail["distance"] for p in portfolio), default=math.inf)
     first = [p for p in runs if p.detail["distance"] < nearest_task]
@@ -133,36 +135,62 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
     return WarmStartPlan(proposals, skipped)
 
 
+def same_kind(past_tasks: Sequence[PastTask], task: Task) -> list[PastTask]:
+    """The past tasks a table is compared with: those of its kind (binary, multiclass, regression), all if none."""
+    return [t for t in past_tasks if t.task == task.value] or list(past_tasks)
+
+
+def nearest_estimates(target: np.ndarray, past_tasks: Sequence[PastTask], count: int,
+                      nearest: int = NEAREST_TASKS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each of ``count`` candidates' score predicted from the ``nearest`` past tasks (their scores weighted by
+    1 / distance; -inf where none of them measured it), with the distances to every past task and the nearest
+    tasks' indices. The learned ranker takes this estimate as one of its features."""
+    if not past_tasks:
+        return np.full(count, -math.inf), np.zeros(0), np.zeros(0, dtype=int)
+    dist = distances(target, [t.vector for t in past_tasks])
+    order = np.argsort(dist, kind="stable")[:nearest]
+    weights = 1.0 / (dist[order] + 1e-3)
+    out = np.full(count, -math.inf)
+    for i in range(count):
+        scores = np.array([_score(past_tasks[j], i) for j in order])
+        known = np.isfinite(scores)
+        if known.any():
+            out[i] = float(np.average(scores[known], weights=weights[known]))
+    return out, dist, order
+
+
 def _order_portfolio(target: np.ndarray, candidates: Sequence[Candidate], usable: list[int],
-                     past_tasks: Sequence[PastTask], nearest: int) -> list[WarmProposal]:
+                     past_tasks: Sequence[PastTask], nearest: int,
+                     predicted: Sequence[float] | None = None) -> list[WarmProposal]:
     if not usable:
         return []
-    if not past_tasks:  # nothing to compare with: the portfolio's own order (its greedy order)
+    if not past_tasks and predicted is None:  # nothing to compare with: the portfolio's own order (its greedy order)
         return [WarmProposal(candidates[i].family, dict(candidates[i].config),
                              f"{candidates[i].label} ({candidates[i].family}): the portfolio's order, no corpus "
                              "task to compare this table with", "portfolio",
                              {"slot": candidates[i].label, "distance": math.inf}) for i in usable]
-    dist = distances(target, [t.vector for t in past_tasks])
-    order = np.argsort(dist, kind="stable")[:nearest]
-    weights = 1.0 / (dist[order] + 1e-3)
+    estimates, dist, order = nearest_estimates(target, past_tasks, len(candidates), nearest)
     ranked = []
     for i in usable:
-        scores = np.array([_score(past_tasks[j], i) for j in order])
-        known = np.isfinite(scores)
-        predicted = float(np.average(scores[known], weights=weights[known])) if known.any() else -math.inf
-        ranked.append((predicted, i))
+        guess = float(estimates[i])
+        if predicted is not None:
+            guess = float(predicted[i]) if math.isfinite(predicted[i]) else -math.inf
+        ranked.append((guess, i))
     ranked.sort(key=lambda pair: (-pair[0], pair[1]))  # stable: ties keep the portfolio's greedy order
-    near = past_tasks[int(order[0])]
+    near = past_tasks[int(order[0])] if len(order) else None
+    source = "by the learned ranker" if predicted is not None else f"from the {len(order)} nearest corpus tasks"
     out = []
-    for predicted, i in ranked:
+    for guess, i in ranked:
         cand = candidates[i]
-        on_nearest = _score(near, i)
-        reason = (f"{cand.label} ({cand.family}): predicted {predicted:.2f} (1 = best known) from the "
-                  f"{len(order)} nearest corpus tasks; on the nearest, {near.name} (distance "
-                  f"{float(dist[order[0]]):.2f}), it scored {on_nearest:.2f}")
-        out.append(WarmProposal(cand.family, dict(cand.config), reason, "portfolio",
-                                {"slot": cand.label, "predicted": round(predicted, 4), "nearest_task": near.name,
-                                 "distance": round(float(dist[order[0]]), 4)}))
+        reason = f"{cand.label} ({cand.family}): predicted {guess:.2f} (1 = best known) {source}"
+        detail: dict[str, Any] = {"slot": cand.label, "predicted": round(guess, 4), "distance": math.inf}
+        if predicted is not None:
+            detail["ranker"] = True
+        if near is not None:
+            reason += (f"; on the nearest, {near.name} (distance {float(dist[order[0]]):.2f}), it scored "
+                       f"{_score(near, i):.2f}")
+            detail.update(nearest_task=near.name, distance=round(float(dist[order[0]]), 4))
+        out.append(WarmProposal(cand.family, dict(cand.config), reason, "portfolio", detail))
     return out
 
 

@@ -9,24 +9,37 @@ file the user names is their input: a damaged one is refused in one line before 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from daedalus.data.metafeatures import META_FEATURE_NAMES, MetaFeatures, meta_features
+from daedalus.data.metafeatures import MetaFeatures, meta_features
 from daedalus.data.schema import Task
 from daedalus.designers.meta.portfolio import Portfolio
-from daedalus.designers.warm_start import Candidate, PastRun, PastTask, WarmStartPlan, plan_warm_start
+from daedalus.designers.meta.ranker import task_meta
+from daedalus.designers.warm_start import (
+    Candidate,
+    PastRun,
+    PastTask,
+    WarmStartPlan,
+    nearest_estimates,
+    plan_warm_start,
+    same_kind,
+)
 from daedalus.errors import ConfigError, DaedalusError
 from daedalus.evaluation.trial import EvalContext
+from daedalus.evaluation.worker import run_in_worker
+from daedalus.orchestration import ranker_model
 from daedalus.orchestration.options import BuildOptions
 from daedalus.spaces.registry import FAMILIES
 from daedalus.store.home import learned_portfolio_path
 from daedalus.store.knowledge import KnowledgeBase, chosen_url
 
 META_SHARE, META_CAP_SECONDS = 0.02, 3.0  # of the budget, for the meta-features (landmarkers stop at the limit)
+RANKER_SHARE, RANKER_CAP_SECONDS = 0.05, 5.0  # of the budget, for the learned ranker (beyond it: nearest tasks)
+RANKER_MEMORY_MB = 2000
 
 
 @dataclass
@@ -57,8 +70,45 @@ def prepare_warm_start(ctx: EvalContext, options: BuildOptions, families: list[s
     warnings: list[str] = []
     candidates, past_tasks = portfolio_knowledge(options, ctx.task, len(ctx.y), warnings)
     runs = past_runs(options, ctx.task.value, warnings)
-    plan = plan_warm_start(meta.similarity_vector(), ctx.task, len(ctx.y), families, candidates, past_tasks, runs)
+    estimates = nearest_estimates(meta.similarity_vector(), same_kind(past_tasks, ctx.task), len(candidates))[0]
+    predicted = ranked_scores(meta, ctx.task, candidates, warnings, options.time_budget, [*map(float, estimates)])
+    plan = plan_warm_start(meta.similarity_vector(), ctx.task, len(ctx.y), families, candidates, past_tasks, runs,
+                           predicted=predicted)
     return WarmStart(meta, plan, warnings)
+
+
+def ranked_scores(meta: MetaFeatures, task: Task, candidates: list[Candidate], warnings: list[str],
+                  budget: float | None = None, nearest: list[float] | None = None,
+                  directory: Path | None = None) -> list[float] | None:
+    """The learned ranker's score for each candidate (``nearest``: their estimates from the nearest corpus tasks,
+    one of its inputs), when the shipped ranker (``directory``: another) is present
+    and its manifest says it beat the nearest-task order when it was measured (``bench/train_ranker.py``); else
+    None, and the nearest tasks order the portfolio. A damaged, refused or slow ranker is a warning, never a
+    failed build.
+
+    The ranker is loaded and asked in a worker (forked from this process while the forkserver is still importing,
+    as a cold trial is: skops is then imported without torch), for two reasons: the run process never imports
+    skops (seconds on a busy machine), and a model file that crashes or hangs its loader ends a worker, not the
+    build."""
+    directory = directory if directory is not None else ranker_model.packaged_ranker_dir()
+    if not candidates or not (directory / ranker_model.MANIFEST).exists():
+        return None  # none shipped (a checkout before one was trained)
+    fallback = "; the portfolio is ordered by the nearest corpus tasks"
+    try:
+        if not ranker_model.read_manifest(directory).get("use_in_builds"):
+            return None  # shipped for the record, but it did not beat the nearest tasks when measured
+    except ranker_model.RankerUnavailable as exc:
+        warnings.append(f"the learned ranker was not used ({exc}){fallback}")
+        return None
+    limit = RANKER_CAP_SECONDS if budget is None else max(1.0, min(RANKER_CAP_SECONDS, RANKER_SHARE * budget))
+    result = run_in_worker(ranker_model.predict_scores, (directory, meta, candidates, task, nearest), timeout=limit,
+                           memory_mb=RANKER_MEMORY_MB, cold=True)
+    scores = result.value if result.status == "ok" else None
+    if scores is None or len(scores) != len(candidates):
+        reason = result.reason.strip().splitlines()[0] if result.reason else f"{result.status}, no scores"
+        warnings.append(f"the learned ranker was not used ({reason[:300]}){fallback}")
+        return None
+    return [float(x) for x in scores]
 
 
 def portfolio_knowledge(options: BuildOptions, task: Task, n_rows: int,
@@ -118,13 +168,7 @@ def past_runs(options: BuildOptions, task: str, warnings: list[str]) -> list[Pas
 
 def _meta_vector(recorded: Any) -> np.ndarray | None:
     """Recorded meta-features (a run's ``{"values": ..., "seconds": ...}`` or a plain name -> value mapping) as the
-    similarity vector; names it lacks count as unknown (a record of an older Daedalus), names it does not know are ignored.
-    None when nothing usable is there (missing or damaged)."""
-    values = recorded.get("values", recorded) if isinstance(recorded, Mapping) else None
-    if not isinstance(values, Mapping) or not any(n in values for n in META_FEATURE_NAMES):
-        return None
-    try:
-        return MetaFeatures.from_dict({"values": {n: values.get(n) for n in META_FEATURE_NAMES},
-                                       "seconds": 0.0}).similarity_vector()
-    except (ValueError, TypeError):
-        return None
+    similarity vector; names it lacks count as unknown (a record of an older Daedalus), names it does not know are
+    ignored. None when nothing usable is there (missing or damaged)."""
+    meta = task_meta(recorded)
+    return meta.similarity_vector() if meta is not None else None
