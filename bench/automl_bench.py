@@ -87,9 +87,10 @@ def load_run_peer(shared: Path) -> ModuleType:
 
 
 def prepare_dataset(name: str, meta: dict[str, Any], shared: Path, work: Path,
-                    max_rows: int | None, run_peer: ModuleType) -> Prepared:
+                    max_rows: int | None, run_peer: ModuleType, corpus: str = "datasets") -> Prepared:
+    """``corpus``: the shared folder the table is in (``datasets``, or ``meta`` for bench/meta_bench.py)."""
     target, task = meta["target"], meta["task"]
-    df = pd.read_csv(shared / "datasets" / f"{name}.csv.gz")
+    df = pd.read_csv(shared / corpus / f"{name}.csv.gz")
     drop = [c for c in [*meta.get("id_cols", []), *meta.get("leak_cols", [])] if c in df.columns]
     df = df.drop(columns=drop).dropna(subset=[target]).reset_index(drop=True)
     stratify = task != "regression"
@@ -281,13 +282,14 @@ def hard_limit_s(budget: float) -> float:
 
 
 def run_daedalus(data: Prepared, budget: float, seed: int, daedalus: str, work: Path,
-                 run_peer: ModuleType, result: RunResult) -> None:
+                 run_peer: ModuleType, result: RunResult, build_args: tuple[str, ...] = ()) -> None:
+    """``build_args``: more flags for ``daedalus build`` (bench/meta_bench.py's --warm-start, --portfolio...)."""
     run_dir, pred_csv = work / "daedalus_run", work / "daedalus_pred.csv"
     shutil.rmtree(run_dir, ignore_errors=True)
     pred_csv.unlink(missing_ok=True)
     build = run_monitored(
         [daedalus, "build", str(data.train_csv), "--target", data.target, "--time", f"{budget:g}",
-         "--seed", str(seed), "--task", data.task, "--run", str(run_dir), "--quiet"],
+         "--seed", str(seed), "--task", data.task, "--run", str(run_dir), "--quiet", *build_args],
         work / "daedalus_build.log", hard_limit_s(budget))
     result.fit_wall_s = build.wall_s
     result.peak_rss_mb, result.peak_pss_mb = build.peak_rss_mb, build.peak_pss_mb

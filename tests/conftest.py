@@ -26,13 +26,17 @@ def daedalus_home(tmp_path_factory):
     """The whole session's data directory (anchors, keys, trusted keys): never the real home. Set in os.environ,
     so that every subprocess (run_cli) inherits it."""
     home = tmp_path_factory.mktemp("daedalus-home")
-    old = os.environ.get("DAEDALUS_HOME")
+    # The knowledge base is off unless a test names one (--knowledge URL): builds of unrelated tests, in whatever
+    # order the workers run them, must not warm start each other.
+    saved = {name: os.environ.get(name) for name in ("DAEDALUS_HOME", "DAEDALUS_KNOWLEDGE")}
     os.environ["DAEDALUS_HOME"] = str(home)
+    os.environ["DAEDALUS_KNOWLEDGE"] = "off"
     yield home
-    if old is None:
-        os.environ.pop("DAEDALUS_HOME", None)
-    else:
-        os.environ["DAEDALUS_HOME"] = old
+    for name, old in saved.items():
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 def reviewer_key(name: str) -> Path:

@@ -25,11 +25,13 @@ from daedalus.designers.optuna_queue import (
     ENQUEUED_BY_ATTR,
     PORTFOLIO_ATTR,
     STEERED_ATTR,
+    WARM_REASON_ATTR,
     claim_waiting,
     running_trial,
     sampler_state,
     set_sampler_state,
 )
+from daedalus.designers.warm_start import WarmProposal, WarmStartPlan
 from daedalus.spaces.mitigation import (
     BASE_PARAM,
     CONSTRAINT_PARAM,
@@ -94,6 +96,21 @@ class OptunaDesigner(Designer[dict[str, Any]]):
             params = {FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}}
             self.study.enqueue_trial(params, user_attrs={PORTFOLIO_ATTR: True}, skip_if_exists=False)
 
+    def enqueue_warm_start(self, plan: WarmStartPlan, cheapest_first: bool = True) -> None:
+        """Queue a warm start's configurations in the plan's order (called once, when the study is created),
+        each marked with its reason and source. ``cheapest_first``: the linear family's default goes first while
+        the model libraries load (see ``search.COLD_START_FAMILIES``), unless the plan holds linear already."""
+        proposals = list(plan.proposals)
+        if cheapest_first and "linear" in self.families and all(p.family != "linear" for p in proposals[:1]):
+            default = get_family("linear").default_config(self.task, self.n_rows)
+            proposals.insert(0, WarmProposal("linear", default, "the linear default first, a model within a second "
+                                             "while the model libraries load", "default"))
+        for proposal in proposals:
+            params = {FAMILY_PARAM: proposal.family,
+                      **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
+            self.study.enqueue_trial(params, user_attrs={PORTFOLIO_ATTR: True, WARM_REASON_ATTR: proposal.reason,
+                                                         ENQUEUED_BY_ATTR: proposal.source}, skip_if_exists=False)
+
     def distributions(self, family: str) -> dict[str, BaseDistribution]:
         model_family = get_family(family)
         space = model_family.space(self.task, self.n_rows)
@@ -141,6 +158,9 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         if STEERED_ATTR in trial.user_attrs:
             by = str(trial.user_attrs.get(ENQUEUED_BY_ATTR, "steering"))
             return self._proposal(trial, family, config, f"{by}: {trial.user_attrs[STEERED_ATTR]}", by)
+        if WARM_REASON_ATTR in trial.user_attrs:
+            by = str(trial.user_attrs.get(ENQUEUED_BY_ATTR, "portfolio"))
+            return self._proposal(trial, family, config, f"{by}: {trial.user_attrs[WARM_REASON_ATTR]}", by)
         if trial.user_attrs.get(PORTFOLIO_ATTR):
             return self._proposal(trial, family, config, f"portfolio: the default configuration of {family}, "
                                   "tried before the search proper", "portfolio")

@@ -19,7 +19,10 @@ from optuna.trial import TrialState
 PORTFOLIO_ATTR = "portfolio"  # a family's default configuration, tried before the search proper
 STEERED_ATTR = "steered"  # a configuration enqueued by 'daedalus steer enqueue': why, as the audit log says
 ENQUEUED_BY_ATTR = "enqueued_by"  # who enqueued a steered trial, when not 'steering'
-REQUEUE_KEEPS = (PORTFOLIO_ATTR, STEERED_ATTR, ENQUEUED_BY_ATTR)
+# A warm start's queued configuration (designers/warm_start.py): why it was chosen, and its source
+# ("portfolio": the mined portfolio, "knowledge": the user's past runs). Marked PORTFOLIO_ATTR too: a queue entry.
+WARM_REASON_ATTR = "warm_reason"
+REQUEUE_KEEPS = (PORTFOLIO_ATTR, STEERED_ATTR, ENQUEUED_BY_ATTR, WARM_REASON_ATTR)
 
 
 def claim_waiting(study: optuna.Study, attr: str) -> optuna.trial.Trial | None:

@@ -10,6 +10,8 @@
     daedalus export-arch RUN [--trial N] --out model.py
     daedalus nas-bench --table FILE --designer NAME --queries N --seeds K [--json] [--processes P]
                        [--pretrain-table FILE ...]
+    daedalus knowledge list|export FILE|forget RUN [--knowledge URL]
+    daedalus learn [--knowledge URL] [--size N] [--out FILE]
 
 A user's mistake (DaedalusError) is printed as one line on stderr with exit status 2, never a traceback.
 Heavy libraries are imported inside the commands, so that ``--help`` and bad input answer at once.
@@ -119,7 +121,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 # Commands kept in modules of their own (``cmd_*.py``): each has ``register(sub)``, which adds its parsers and
 # returns {command name: handler}. Their heavy imports stay inside the handlers, as here.
-EXTENSIONS = ("explain", "report", "gate", "steer", "fairness", "keys")
+EXTENSIONS = ("explain", "report", "gate", "steer", "fairness", "keys", "knowledge", "learn")
 
 
 def _extension_modules() -> list[Any]:

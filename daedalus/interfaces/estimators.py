@@ -68,7 +68,8 @@ class _AutoEstimator(BaseEstimator):
                  families: tuple[str, ...] | None = BuildOptions.families,
                  exclude: tuple[str, ...] = BuildOptions.exclude, keep_leaks: bool = BuildOptions.keep_leaks,
                  n_threads: int = BuildOptions.n_threads, sensitive: tuple[str, ...] = BuildOptions.sensitive,
-                 fairness: str | None = BuildOptions.fairness, explain: bool = BuildOptions.explain) -> None:
+                 fairness: str | None = BuildOptions.fairness, explain: bool = BuildOptions.explain,
+                 knowledge: str | None = BuildOptions.knowledge) -> None:
         self.time_budget = time_budget
         self.n_trials = n_trials
         self.seed = seed
@@ -81,6 +82,7 @@ class _AutoEstimator(BaseEstimator):
         self.sensitive = sensitive  # columns of X audited for fairness, left out of the features
         self.fairness = fairness  # e.g. "demographic_parity_difference<=0.05" (needs sensitive)
         self.explain = explain  # explanations.json at the end of fit
+        self.knowledge = knowledge  # the knowledge base the fit records into: None (the default file), a URL, "off"
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

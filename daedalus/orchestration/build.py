@@ -43,10 +43,12 @@ from daedalus.orchestration.fairness_search import (
     wants_mitigations,
 )
 from daedalus.orchestration.finalize import FinalModel, finalize
+from daedalus.orchestration.knowledge_record import record_table_run
 from daedalus.orchestration.leaderboard import make_leaderboard
-from daedalus.orchestration.options import BuildOptions
+from daedalus.orchestration.options import ZERO_SHOT_TRIALS, BuildOptions
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.search import Search
+from daedalus.orchestration.warm import WarmStart, prepare_warm_start
 from daedalus.oversight.approval import attach_policy
 from daedalus.oversight.explain import explain_and_card
 from daedalus.oversight.policy import load_policy
@@ -54,6 +56,7 @@ from daedalus.oversight.steering import steering_state
 from daedalus.spaces.mitigation import MITIGATIONS, PRELOAD_MODULES
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.faults import crash_point
+from daedalus.store.layout import META_FEATURES
 from daedalus.store.run import RunStore
 from daedalus.store.study import open_study, study_location
 
@@ -118,7 +121,7 @@ def _families(options: BuildOptions, task: Task) -> list[str]:
 
 
 def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], options: BuildOptions,
-                run_dir: Path) -> RunStore:
+                run_dir: Path, warm: WarmStart) -> RunStore:
     """Write everything ``resume`` needs (run.json with its storage, the rows, schema, checks, the study with the
     portfolio queued, the first audit records, the policy) under a hidden name, then rename it to ``run_dir``:
     a kill at any instant leaves a complete run or none (plus a hidden leftover the next build removes)."""
@@ -140,8 +143,13 @@ def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], o
             attach_policy(store, options.policy)
         study, storage = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), create=True,
                                     info=info)
-        OptunaDesigner(study, families, got.schema.task, len(got.frame),
-                       mitigation_constraint(options)).enqueue_portfolio()
+        store.write(META_FEATURES, warm.meta.to_dict())
+        store.audit.append("warm_start", **warm.audit_fields())
+        designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
+        if warm.plan is None:
+            designer.enqueue_portfolio()
+        else:
+            designer.enqueue_warm_start(warm.plan, cheapest_first=not options.zero_shot)
         storage.engine.dispose()  # no connection may outlive the rename: it would reopen the old path
     return store
 
@@ -158,19 +166,25 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
     got = intake(data, options)
     ctx = _context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
     families = _families(options, got.schema.task)
+    warm = prepare_warm_start(ctx, options, families)
     crash_point("intake_done")
 
-    store = _create_run(data, got, ctx, families, options, run_dir)
+    store = _create_run(data, got, ctx, families, options, run_dir, warm)
     try:
         crash_point("run_created")
         reporter.message(f"run directory: {store.root}")
+        for warning in warm.warnings:
+            reporter.message(f"warm start: {warning}")
         for finding in got.checks.get("findings", []):
             if finding.get("severity") in ("warning", "action"):
                 reporter.message(f"data check: {finding['message']}")
         info = store.read("run")
         study, _ = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), info=info)
         designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
-        return _search_and_finish(store, ctx, designer, clock, options, reporter, options.n_trials)
+        n_trials = options.n_trials
+        if options.zero_shot:
+            n_trials = min(n_trials or ZERO_SHOT_TRIALS, ZERO_SHOT_TRIALS)
+        return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials)
     finally:
         store.unlock()
 
@@ -252,6 +266,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
         explain_and_card(store, ctx, designer.study, stage_clock.deadline(),
                          options.seed, search.memory_mb, explain=options.explain)
     crash_point("explanations_done")
+    record_table_run(store, designer.study, ctx, schema, options.knowledge, reporter)  # never fails the build
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),
                        final=final.kind if final else None)
     reporter.close()

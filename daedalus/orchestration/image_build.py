@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from daedalus.data.images import parse_image_shape, read_images
 from daedalus.data.io import read_table
 from daedalus.designers.nas.base import ArchDesigner
 from daedalus.designers.nas.multi_objective import ParetoDesigner
-from daedalus.designers.nas.registry import make_designer, resolve_designer
+from daedalus.designers.nas.pretrain import Pretrainable
+from daedalus.designers.nas.registry import designer_class, make_designer, resolve_designer
 from daedalus.ensembles.network import NetworkModel
 from daedalus.errors import DataError
 from daedalus.evaluation.nas_trial import ARRAYS, save_arrays
@@ -41,6 +43,7 @@ from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.image_final import FINAL_DESIGNER, finish_image_run
 from daedalus.orchestration.image_search import BRACKET, ImageEvaluator, load_trials
 from daedalus.orchestration.image_task import VALIDATION_FRACTION, ImageTask, NetworkCosts
+from daedalus.orchestration.image_warm import PastImageRun, image_task, past_image_runs, warm_image_designer
 from daedalus.orchestration.loop import MIN_TRIAL_SECONDS, Limits, SearchLoop, TrialRecord, default_memory_mb
 from daedalus.orchestration.options import ImageBuildOptions
 from daedalus.orchestration.reporter import Reporter
@@ -71,16 +74,26 @@ class ImageBuildResult:
     final: NetworkModel | None
 
 
-def make_image_designer(options: ImageBuildOptions, space: CNNSpace, costs: NetworkCosts) -> ArchDesigner:
-    """The run's designer, the space's hand-designed networks (those the constraint allows) enqueued first."""
+def make_image_designer(options: ImageBuildOptions, space: CNNSpace, costs: NetworkCosts,
+                        past: Sequence[PastImageRun] = (), task: Mapping[str, float] | None = None,
+                        warm: list[dict[str, Any]] | None = None) -> ArchDesigner:
+    """The run's designer: pretrained on the ``past`` image runs most like ``task`` and their best networks
+    queued first (what was done is appended to ``warm``), then the space's hand-designed networks (those the
+    constraint allows)."""
     constraint = costs.constraint(options.max_params, options.max_latency_ms)
     designer: ArchDesigner
     if options.cost_objective is None:
+        name = resolve_designer(options.designer)
+        told = {"task": dict(task)} if task is not None and issubclass(designer_class(name), Pretrainable) else {}
         designer = make_designer(options.designer, space, seed=options.seed, constraint=constraint,
-                                 **DESIGNER_OPTIONS.get(resolve_designer(options.designer), {}))
+                                 **DESIGNER_OPTIONS.get(name, {}), **told)
     else:  # accuracy against a cost: one inner designer per trade-off weight (ParEGO)
         designer = ParetoDesigner(space, seed=options.seed, constraint=constraint,
                                   inner=resolve_designer(options.designer), cost=costs.cost(options.cost_objective))
+    if past and task is not None:
+        done = warm_image_designer(designer, space, past, task)
+        if warm is not None:
+            warm.extend(done)
     for genotype in space.portfolio():
         if designer.allowed(genotype):
             designer.enqueue(space.name, genotype, "a hand-designed starting point of the space, its result told "
@@ -173,9 +186,17 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
     costs.calibrate()
     search_clock = clock.child(SEARCH_SHARE * clock.remaining)  # the search's share, from now
     # 'daedalus steer' pause, resume and add-time act on an image run too (exclude and enqueue name families).
-    designer = SteeredDesigner(make_image_designer(options, space, costs), store,
+    warnings: list[str] = []
+    past = [] if resumed or options.warm_start == "off" else past_image_runs(options.knowledge, space, warnings)
+    task_info = image_task(task.n_classes, task.in_shape, len(task.table.labels))
+    warm: list[dict[str, Any]] = []
+    designer = SteeredDesigner(make_image_designer(options, space, costs, past, task_info, warm), store,
                                _RunAndSearchClocks(clock, search_clock), reporter,
                                out_of_time=lambda: loop.search_time_left() < MIN_TRIAL_SECONDS)
+    if not resumed:
+        store.audit.append("warm_start", warm_start=options.warm_start, task=task_info, done=warm, warnings=warnings)
+        for warning in warnings:
+            reporter.message(f"warm start: {warning}")
     records = _searched_trials(store)
     if resumed:
         state = store.read(DESIGNER_RECORD, default={})
@@ -192,7 +213,7 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
                       runner or LocalRunner(), before_budget_check=[designer.apply_commands],
                       after_tell=[lambda: store.write(DESIGNER_RECORD, designer.get_state())])
     loop.run()
-    board, final = finish_image_run(evaluator, clock, options, memory_mb)
+    board, final = finish_image_run(evaluator, clock, options, memory_mb, reporter)
     reporter.close()
     return ImageBuildResult(store.root, board, final)
 

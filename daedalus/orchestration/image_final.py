@@ -15,8 +15,10 @@ from daedalus.evaluation.runner import Job, LocalRunner, TrialRunner
 from daedalus.evaluation.worker import WorkerResult
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.image_search import START_SECONDS, ImageEvaluator, trial_extra
+from daedalus.orchestration.knowledge_record import record_image_run
 from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.loop import TrialRecord, trial_status
+from daedalus.orchestration.reporter import Reporter
 from daedalus.oversight.final_predictions import save_image_holdout
 from daedalus.oversight.model_card import write_model_card
 from daedalus.store.layout import BEST_MODEL, FINAL_MODEL
@@ -93,10 +95,11 @@ def keep_holdout_predictions(evaluator: ImageEvaluator, model: NetworkModel, sou
     store.audit.append("holdout_predictions", images=len(task.y_val), accuracy=accuracy, source=source)
 
 
-def finish_image_run(evaluator: ImageEvaluator, clock: BudgetClock, options: Any,
-                     memory_mb: float) -> tuple[list[dict[str, Any]], NetworkModel | None]:
+def finish_image_run(evaluator: ImageEvaluator, clock: BudgetClock, options: Any, memory_mb: float,
+                     reporter: Reporter | None = None) -> tuple[list[dict[str, Any]], NetworkModel | None]:
     """Everything after the search: the final network (or the best trial's), the leaderboard, the Pareto front,
-    the held-out predictions, the model card; returns the leaderboard and the handed-back network."""
+    the held-out predictions, the model card, the knowledge base's entry; returns the leaderboard and the
+    handed-back network."""
     store = evaluator.store
     cost = options.cost_objective or "params"
     store.write("leaderboard", image_leaderboard(evaluator, None, cost))
@@ -121,5 +124,7 @@ def finish_image_run(evaluator: ImageEvaluator, clock: BudgetClock, options: Any
     store.update_run(status="finished" if final_model else "no-model", elapsed_seconds=round(clock.elapsed, 3))
     md, js = write_model_card(store.root)  # milliseconds: written whatever the time left
     store.audit.append("model_card", files=[md.name, js.name])
+    record_image_run(store, evaluator.records, evaluator.task.in_shape, len(evaluator.task.table.labels),
+                     evaluator.task.n_classes, options.knowledge, reporter or Reporter())  # never fails the build
     store.audit.append("build_finished", trials=len(evaluator.records), seconds=round(clock.elapsed, 3))
     return board, final_model

@@ -8,6 +8,7 @@ every refusal's message derive from these two dataclasses; nothing else restates
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -26,6 +27,7 @@ from daedalus.orchestration.option_spec import (
     required,
     validate,
 )
+from daedalus.store.home import KNOWLEDGE_OFF
 
 TASKS = ("binary", "multiclass", "regression")  # data.schema.Task's values (a test keeps them equal)
 VALIDATIONS = ("kfold", "holdout")
@@ -35,6 +37,9 @@ VALIDATIONS = ("kfold", "holdout")
 # the floor every trial was killed as out of memory at once (520 failed trials and no model).
 MIN_MEMORY_MB = 400.0
 OBJECTIVES = ("metric", "fairness")
+WARM_STARTS = ("on", "off")
+ZERO_SHOT_TRIALS = 3  # --zero-shot: the predicted best configuration and two runners-up
+LEARNING = "learning from earlier tasks"
 IMAGE_OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
 
@@ -44,6 +49,7 @@ _SEED = Interval(int, 0, MAX_SEED)
 _THREADS = Interval(int, 1)
 _FAMILIES = Names("model families")
 _COLUMNS = Names("column names")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://")
 OVERSIGHT, IMAGE = "oversight", "image data (architecture search over CNNs)"  # --help sections
 
 
@@ -57,6 +63,22 @@ def _parse_image_shape(text: str) -> object:
     from daedalus.data.images import parse_image_shape  # numpy and pandas: not while the command line is read
 
     return parse_image_shape(text)
+
+
+@dataclass(frozen=True)
+class _KnowledgeURL(Text):
+    """'off' or something shaped like a SQLAlchemy URL (``dialect[+driver]://...``). Whether it opens is learnt
+    at the end of the build, where a base that does not is a warning, never a failed build."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and (value == KNOWLEDGE_OFF or _URL.match(value) is not None)
+
+
+# Both kinds of build record into the knowledge base (store/knowledge.py); one constraint and help text for both.
+_KNOWLEDGE = _KnowledgeURL("'off' or a SQLAlchemy URL")
+_KNOWLEDGE_HELP = ("where the finished run records its meta-features and trials, for later runs to learn from: a "
+                   "SQLAlchemy URL (a team can share a PostgreSQL database) or 'off' (default: "
+                   "$DAEDALUS_KNOWLEDGE, else knowledge.db in the data directory)")
 
 
 def _designer_names() -> tuple[str, ...]:
@@ -106,6 +128,17 @@ class BuildOptions:
         hint="a trial's worker starts at about 270 MB with the model libraries loaded; left out, it is 60% "
              "of the memory")
     n_threads: int = option(2, _THREADS, "threads per trial", flag="--threads", python=True)
+    # Learning to build (issue 12): the search starts from what earlier tasks taught.
+    warm_start: str = option(
+        "on", StrOptions(WARM_STARTS), "on: start from the mined portfolio, ordered for this table by the nearest "
+        "known tasks, and from the best configurations of similar past runs; off: each family's default, then TPE "
+        "(the cold start, for comparison)", flag="--warm-start", group=LEARNING)
+    zero_shot: bool = option(False, Boolean(), "fit only the configuration predicted best for this table (and its "
+                             f"runners-up, {ZERO_SHOT_TRIALS} in all, if the budget allows): an answer in seconds",
+                             flag="--zero-shot", group=LEARNING)
+    portfolio: str | None = option(None, Text("a file name"), "a portfolio file to warm start from (default: the "
+                                   "one shipped with Daedalus, or the one 'daedalus learn' wrote)",
+                                   flag="--portfolio", metavar="FILE", example="portfolio.json", group=LEARNING)
     # Oversight (issue 4). Sensitive columns are audited for fairness and left out of the features unless
     # use_sensitive; fairness is a constraint such as "demographic_parity_difference<=0.05"; objectives
     # ("metric", "fairness") asks for the Pareto front; policy is a TOML file of approval gates; intended_use
@@ -129,6 +162,8 @@ class BuildOptions:
                                       metavar="TEXT", example="credit pre-screening", group=OVERSIGHT)
     explain: bool = option(True, Boolean(), "skip the end-of-build explanations (permutation importance, why this "
                            "model)", flag="--no-explain", group=OVERSIGHT, python=True)
+    knowledge: str | None = option(None, _KNOWLEDGE, _KNOWLEDGE_HELP, flag="--knowledge", metavar="URL",
+                                   example="postgresql://user@host/db", python=True)
 
     def checked(self, style: Style = "cli") -> BuildOptions:
         """These options, once every one meets its declared constraint and they fit together; else a ConfigError
@@ -145,6 +180,9 @@ class BuildOptions:
             what = name("fairness") if self.fairness is not None else f"{name('objectives')} metric,fairness"
             raise ConfigError(f"{what} needs the groups to be fair between; name them with "
                               f"{name('sensitive')} COLS")
+        if self.zero_shot and self.warm_start == "off":
+            raise ConfigError(f"{name('zero_shot')} predicts the best configuration from earlier tasks, which "
+                              f"{name('warm_start')} off turns off; drop one of them")
         if self.use_sensitive and not self.sensitive:
             raise ConfigError(f"{name('use_sensitive')} needs {name('sensitive')} COLS (the columns to keep as "
                               "features)")
@@ -202,6 +240,11 @@ class ImageBuildOptions:
     flip: bool | None = option(
         None, Boolean(), "augment training images by random left-right mirroring (default: on for colour images, "
         "off for grey ones, whose digits and letters mirror into other symbols)", flag="--flip", group=IMAGE)
+    warm_start: str = option(
+        "on", StrOptions(WARM_STARTS), "on: pretrain the designer on the networks of similar past image runs (the "
+        "knowledge base) and try their best first; off: start from nothing", flag="--warm-start", group=LEARNING)
+    knowledge: str | None = option(None, _KNOWLEDGE, _KNOWLEDGE_HELP, flag="--knowledge", metavar="URL",
+                                   example="postgresql://user@host/db")
 
     def checked(self, style: Style = "cli") -> ImageBuildOptions:
         validate(self, style)

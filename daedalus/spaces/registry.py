@@ -4,7 +4,11 @@ lookup with helpful errors, and the families a build searches."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from daedalus.data.schema import Task
 from daedalus.errors import ConfigError
@@ -12,7 +16,7 @@ from daedalus.spaces.catalog import FAMILIES
 from daedalus.spaces.family import ModelFamily
 from daedalus.spaces.mitigation import MITIGATIONS
 
-__all__ = ["FAMILIES", "get_family", "resolve_families"]
+__all__ = ["FAMILIES", "config_problem", "get_family", "in_distribution", "resolve_families"]
 
 
 # Common abbreviations, only to suggest the right name in an error message (names themselves are strict).
@@ -62,3 +66,38 @@ def resolve_families(include: Sequence[str] | None, exclude: Sequence[str] | Non
                           f"{', '.join(sorted(wanted)) or 'none'} and the exclude option removes "
                           f"{', '.join(exclude or ()) or 'none'}; keep at least one of {', '.join(FAMILIES)}")
     return chosen
+
+
+def config_problem(name: str, config: Mapping[str, Any], task: Task, n_rows: int) -> str | None:
+    """Why ``config`` is not a configuration of family ``name`` for this task and table size, or None when it is:
+    a name it does not know, a key outside its space, a value outside its distribution. A configuration read from a
+    file (a mined portfolio, a knowledge base) is someone else's data and passes here before it is queued."""
+    if name not in FAMILIES:
+        return f"unknown model family {name!r}"
+    family = FAMILIES[name]
+    if task not in family.tasks:
+        return f"{name} cannot do {task.value}"
+    if not isinstance(config, Mapping):
+        return f"a {type(config).__name__} where a configuration belongs"
+    space = family.space(task, n_rows)
+    for key, value in config.items():
+        dist = space.get(key)
+        if dist is None:
+            return f"{name} has no hyperparameter {key!r}"
+        if not in_distribution(value, dist):
+            return f"{name}.{key} = {value!r} is outside {dist!r}"
+    return None
+
+
+def in_distribution(value: Any, dist: BaseDistribution) -> bool:
+    """Whether ``value`` is one the distribution can give: a listed choice of the same type, or a finite number in
+    range (an integer for an integer distribution); a bool is not a number here."""
+    if isinstance(dist, CategoricalDistribution):
+        return any(type(value) is type(c) and value == c for c in dist.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if isinstance(dist, IntDistribution) and not float(value).is_integer():
+        return False
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        return bool(dist.low <= value <= dist.high)
+    return False

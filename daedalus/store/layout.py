@@ -17,6 +17,7 @@
       holdout_predictions.npz   an image run's final network on its held-out images
       images/            an image run's split images (*.npy), read by its workers
       designer.json      an image run's designer state after its last tell (the designer's get_state)
+      meta_features.json the table's meta-features (data/metafeatures.py), measured before the search
 
 Code anywhere in Daedalus names these paths through this module (or ``RunStore``'s methods, which use it);
 the functions here take a directory, not a ``RunStore``, so that a worker process that was handed a trial's
@@ -52,6 +53,7 @@ IMAGE_HOLDOUT_FILE = "holdout_predictions.npz"
 IMAGES_DIR = "images"  # an image run's split images, read by its workers
 CHECKPOINT_FILE = "checkpoint.pt"  # in an image trial's directory, between rungs
 DESIGNER_RECORD = "designer"  # designer.json (a JSON record): the designer's state after its last tell
+META_FEATURES = "meta_features"  # meta_features.json (a JSON record): the table's description (issue 12)
 
 _FOLD = re.compile(r"fold_(\d+)\.skops")
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Self-improvement (issue 12): does a build reach an earlier build's best score sooner with the knowledge base?
+
+    .venv/bin/python bench/self_improve_bench.py --time 40 --limit 10
+
+For each task (of ../shared/meta, ids and leaks dropped): build FIRST on half of the rows (seed 0), recording it
+in a fresh knowledge base; then build on all the rows three ways, same seed and budget:
+  - ``knowledge``: warm start with that knowledge base (the first build's best configurations queued);
+  - ``portfolio``: warm start from the mined portfolio alone (``--knowledge off``);
+  - ``cold``: ``--warm-start off`` (each family's default, then TPE).
+Measured: the seconds from the build's launch until a trial's validation score reaches the first build's best
+(the audit log's ``trial_result`` times), and the ratio of each arm's time to ``cold``'s (an arm that never reaches
+it counts as its whole budget: the ratio is then a bound). The portfolio is the shipped one unless --portfolio
+gives another (use a portfolio mined without these tasks for a leave-one-task-out reading).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import automl_bench as ab  # noqa: E402  (bench/ is not a package)
+from meta_bench import pick_tasks  # noqa: E402
+
+ARMS = ("knowledge", "portfolio", "cold")
+
+
+def table(name: str, entry: dict[str, Any], shared: Path, work: Path, max_rows: int | None) -> tuple[Path, Path]:
+    df = pd.read_csv(shared / "meta" / f"{name}.csv.gz")
+    drop = [c for c in [*entry.get("id_cols", []), *entry.get("leak_cols", [])] if c in df.columns]
+    df = df.drop(columns=drop).dropna(subset=[entry["target"]])
+    if max_rows is not None and len(df) > max_rows:
+        df = df.sample(max_rows, random_state=0)
+    work.mkdir(parents=True, exist_ok=True)
+    full, half = work / "full.csv", work / "half.csv"
+    df.to_csv(full, index=False)
+    df.sample(frac=0.5, random_state=1).to_csv(half, index=False)
+    return full, half
+
+
+def build(daedalus: str, data: Path, target: str, budget: float, run_dir: Path, extra: list[str]) -> float:
+    """Run a build; returns the wall-clock time it was launched at."""
+    launched = time.time()
+    proc = subprocess.run([daedalus, "build", str(data), "--target", target, "--time", f"{budget:g}", "--seed",
+                           "0", "--run", str(run_dir), "--quiet", "--no-explain", *extra],
+                          capture_output=True, text=True, timeout=ab.hard_limit_s(budget))
+    if proc.returncode != 0:
+        raise RuntimeError(f"build of {data} exited {proc.returncode}: {proc.stderr[-500:]}")
+    return launched
+
+
+def results(run_dir: Path) -> tuple[list[tuple[float, float]], bool]:
+    """(time, score) of each successful trial, and whether the metric is to be maximised."""
+    records = [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
+    trials = [(r["time"], r["score"]) for r in records if r.get("event") == "trial_result" and r.get("status") == "ok"]
+    metric = next(r["metric"] for r in records if r.get("event") == "validation_plan")
+    return trials, metric not in ("rmse", "mae", "log_loss")
+
+
+def time_to_reach(trials: list[tuple[float, float]], launched: float, goal: float, higher: bool,
+                  budget: float) -> tuple[float, bool]:
+    for moment, score in sorted(trials):
+        if (score >= goal) if higher else (score <= goal):
+            return moment - launched, True
+    return budget, False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--time", type=float, default=40.0)
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--tasks", default=None)
+    parser.add_argument("--max-rows", type=int, default=20000)
+    parser.add_argument("--portfolio", default=None)
+    parser.add_argument("--shared", type=Path, default=ab.DEFAULT_SHARED)
+    parser.add_argument("--daedalus", default=ab.default_daedalus())
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    out = args.out or Path(tempfile.mkdtemp(prefix="self_improve_"))
+    manifest = json.loads((args.shared / "meta" / "manifest.json").read_text())
+    names = pick_tasks(manifest, args.limit, args.tasks.split(",") if args.tasks else None)
+    portfolio = ["--portfolio", args.portfolio] if args.portfolio else []
+    rows = []
+    for name in names:
+        entry, work = manifest[name], out / name
+        full, half = table(name, entry, args.shared, work, args.max_rows)
+        knowledge = f"sqlite:///{work / 'knowledge.db'}"
+        try:
+            build(args.daedalus, half, entry["target"], args.time, work / "first",
+                  ["--knowledge", knowledge, *portfolio])
+            first, higher = results(work / "first")
+            goal = max(s for _, s in first) if higher else min(s for _, s in first)
+            row: dict[str, Any] = {"task": name, "goal": goal}
+            extras = {"knowledge": ["--knowledge", knowledge, *portfolio],
+                      "portfolio": ["--knowledge", "off", *portfolio],
+                      "cold": ["--knowledge", "off", "--warm-start", "off"]}
+            for arm in ARMS:
+                launched = build(args.daedalus, full, entry["target"], args.time, work / arm, extras[arm])
+                trials, _ = results(work / arm)
+                row[arm], row[f"{arm}_reached"] = time_to_reach(trials, launched, goal, higher, args.time)
+        except (RuntimeError, subprocess.TimeoutExpired, StopIteration, ValueError) as e:
+            print(f"{name}: {e}", flush=True)
+            continue
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    print(f"\n{len(rows)} tasks; seconds to reach the half-data build's best validation score (--time {args.time:g})")
+    print("| task | " + " | ".join(ARMS) + " |\n|---|" + "---|" * len(ARMS))
+    for row in rows:
+        cells = [f"{row[a]:.1f}{'' if row[f'{a}_reached'] else ' (never)'}" for a in ARMS]
+        print(f"| {row['task']} | " + " | ".join(cells) + " |")
+    if rows:
+        for arm in ARMS[:2]:
+            ratios = [row[arm] / row["cold"] for row in rows if row["cold"] > 0]
+            print(f"{arm}/cold: geometric mean ratio {float(np.exp(np.mean(np.log(ratios)))):.2f} over {len(ratios)} "
+                  f"tasks; median {float(np.median(ratios)):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
