@@ -68,7 +68,7 @@ def run_task(name: str, entry: dict[str, Any], args: argparse.Namespace, done: s
     if not portfolio.exists():
         loto_portfolio(name, portfolio)
     for arm, budget, warm in arms(args.times):
-        if (name, arm) in done:
+        if (name, arm) in done or (args.arms and arm not in args.arms):
             continue
         extra = ["--knowledge", "off", "--no-explain"]
         extra += ["--portfolio", str(portfolio)] if warm else ["--warm-start", "off"]
@@ -84,14 +84,14 @@ def run_task(name: str, entry: dict[str, Any], args: argparse.Namespace, done: s
         print(f"{name:40s} {arm:8s} {row['score']}  {result.error or ''}".rstrip(), flush=True)
 
 
-def summarise(rows: list[dict[str, Any]], times: list[float]) -> str:
+def summarise(rows: list[dict[str, Any]], times: list[float], only: list[str] | None = None) -> str:
     by_task: dict[str, dict[str, float]] = {}
     kinds: dict[str, str] = {}
     for row in rows:
         if row["score"] is not None:
             by_task.setdefault(row["task"], {})[row["arm"]] = row["score"]
             kinds[row["task"]] = row["kind"]
-    names = [a for a, _, _ in arms(times)]
+    names = [a for a, _, _ in arms(times) if not only or a in only]
     complete = {t: s for t, s in by_task.items() if all(a in s for a in names)}
     norm: dict[str, list[float]] = {a: [] for a in names}
     wins = {t: 0.0 for t in times}
@@ -102,13 +102,16 @@ def summarise(rows: list[dict[str, Any]], times: list[float]) -> str:
         for a, v in zip(names, values, strict=True):
             norm[a].append(1.0 if span == 0 else float((v - values.min()) / span))
         for t in times:
-            warm, cold = values[names.index(f"warm{t:g}")], values[names.index(f"cold{t:g}")]
-            wins[t] += 1.0 if warm > cold else 0.5 if warm == cold else 0.0
+            if f"warm{t:g}" in names and f"cold{t:g}" in names:
+                warm, cold = values[names.index(f"warm{t:g}")], values[names.index(f"cold{t:g}")]
+                wins[t] += 1.0 if warm > cold else 0.5 if warm == cold else 0.0
     n = len(complete)
     lines = [f"tasks with every arm: {n}", "", "| arm | mean normalised score |", "|---|---|"]
     lines += [f"| {a} | {np.mean(norm[a]):.3f} |" for a in names if norm[a]]
     lines.append("")
     for t in times:
+        if f"warm{t:g}" not in names or f"cold{t:g}" not in names:
+            continue
         lines.append(f"warm beats cold at {t:g} s on {wins[t]:.1f} of {n} tasks ({100 * wins[t] / max(n, 1):.0f}%; "
                      "a tie counts half)")
     return "\n".join(lines)
@@ -124,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--daedalus", default=ab.default_daedalus())
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--arms", default=None, help="comma-separated arms to run, e.g. warm30,cold30,cold60 "
+                        "(default: warm and cold at every budget)")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args(argv)
     args.times = [float(t) for t in args.times.split(",")]
+    args.arms = args.arms.split(",") if args.arms else None
     args.out = args.out or Path(tempfile.mkdtemp(prefix="meta_bench_"))
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             run_task(name, manifest[name], args, done, results, run_peer)
         rows = [json.loads(line) for line in results.read_text().splitlines()]
-    summary = summarise(rows, args.times)
+    summary = summarise(rows, args.times, args.arms)
     (args.out / "summary.md").write_text(summary + "\n")
     print(summary)
     return 0

@@ -180,18 +180,21 @@ def oof_path(task: str, cid: str) -> Path:
 
 
 def evaluate(cache: Cache, ctx: EvalContext, task: str, cid: str, family: str, config: dict[str, Any],
-             stage: str, cap: float) -> dict[str, Any]:
-    """One cell: from the cache if done, else fitted in a capped worker and recorded at once."""
+             stage: str, cap: float, retry: bool = False) -> dict[str, Any]:
+    """One cell: from the cache if done, else fitted in a capped worker and recorded at once. ``retry``: a cell
+    that timed out under a smaller cap runs again (a busy machine makes slow families time out; the later
+    line wins)."""
     done = cache.cells.get((task, cid))
-    if done is not None:
+    if done is not None and not (retry and done["status"] == "timeout" and done.get("cap", 6.0) < cap):
         return done
+    stage = done["stage"] if done is not None else stage
     spec = TrialSpec(number=0, family=family, config=config, seed=SEED, n_threads=1, out_dir=CACHE / "unused",
                      keep_models_above=math.inf)  # never save fold models
     t0 = time.perf_counter()
     res = run_in_worker(run_trial, (ctx, spec), timeout=cap, memory_mb=3000)
     rec: dict[str, Any] = {"kind": "cell", "task": task, "config_id": cid, "family": family, "config": config,
                            "stage": stage, "status": res.status, "score": None, "fit_seconds": None,
-                           "seconds": round(time.perf_counter() - t0, 3)}
+                           "seconds": round(time.perf_counter() - t0, 3), "cap": cap}
     if res.status == "ok":
         out = res.value
         rec.update(score=float(out.score), fit_seconds=round(out.fit_seconds, 3))
@@ -290,7 +293,7 @@ def stage2(cache: Cache, specs: list[TaskSpec], args: argparse.Namespace) -> Non
                                          hashlib.sha1(s.name.encode()).hexdigest()))
     for i, spec in enumerate(specs):
         info = cache.tasks.get(spec.name, {})
-        if "error" in info or info.get("stage2_done"):
+        if "error" in info or (info.get("stage2_done") and not args.retry_timeouts):
             continue
         t0 = time.time()
         try:
@@ -305,7 +308,7 @@ def stage2(cache: Cache, specs: list[TaskSpec], args: argparse.Namespace) -> Non
         jobs += [(c["config_id"], c["family"], fit_to_space(c["family"], c["config"], ctx.task, n))
                  for c in pool if ctx.task in FAMILIES[c["family"]].tasks]
         for cid, family, config in jobs:
-            evaluate(cache, ctx, spec.name, cid, family, config, "2", args.trial_cap)
+            evaluate(cache, ctx, spec.name, cid, family, config, "2", args.trial_cap, args.retry_timeouts)
         cache.append({**info, "stage2_done": True, "stage2_seconds": round(time.time() - t0, 1)})
         print(f"[{i + 1}/{len(specs)}] {spec.name}: stage 2 {time.time() - t0:.1f} s", flush=True)
 
@@ -440,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=12, help="stage-1 trials per task (defaults first)")
     ap.add_argument("--pool", type=int, default=8, help="stage-2 candidates pooled from stage 1")
     ap.add_argument("--size", type=int, default=14, help="portfolio size (export)")
+    ap.add_argument("--retry-timeouts", action="store_true",
+                    help="stage 2: run again, under this --trial-cap, the cells that timed out under a smaller one")
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
     args = ap.parse_args(argv)
     index, n_parts = (int(x) for x in args.part.split("/"))

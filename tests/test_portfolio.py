@@ -126,6 +126,7 @@ def test_without_a_group_removes_every_task_of_it() -> None:
     left = m.without("diamonds")
     assert left.task_names == ["abalone"] and set(left.scores) == {"abalone"} and set(left.fit_seconds) == {"abalone"}
     assert m.task_names == ["diamonds", "ggplot2_diamonds", "abalone"]  # the original is untouched
+    assert m.group_of("ggplot2_diamonds") == "diamonds" and m.group_of("not_in_it") == "not_in_it"
 
 
 def test_matrix_and_portfolio_round_trip(tmp_path: Path) -> None:
@@ -232,3 +233,16 @@ def test_the_matrix_builder_cache_resumes_after_a_kill_mid_line(tmp_path: Path) 
     assert set(Cache(path).cells) == {("t", config_id("linear", {"C": 1.0})), ("t", "knn.default")}
     assert config_id("linear", {"C": 1.0}) == config_id("linear", {"C": 1.0}) != config_id("linear", {"C": 2.0})
     assert config_id("knn", None) == "knn.default"
+
+
+def test_the_shipped_matrix_and_portfolio_load_and_agree() -> None:
+    matrix, portfolio = Matrix.load(), Portfolio.load()
+    assert len(portfolio.members) >= 8 and portfolio.mode == "ensemble"
+    assert {m.config_id for m in portfolio.members} <= set(matrix.dense_configs())
+    assert {t["name"] for t in portfolio.tasks} == set(matrix.task_names)
+    sources = {t["source"] for t in matrix.tasks}
+    assert sources <= {"meta", "datasets"}  # only the shared corpora are mined for what ships
+    for member in portfolio.members:
+        assert set(member.scores) == set(matrix.task_names)
+        for task in Task:
+            member.config_for(task, 5_000)  # every member runs on every kind of table

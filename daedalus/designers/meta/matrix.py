@@ -90,6 +90,13 @@ class Matrix:
                 return t
         raise KeyError(name)
 
+    def group_of(self, task_name: str) -> str:
+        """The task's group (a task the matrix does not hold is a group of its own: removing it removes nothing)."""
+        for t in self.tasks:
+            if t["name"] == task_name:
+                return str(t["group"])
+        return task_name
+
     def config(self, config_id: str) -> dict[str, Any]:
         for c in self.configs:
             if c["id"] == config_id:

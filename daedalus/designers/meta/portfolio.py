@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from daedalus.data.metafeatures import META_FEATURE_NAMES, MetaFeatures
+from daedalus.data.metafeatures import MetaFeatures
 from daedalus.data.schema import Task
 from daedalus.designers.meta.matrix import Matrix, packaged_path, write_atomic
 from daedalus.designers.meta.space_fit import Config, fit_to_space, in_distribution
@@ -44,6 +44,7 @@ BLEND_STEPS = (1, 2, 4)  # the current ensemble's weight against a new member's 
 # An ensemble's normalised score is capped: on a task where the best configuration is barely above the median,
 # a small absolute gain would be a huge normalised one and outweigh every other task.
 ENSEMBLE_CAP = 2.0
+DEFAULT_SIZE = 12  # the shipped portfolio's size
 
 # Out-of-fold predictions per task: (targets, {config id: predictions on the same rows})
 OOF = Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]
@@ -94,12 +95,18 @@ class Portfolio:
         keys = sorted(set(meta_features or {}).intersection(*[t["meta_features"] for t in same])) if same else []
         if not keys or meta_features is None:
             return list(self.members)
-        table = np.array([_scaled(t["meta_features"], keys) for t in same])
+        whole = [_similarity(t["meta_features"]) for t in same]
+        query_whole = _similarity(meta_features)
+        if query_whole is not None and all(w is not None for w in whole):
+            # Whole records: the coordinates MetaFeatures.similarity_vector keeps for finding similar tasks.
+            table, query_raw = np.array(whole), query_whole
+        else:
+            table, query_raw = np.array([_scaled(t["meta_features"], keys) for t in same]), _scaled(meta_features, keys)
         with np.errstate(all="ignore"):
             mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
         mean, std = np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
         z = np.nan_to_num((table - mean) / std)
-        query = np.nan_to_num((_scaled(meta_features, keys) - mean) / std)
+        query = np.nan_to_num((query_raw - mean) / std)
         nearest = [same[i]["name"] for i in np.argsort(np.linalg.norm(z - query, axis=1))[:k]]
         return sorted(self.members, key=lambda m: (-float(np.mean([m.scores.get(n, -1.0) for n in nearest])),
                                                    m.slot))
@@ -145,15 +152,17 @@ class Portfolio:
         return cls(members=members, tasks=tasks, mode=mode, trajectory=trajectory)
 
 
-def _scaled(features: Mapping[str, float | None], keys: list[str]) -> np.ndarray:
-    """The meta-features ``keys`` on the scale distances use: ``MetaFeatures.vector``'s when ``features`` is a
-    whole record (counts as logs), as they are otherwise (a test's or an older file's few names)."""
+def _similarity(features: Mapping[str, float | None]) -> np.ndarray | None:
+    """``MetaFeatures.similarity_vector`` of a whole record of meta-feature values; None for a partial one."""
     try:
-        record = MetaFeatures.from_dict({"values": dict(features), "seconds": 0.0})
+        return MetaFeatures.from_dict({"values": dict(features), "seconds": 0.0}).similarity_vector()
     except ValueError:
-        return np.array([_number(features[key]) for key in keys])
-    scaled = dict(zip(META_FEATURE_NAMES, record.vector(), strict=True))
-    return np.array([scaled[key] for key in keys])
+        return None
+
+
+def _scaled(features: Mapping[str, float | None], keys: list[str]) -> np.ndarray:
+    """The meta-features ``keys`` as they are (a partial record: a test's or an older file's few names)."""
+    return np.array([_number(features[key]) for key in keys])
 
 
 def _list(value: Any, what: str) -> list[Any]:
@@ -209,8 +218,8 @@ def _member(slot: int, m: Any) -> Member:
 
 
 # -- selection ------------------------------------------------------------------------------------------------
-def select_portfolio(matrix: Matrix, size: int, oof: OOF | None = None, ensembler: Ensembler | None = None,
-                     candidates: Sequence[str] | None = None) -> Portfolio:
+def select_portfolio(matrix: Matrix, size: int = DEFAULT_SIZE, oof: OOF | None = None,
+                     ensembler: Ensembler | None = None, candidates: Sequence[str] | None = None) -> Portfolio:
     """Greedy forward selection of ``size`` members among ``candidates`` (default: the configurations run on
     90% of the tasks or more); ensemble-aware when ``oof`` (and the ``ensembler`` that scores it) is given, else
     best-member (see the module)."""
