@@ -242,3 +242,12 @@ def test_a_state_saved_before_pretraining_existed_still_resumes() -> None:
         resumed = make_designer(name, NB201Space(), seed=5)
         resumed.set_state(state)
         assert search(resumed, cifar100(), 3) == search(original, cifar100(), 3)
+
+
+def test_a_small_source_keeps_its_best_few_not_only_its_best() -> None:
+    """A past image run records a dozen networks: the policy is fitted to its best few, weighted by rank."""
+    made = make_designer("generative", NB201Space(), seed=0)
+    assert isinstance(made, Pretrainable)
+    made.pretrain(load_examples(SMALL)[:12])
+    weights = sorted((w for _, w in made.prior), reverse=True)  # type: ignore[attr-defined]
+    assert len(weights) >= 3 and weights[0] == 1.0 and weights[2] > 0.1

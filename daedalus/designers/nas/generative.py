@@ -64,6 +64,7 @@ MAX_DRAWS = 1000
 # under PRIOR_KEEP are dropped (the top 3%). Fitted by PRETRAIN_STEPS full-batch Adam steps at PRETRAIN_LR.
 # The same for every source and every task searched: chosen a priori, not tuned to a table.
 PRIOR_FOCUS = 0.005
+PRIOR_MIN_TOP = 3.0  # ...but the focus spans at least this many examples (it does on a table: 0.005 x 15,625 = 78)
 PRIOR_KEEP = math.exp(-6.0)
 PRETRAIN_STEPS = 100
 PRETRAIN_LR = 0.05
@@ -187,8 +188,11 @@ class GenerativeDesigner(ArchDesigner):
         if self.next_number or self.scores:  # refitting would throw away what the search has learned
             raise ValueError("pretrain a designer before its first ask or tell")
         similarity = task_similarity(task, self.task)
-        for genotype, quantile in normalised(self.space, examples):
-            weight = math.exp(-(1.0 - quantile) / PRIOR_FOCUS)
+        rows = normalised(self.space, examples)
+        # A small source (a past image run's dozen networks) keeps its best few, not only its best one.
+        focus = max(PRIOR_FOCUS, PRIOR_MIN_TOP / max(len(rows), 1))
+        for genotype, quantile in rows:
+            weight = math.exp(-(1.0 - quantile) / focus)
             if weight >= PRIOR_KEEP:  # before the similarity: a source's top is kept whatever its weight
                 self.prior.append((genotype, similarity * weight))
         with one_thread():
