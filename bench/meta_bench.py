@@ -73,6 +73,7 @@ def run_task(name: str, entry: dict[str, Any], args: argparse.Namespace, done: s
         extra = ["--knowledge", "off", "--no-explain"]
         extra += ["--portfolio", str(portfolio)] if warm else ["--warm-start", "off"]
         result = ab.RunResult(dataset=name, framework=arm, task=data.task, budget_s=budget, seed=args.seed)
+        (work / arm).mkdir(parents=True, exist_ok=True)
         try:
             ab.run_daedalus(data, budget, args.seed, args.daedalus, work / arm, run_peer, result, tuple(extra))
         except Exception as e:  # an arm's failure is recorded, and the benchmark goes on
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         run_peer = ab.load_run_peer(args.shared)
         done = {(r["task"], r["arm"]) for r in rows}
         names = pick_tasks(manifest, args.limit, args.tasks.split(",") if args.tasks else None)
-        print(f"{len(names)} tasks, arms {', '.join(a for a, _, _ in arms(args.times))}; results in {results}")
+        shown = [a for a, _, _ in arms(args.times) if not args.arms or a in args.arms]
+        print(f"{len(names)} tasks, arms {', '.join(shown)}; results in {results}")
         for name in names:
             run_task(name, manifest[name], args, done, results, run_peer)
         rows = [json.loads(line) for line in results.read_text().splitlines()]

@@ -176,13 +176,22 @@ def _order_portfolio(target: np.ndarray, candidates: Sequence[Candidate], usable
         if predicted is not None:
             guess = float(predicted[i]) if math.isfinite(predicted[i]) else -math.inf
         ranked.append((guess, i))
-    ranked.sort(key=lambda pair: (-pair[0], pair[1]))  # stable: ties keep the portfolio's greedy order
+    # The member predicted best for this table goes first (what --zero-shot fits first); the others keep the
+    # portfolio's greedy order, in which each member was chosen for what it adds to those before it. Re-ordering
+    # them all by their predicted scores alone lost that: leave-one-group-out over 115 corpus tasks
+    # (bench/train_ranker.py --evaluate), the best of the first 3 members scored 0.645 in nearest-task order
+    # against 0.765 in slot order, for first members level (0.384 and 0.375).
+    first = max(ranked, key=lambda pair: (pair[0], -pair[1]))
+    ranked = [first, *[pair for pair in ranked if pair is not first]]
     near = past_tasks[int(order[0])] if len(order) else None
     source = "by the learned ranker" if predicted is not None else f"from the {len(order)} nearest corpus tasks"
     out = []
-    for guess, i in ranked:
+    for position, (guess, i) in enumerate(ranked):
         cand = candidates[i]
-        reason = f"{cand.label} ({cand.family}): predicted {guess:.2f} (1 = best known) {source}"
+        reason = (f"{cand.label} ({cand.family}): predicted best for this table, {guess:.2f} (1 = best known) "
+                  f"{source}") if position == 0 else (
+                  f"{cand.label} ({cand.family}): the portfolio's greedy order (each member chosen for what it adds "
+                  f"to those before it); predicted {guess:.2f} {source}")
         detail: dict[str, Any] = {"slot": cand.label, "predicted": round(guess, 4), "distance": math.inf}
         if predicted is not None:
             detail["ranker"] = True
