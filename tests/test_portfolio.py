@@ -202,17 +202,6 @@ def test_a_mined_configuration_is_projected_onto_another_tasks_space() -> None:
     assert reg["min_samples_leaf"] == 2 and reg["bootstrap"] is True
 
 
-def test_order_for_puts_first_the_members_strongest_on_the_nearest_tasks() -> None:
-    m = make_matrix({"t0": {"a": 0.9, "b": 0.5, "c": 0.6}, "t1": {"a": 0.85, "b": 0.6, "c": 0.7},
-                     "t9": {"a": 0.5, "b": 0.95, "c": 0.6}})
-    m.tasks[2]["meta_features"] = {"rows": 9.0, "cols": 1.0}
-    p = select_portfolio(m, 2)
-    assert [x.config_id for x in p.members] == ["a", "b"]
-    near_t9 = p.order_for(Task.BINARY, {"rows": 8.5, "cols": 1.0}, k=1)
-    assert [x.config_id for x in near_t9] == ["b", "a"]
-    assert [x.config_id for x in p.order_for(Task.BINARY, None)] == ["a", "b"]  # no meta-features: slot order
-
-
 def test_the_matrix_builder_cache_resumes_after_a_kill_mid_line(tmp_path: Path) -> None:
     """bench/meta_matrix.py's cache: every finished cell is one synced line; a line cut by a kill is skipped
     (that cell runs again), every whole line is a done cell."""

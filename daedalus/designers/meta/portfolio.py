@@ -14,7 +14,8 @@ on the task. What a portfolio "gets" on a task depends on what the build does wi
 
 A :class:`Portfolio` keeps, besides its members in order, each member's normalised score on every task and
 the tasks' meta-features, so a build can re-order the members for a new table by its nearest tasks
-(:meth:`Portfolio.order_for`). ``portfolio.json`` is plain JSON, validated on load against each family's space:
+(``designers/warm_start.py``, the one place that orders them). ``portfolio.json`` is plain JSON, validated on
+load against each family's space:
 a damaged or hostile file raises ValueError naming it, and nothing in it is ever executed.
 """
 
@@ -84,33 +85,6 @@ class Portfolio:
     mode: str  # "ensemble" or "best-member"
     trajectory: list[float] = field(default_factory=list)  # mean normalised score after each slot
 
-    def order_for(self, task: Task, meta_features: MetaFeatures | Mapping[str, float | None] | None = None,
-                  k: int = 5) -> list[Member]:
-        """The members re-ordered for a new table: by their mean normalised score on the ``k`` nearest tasks of
-        the same kind (z-scored meta-features, as ``MetaFeatures.vector`` scales them, Euclidean; FLAML
-        zero-shot's idea), slot order breaking ties. Without meta-features (or none in common), the slot order."""
-        if isinstance(meta_features, MetaFeatures):
-            meta_features = meta_features.values
-        same = [t for t in self.tasks if t["task"] == task.value and t.get("meta_features")]
-        keys = sorted(set(meta_features or {}).intersection(*[t["meta_features"] for t in same])) if same else []
-        if not keys or meta_features is None:
-            return list(self.members)
-        whole = [_similarity(t["meta_features"]) for t in same]
-        query_whole = _similarity(meta_features)
-        if query_whole is not None and all(w is not None for w in whole):
-            # Whole records: the coordinates MetaFeatures.similarity_vector keeps for finding similar tasks.
-            table, query_raw = np.array(whole), query_whole
-        else:
-            table, query_raw = np.array([_scaled(t["meta_features"], keys) for t in same]), _scaled(meta_features, keys)
-        with np.errstate(all="ignore"):
-            mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
-        mean, std = np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
-        z = np.nan_to_num((table - mean) / std)
-        query = np.nan_to_num((query_raw - mean) / std)
-        nearest = [same[i]["name"] for i in np.argsort(np.linalg.norm(z - query, axis=1))[:k]]
-        return sorted(self.members, key=lambda m: (-float(np.mean([m.scores.get(n, -1.0) for n in nearest])),
-                                                   m.slot))
-
     # -- file -------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "mode": self.mode, "trajectory": self.trajectory,
@@ -158,11 +132,6 @@ def _similarity(features: Mapping[str, float | None]) -> np.ndarray | None:
         return MetaFeatures.from_dict({"values": dict(features), "seconds": 0.0}).similarity_vector()
     except ValueError:
         return None
-
-
-def _scaled(features: Mapping[str, float | None], keys: list[str]) -> np.ndarray:
-    """The meta-features ``keys`` as they are (a partial record: a test's or an older file's few names)."""
-    return np.array([_number(features[key]) for key in keys])
 
 
 def _list(value: Any, what: str) -> list[Any]:
