@@ -23,7 +23,9 @@ def load(path: str, target: str, categories: dict[str, list[str]] | None = None)
     df = pd.read_csv(path)
     y = df.pop(target)
     for col in df.columns:
-        if df[col].dtype == object or categories and col in categories:
+        # Text columns (object, or pandas 3's str dtype) as categories; numbers and booleans as they are.
+        text = not (pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]))
+        if text or categories and col in categories:
             df[col] = pd.Categorical(df[col], categories=categories[col] if categories else None)
     return df, y
 
