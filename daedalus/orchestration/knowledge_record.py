@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from daedalus.data.schema import Schema
 from daedalus.designers.optuna_designer import FAMILY_PARAM, STATUS_ATTR, split_params
 from daedalus.evaluation.trial import EvalContext
+from daedalus.orchestration.image_warm import image_task
 from daedalus.orchestration.loop import TrialRecord
 from daedalus.orchestration.reporter import Reporter
 from daedalus.store.knowledge import KnowledgeBase, RunEntry, TrialEntry, chosen_url, describe_url
@@ -64,9 +65,7 @@ def record_image_run(store: RunStore, records: Sequence[TrialRecord], shape: tup
     """Record a finished image run (its searched networks). Its meta-features, until image runs compute their
     own, are the images' shape and the number of classes: what a later image build compares."""
     channels, height, width = shape
-    described: dict[str, float | None] = {
-        "n_classes": float(n_classes), "channels": float(channels), "height": float(height), "width": float(width),
-        "n_images": float(n_images)}
+    described: dict[str, float | None] = {**image_task(n_classes, shape, n_images)}
     return record_run(store, "image", lambda: image_trials(records), knowledge, reporter, n_rows=n_images,
                       n_features=channels * height * width, greater_is_better=True, default_meta=described)
 
