@@ -219,7 +219,7 @@ def stage1(cache: Cache, specs: list[TaskSpec], args: argparse.Namespace) -> Non
             cache.append({"kind": "task", "name": spec.name, "stage1_done": True, "error": repr(exc)[:300]})
             print(f"[{i + 1}/{len(specs)}] {spec.name}: SKIPPED {exc!r}", flush=True)
             continue
-        families = resolve_families(None, None, ctx.task)
+        families = resolve_families(None, args.exclude, ctx.task)
         study = optuna.create_study(direction=ctx.metric.optuna_direction, sampler=make_sampler(SEED))
         designer = OptunaDesigner(study, families, ctx.task, len(ctx.y))
         designer.enqueue_portfolio()
@@ -304,9 +304,9 @@ def stage2(cache: Cache, specs: list[TaskSpec], args: argparse.Namespace) -> Non
         info = {"kind": "task", **new_info, **info}
         n = len(ctx.y)
         jobs = [(config_id(f, None), f, fit_to_space(f, None, ctx.task, n))
-                for f in resolve_families(None, None, ctx.task)]
+                for f in resolve_families(None, args.exclude, ctx.task)]
         jobs += [(c["config_id"], c["family"], fit_to_space(c["family"], c["config"], ctx.task, n))
-                 for c in pool if ctx.task in FAMILIES[c["family"]].tasks]
+                 for c in pool if ctx.task in FAMILIES[c["family"]].tasks and c["family"] not in args.exclude]
         for cid, family, config in jobs:
             evaluate(cache, ctx, spec.name, cid, family, config, "2", args.trial_cap, args.retry_timeouts)
         cache.append({**info, "stage2_done": True, "stage2_seconds": round(time.time() - t0, 1)})
@@ -446,7 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retry-timeouts", action="store_true",
                     help="stage 2: run again, under this --trial-cap, the cells that timed out under a smaller one")
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
+    ap.add_argument("--exclude", default="", help="comma-separated families left out of stages 1 and 2 (e.g. "
+                    "neural: it spends the whole cap at every size)")
     args = ap.parse_args(argv)
+    args.exclude = [f for f in args.exclude.split(",") if f]
     index, n_parts = (int(x) for x in args.part.split("/"))
     specs = list_tasks()
     if args.tasks:

@@ -43,16 +43,19 @@ def _proposed(run: Path) -> list[dict]:
 
 def test_the_audit_log_names_the_source_of_each_queued_proposal(small_binary_csv, tmp_path, portfolio_file):
     run = tmp_path / "run"
-    built = run_cli("build", small_binary_csv, "--target", "label", *BUILD, "--run", run, "--portfolio",
-                    portfolio_file, "--families", "linear,lightgbm,random_forest,knn")
+    built = run_cli("build", small_binary_csv, "--target", "label", *BUILD[2:], "--trials", "5", "--run", run,
+                    "--portfolio", portfolio_file, "--families", "linear,lightgbm,random_forest,knn")
     assert built.returncode == 0, built.stderr
     proposed = _proposed(run)
-    assert [p["designer"] for p in proposed] == ["default", "portfolio", "portfolio", "portfolio"]
+    assert [p["designer"] for p in proposed] == ["default", "portfolio", "portfolio", "portfolio", "tpe"]
+    # after the queue, TPE's first proposals are shaped by the members' ranks on the nearest corpus tasks
+    assert "trials of similar tasks (corpus task far, corpus task near)" in proposed[4]["reason"]
     assert proposed[1]["family"] == "random_forest" and "portfolio slot 2" in proposed[1]["reason"]
     assert "nearest corpus tasks" in proposed[1]["reason"] and "near" in proposed[1]["reason"]
     records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
     warm = next(r for r in records if r["event"] == "warm_start")
     assert [p["source"] for p in warm["warm_start"]["proposals"]] == ["portfolio"] * 3
+    assert warm["warm_start"]["prior_trials"] == 6  # 3 members on each of the 2 corpus tasks
     assert set(warm["meta_features"]["values"]) == set(META_FEATURE_NAMES)
     assert (run / "meta_features.json").is_file()
 

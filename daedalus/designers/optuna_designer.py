@@ -24,13 +24,16 @@ from daedalus.designers.base import OK, PRUNED, Designer, Proposal, Result
 from daedalus.designers.optuna_queue import (
     ENQUEUED_BY_ATTR,
     PORTFOLIO_ATTR,
+    SHAPED_ATTR,
     STEERED_ATTR,
     WARM_REASON_ATTR,
     claim_waiting,
+    draw_seed,
     running_trial,
     sampler_state,
     set_sampler_state,
 )
+from daedalus.designers.tpe_prior import SHAPED_PROPOSALS, PriorTrial, own_quantiles, shaped_study
 from daedalus.designers.warm_start import WarmProposal, WarmStartPlan
 from daedalus.spaces.mitigation import (
     BASE_PARAM,
@@ -47,6 +50,9 @@ REASON_ATTR = "reason"
 # the result, and TPE then models feasible and infeasible trials apart (Optuna's constrained TPE).
 CONSTRAINT_ATTR = "constraint"
 CONSTRAINT_NAME = "fairness"
+# The study's user attribute holding a warm start's prior trials (designers/tpe_prior.py), as records: a resumed
+# run shapes its remaining TPE proposals from the same prior.
+PRIOR_ATTR = "tpe_prior"
 
 
 def split_params(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -110,6 +116,8 @@ class OptunaDesigner(Designer[dict[str, Any]]):
                       **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
             self.study.enqueue_trial(params, user_attrs={PORTFOLIO_ATTR: True, WARM_REASON_ATTR: proposal.reason,
                                                          ENQUEUED_BY_ATTR: proposal.source}, skip_if_exists=False)
+        if plan.prior:
+            self.study.set_user_attr(PRIOR_ATTR, [p.to_record() for p in plan.prior])
 
     def distributions(self, family: str) -> dict[str, BaseDistribution]:
         model_family = get_family(family)
@@ -150,8 +158,12 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         # The family choice is a fixed categorical over the run's families, so its distribution stays the
         # same in every trial (Optuna needs that for TPE to model it).
         family_dist = CategoricalDistribution(self.families)
-        # Enqueued trials first (steering's, the fairness mitigations'), then the queue (the portfolio).
-        trial = claim_waiting(self.study, STEERED_ATTR) or self.study.ask({FAMILY_PARAM: family_dist})
+        # Enqueued trials first (steering's, the fairness mitigations'), then the queue (the portfolio), then TPE
+        # (its first proposals shaped by a warm start's prior trials, queued here when the queue is empty).
+        trial = claim_waiting(self.study, STEERED_ATTR)
+        if trial is None:
+            self._queue_shaped()
+            trial = self.study.ask({FAMILY_PARAM: family_dist})
         family = suggest(trial, FAMILY_PARAM, family_dist)
         self._suggest_config(trial, family)
         _, config = split_params(trial.params)
@@ -161,11 +173,40 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         if WARM_REASON_ATTR in trial.user_attrs:
             by = str(trial.user_attrs.get(ENQUEUED_BY_ATTR, "portfolio"))
             return self._proposal(trial, family, config, f"{by}: {trial.user_attrs[WARM_REASON_ATTR]}", by)
+        if SHAPED_ATTR in trial.user_attrs:
+            return self._proposal(trial, family, config, f"TPE: {trial.user_attrs[SHAPED_ATTR]}", self.name)
         if trial.user_attrs.get(PORTFOLIO_ATTR):
             return self._proposal(trial, family, config, f"portfolio: the default configuration of {family}, "
                                   "tried before the search proper", "portfolio")
         return self._proposal(trial, family, config, "TPE: sampled from a density model of the "
                               f"{self._n_complete()} finished trials", self.name)
+
+    def _queue_shaped(self) -> None:
+        """Queue TPE's next proposal fitted on a warm start's prior trials and this run's finished ones, while the
+        queue is empty and fewer than ``SHAPED_PROPOSALS`` such proposals were made (counted in the study, so a
+        resumed run goes on counting). No prior (a cold run): nothing, and TPE proposes as it always did."""
+        stored = self.study.user_attrs.get(PRIOR_ATTR)
+        if not isinstance(stored, list) or not stored:
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return
+        if sum(SHAPED_ATTR in t.user_attrs for t in trials) >= SHAPED_PROPOSALS:
+            return
+        prior = [p for p in map(PriorTrial.from_record, stored) if p is not None]
+        own = own_quantiles(trials, self.study.direction == optuna.study.StudyDirection.MAXIMIZE)
+        shaped = shaped_study(prior, own, FAMILY_PARAM, self.families, self.distributions,
+                              draw_seed(self.study.sampler))
+        used = len(shaped.trials) - len(own)
+        if used == 0:
+            return  # nothing of the prior lies in this run's space
+        family_dist = CategoricalDistribution(self.families)
+        trial = shaped.ask({FAMILY_PARAM: family_dist})
+        self._suggest_config(trial, suggest(trial, FAMILY_PARAM, family_dist))
+        sources = sorted({p.source for p in prior})
+        reason = (f"sampled from a density model of {used} trials of similar tasks ({', '.join(sources[:3])}"
+                  f"{', ...' if len(sources) > 3 else ''}) and this run's {len(own)} finished trials")
+        self.study.enqueue_trial(trial.params, user_attrs={SHAPED_ATTR: reason})
 
     def _proposal(self, trial: optuna.trial.Trial, family: str, config: dict[str, Any], reason: str,
                   designer: str) -> Proposal[dict[str, Any]]:

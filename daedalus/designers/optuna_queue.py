@@ -22,7 +22,9 @@ ENQUEUED_BY_ATTR = "enqueued_by"  # who enqueued a steered trial, when not 'stee
 # A warm start's queued configuration (designers/warm_start.py): why it was chosen, and its source
 # ("portfolio": the mined portfolio, "knowledge": the user's past runs). Marked PORTFOLIO_ATTR too: a queue entry.
 WARM_REASON_ATTR = "warm_reason"
-REQUEUE_KEEPS = (PORTFOLIO_ATTR, STEERED_ATTR, ENQUEUED_BY_ATTR, WARM_REASON_ATTR)
+# A TPE proposal shaped by similar past trials (designers/tpe_prior.py), queued so that the study asks for it: why.
+SHAPED_ATTR = "shaped_reason"
+REQUEUE_KEEPS = (PORTFOLIO_ATTR, STEERED_ATTR, ENQUEUED_BY_ATTR, WARM_REASON_ATTR, SHAPED_ATTR)
 
 
 def claim_waiting(study: optuna.Study, attr: str) -> optuna.trial.Trial | None:
@@ -39,6 +41,21 @@ def claim_waiting(study: optuna.Study, attr: str) -> optuna.trial.Trial | None:
             continue
         return optuna.trial.Trial(study, waiting._trial_id)
     return None
+
+
+def contains(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    """Whether ``value`` lies in ``dist`` (its range and step, or its choices): a value read from elsewhere (a past
+    run, the corpus) is checked before it joins a study."""
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+def draw_seed(sampler: optuna.samplers.BaseSampler) -> int:
+    """A seed drawn from ``sampler``'s own generator (so a run's seed, and a resume, fix it), 0 if it has none."""
+    generators = _generators(sampler)
+    return int(generators[0].randint(2**31 - 1)) if generators else 0
 
 
 def running_trial(study: optuna.Study, number: int) -> optuna.trial.Trial | None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from daedalus.data.schema import Task
+from daedalus.designers.tpe_prior import PRIOR_TASKS, PriorTrial, corpus_prior, run_prior
 from daedalus.spaces.registry import config_problem
 
 NEAREST_TASKS = 5  # corpus tasks whose scores predict a member's score on the new table
@@ -62,6 +63,7 @@ class PastRun:
     metric: str
     vector: np.ndarray
     best: Sequence[tuple[int, str, dict[str, Any], float]]  # (trial number, family, config, score), best first
+    higher_is_better: bool = True  # the direction of ``metric``
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,12 @@ class WarmProposal:
 class WarmStartPlan:
     proposals: list[WarmProposal]
     skipped: list[str]  # why candidates were left out (family not searched, outside this table's space)
+    prior: list[PriorTrial] = field(default_factory=list)  # what shapes TPE's first proposals (tpe_prior.py)
 
     def to_record(self) -> dict[str, Any]:
         return {"proposals": [{"family": p.family, "source": p.source, "reason": p.reason, **p.detail}
-                              for p in self.proposals], "skipped": self.skipped}
+                              for p in self.proposals], "skipped": self.skipped,
+                "prior_trials": len(self.prior), "prior_sources": sorted({p.source for p in self.prior})}
 
 
 def distances(target: np.ndarray, vectors: Sequence[np.ndarray]) -> np.ndarray:
@@ -132,7 +136,36 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
         if key not in seen:
             seen.add(key)
             proposals.append(proposal)
-    return WarmStartPlan(proposals, skipped)
+    prior = _corpus_prior(target, candidates, usable, same_kind(past_tasks, task))
+    prior += _runs_prior(target, task, families, past_runs)
+    return WarmStartPlan(proposals, skipped, prior)
+
+
+def _corpus_prior(target: np.ndarray, candidates: Sequence[Candidate], usable: list[int],
+                  past_tasks: Sequence[PastTask]) -> list[PriorTrial]:
+    """The usable members ranked on each of the nearest corpus tasks."""
+    if not usable or not past_tasks:
+        return []
+    dist = distances(target, [t.vector for t in past_tasks])
+    near = [past_tasks[int(j)] for j in np.argsort(dist, kind="stable")[:PRIOR_TASKS]]
+    return corpus_prior([(t.name, [_score(t, i) for i in usable]) for t in near],
+                        [(candidates[i].family, candidates[i].config) for i in usable])
+
+
+def _runs_prior(target: np.ndarray, task: Task, families: Sequence[str],
+                past_runs: Sequence[PastRun]) -> list[PriorTrial]:
+    """Every successful trial of the nearest past runs of this kind, ranked within its run (a configuration
+    outside this table's space is dropped later, when the designer fits the prior)."""
+    runs = [r for r in past_runs if r.task == task.value and r.best]
+    if not runs:
+        return []
+    dist = distances(target, [r.vector for r in runs])
+    out = []
+    for j in np.argsort(dist, kind="stable")[:RUNS_CONSULTED]:
+        run = runs[int(j)]
+        sign = 1.0 if run.higher_is_better else -1.0
+        out += run_prior(run.run_id, [(f, c, sign * s) for _, f, c, s in run.best if f in families])
+    return out
 
 
 def same_kind(past_tasks: Sequence[PastTask], task: Task) -> list[PastTask]:

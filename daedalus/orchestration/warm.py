@@ -158,7 +158,7 @@ def past_runs(options: BuildOptions, task: str, warnings: list[str]) -> list[Pas
                 best = sorted((sign * t.score, t.number, t.family, t.config) for t in base.trials(run.run_id)
                               if t.status == "ok" and t.score is not None)
                 out.append(PastRun(run.run_id, run.dataset, run.task, run.metric, meta,
-                                   [(n, f, c, sign * s) for s, n, f, c in best[:5]]))
+                                   [(n, f, c, sign * s) for s, n, f, c in best], bool(run.greater_is_better)))
             warnings.extend(base.warnings)
             return out
     except DaedalusError as exc:
