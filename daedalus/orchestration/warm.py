@@ -8,6 +8,7 @@ file the user names is their input: a damaged one is refused in one line before 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ import numpy as np
 
 from daedalus.data.metafeatures import MetaFeatures, meta_features
 from daedalus.data.schema import Task
-from daedalus.designers.meta.portfolio import Portfolio
+from daedalus.designers.meta.matrix import packaged_path
+from daedalus.designers.meta.portfolio import PACKAGED, Portfolio
 from daedalus.designers.meta.ranker import task_meta
 from daedalus.designers.warm_start import (
     Candidate,
@@ -50,10 +52,11 @@ class WarmStart:
     meta: MetaFeatures
     plan: WarmStartPlan | None
     warnings: list[str] = field(default_factory=list)
+    portfolio: str = ""  # which portfolio the plan came from (shipped, learned, --portfolio) and its file's hash
 
     def audit_fields(self) -> dict[str, Any]:
         return {"meta_features": self.meta.to_dict(), "warm_start": self.plan.to_record() if self.plan else "off",
-                "warnings": self.warnings}
+                "portfolio": self.portfolio, "warnings": self.warnings}
 
 
 def describe(ctx: EvalContext, options: BuildOptions) -> MetaFeatures:
@@ -68,13 +71,13 @@ def prepare_warm_start(ctx: EvalContext, options: BuildOptions, families: list[s
     if options.warm_start == "off":
         return WarmStart(meta, None)
     warnings: list[str] = []
-    candidates, past_tasks = portfolio_knowledge(options, ctx.task, len(ctx.y), warnings)
+    candidates, past_tasks, provenance = portfolio_knowledge(options, ctx.task, len(ctx.y), warnings)
     runs = past_runs(options, ctx.task.value, warnings)
     estimates = nearest_estimates(meta.similarity_vector(), same_kind(past_tasks, ctx.task), len(candidates))[0]
     predicted = ranked_scores(meta, ctx.task, candidates, warnings, options.time_budget, [*map(float, estimates)])
     plan = plan_warm_start(meta.similarity_vector(), ctx.task, len(ctx.y), families, candidates, past_tasks, runs,
                            predicted=predicted)
-    return WarmStart(meta, plan, warnings)
+    return WarmStart(meta, plan, warnings, provenance)
 
 
 def ranked_scores(meta: MetaFeatures, task: Task, candidates: list[Candidate], warnings: list[str],
@@ -112,18 +115,23 @@ def ranked_scores(meta: MetaFeatures, task: Task, candidates: list[Candidate], w
 
 
 def portfolio_knowledge(options: BuildOptions, task: Task, n_rows: int,
-                        warnings: list[str]) -> tuple[list[Candidate], list[PastTask]]:
-    """The portfolio's members (each projected onto this table's space) and the corpus tasks they were scored on.
+                        warnings: list[str]) -> tuple[list[Candidate], list[PastTask], str]:
+    """The portfolio's members (each projected onto this table's space), the corpus tasks they were scored on, and
+    which portfolio it was (for the audit log: its origin and the SHA-256 of the file read).
     The portfolio is ``--portfolio FILE`` (damaged: the user's mistake, refused), else the one ``daedalus learn``
     wrote in the data directory, else the one shipped (damaged: a warning, and the build starts cold)."""
-    path = options.portfolio or (str(learned_portfolio_path()) if learned_portfolio_path().is_file() else None)
+    learned = learned_portfolio_path()
+    path = options.portfolio or (str(learned) if learned.is_file() else None)
+    origin = "--portfolio" if options.portfolio else "learned (daedalus learn)" if path else "shipped"
     try:
         portfolio = Portfolio.load(path)
-    except ValueError as exc:
+        digest = hashlib.sha256(Path(path or packaged_path(PACKAGED)).read_bytes()).hexdigest()
+    except (OSError, ValueError) as exc:
         if options.portfolio:
             raise ConfigError(f"{exc}; or leave --portfolio out to use the one shipped") from None
         warnings.append(f"no portfolio: {exc}")
-        return [], []
+        return [], [], f"none ({origin} unreadable)"
+    provenance = f"{origin}: {path or 'daedalus/designers/meta/portfolio.json'}, sha256 {digest}"
     members = portfolio.members
     candidates = [Candidate(m.family, m.config_for(task, n_rows) if _supports(m.family, task) else dict(m.config or {}),
                             f"portfolio slot {m.slot}") for m in members]
@@ -133,7 +141,7 @@ def portfolio_knowledge(options: BuildOptions, task: Task, n_rows: int,
         if vector is not None:
             past.append(PastTask(t["name"], t["task"], vector,
                                  [m.scores.get(t["name"], math.nan) for m in members]))
-    return candidates, past
+    return candidates, past, provenance
 
 
 def _supports(family: str, task: Task) -> bool:
