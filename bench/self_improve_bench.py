@@ -2,9 +2,12 @@
 """Self-improvement (issue 12): does a build reach an earlier build's best score sooner with the knowledge base?
 
     .venv/bin/python bench/self_improve_bench.py --time 40 --limit 10
+    .venv/bin/python bench/self_improve_bench.py --second rest --first-time 60 --time 30 --limit 10
 
-For each task (of ../shared/meta, ids and leaks dropped): build FIRST on half of the rows (seed 0), recording it
-in a fresh knowledge base; then build on all the rows three ways, same seed and budget:
+For each task (of ../shared/meta, ids and leaks dropped): build FIRST on half of the rows (seed 0, --first-time
+seconds), recording it in a fresh knowledge base; then build on all the rows (``--second full``, the issue's
+protocol), or on the other half (``--second rest``: next month's rows, as many as the first build had, so that
+more rows alone do not reach the goal at once), three ways, same seed and budget:
   - ``knowledge``: warm start with that knowledge base (the first build's best configurations queued);
   - ``portfolio``: warm start from the mined portfolio alone (``--knowledge off``);
   - ``cold``: ``--warm-start off`` (each family's default, then TPE).
@@ -34,17 +37,21 @@ from meta_bench import pick_tasks  # noqa: E402
 ARMS = ("knowledge", "portfolio", "cold")
 
 
-def table(name: str, entry: dict[str, Any], shared: Path, work: Path, max_rows: int | None) -> tuple[Path, Path]:
+def table(name: str, entry: dict[str, Any], shared: Path, work: Path, max_rows: int | None,
+          second: str = "full") -> tuple[Path, Path]:
+    """(the second builds' table, the first build's half)."""
     df = pd.read_csv(shared / "meta" / f"{name}.csv.gz")
     drop = [c for c in [*entry.get("id_cols", []), *entry.get("leak_cols", [])] if c in df.columns]
     df = df.drop(columns=drop).dropna(subset=[entry["target"]])
     if max_rows is not None and len(df) > max_rows:
         df = df.sample(max_rows, random_state=0)
     work.mkdir(parents=True, exist_ok=True)
-    full, half = work / "full.csv", work / "half.csv"
+    full, half, rest = work / "full.csv", work / "half.csv", work / "rest.csv"
     df.to_csv(full, index=False)
-    df.sample(frac=0.5, random_state=1).to_csv(half, index=False)
-    return full, half
+    first = df.sample(frac=0.5, random_state=1)
+    first.to_csv(half, index=False)
+    df.drop(index=first.index).to_csv(rest, index=False)
+    return (rest if second == "rest" else full), half
 
 
 def build(daedalus: str, data: Path, target: str, budget: float, run_dir: Path, extra: list[str]) -> float:
@@ -76,7 +83,10 @@ def time_to_reach(trials: list[tuple[float, float]], launched: float, goal: floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--time", type=float, default=40.0)
+    parser.add_argument("--time", type=float, default=40.0, help="budget of the second builds")
+    parser.add_argument("--first-time", type=float, default=None, help="budget of the first build (default --time)")
+    parser.add_argument("--second", choices=["full", "rest"], default="full",
+                        help="the second builds' rows: all of them, or the half the first build did not see")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--tasks", default=None)
     parser.add_argument("--max-rows", type=int, default=20000)
@@ -92,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         entry, work = manifest[name], out / name
-        full, half = table(name, entry, args.shared, work, args.max_rows)
+        full, half = table(name, entry, args.shared, work, args.max_rows, args.second)
         knowledge = f"sqlite:///{work / 'knowledge.db'}"
         try:
-            build(args.daedalus, half, entry["target"], args.time, work / "first",
+            build(args.daedalus, half, entry["target"], args.first_time or args.time, work / "first",
                   ["--knowledge", knowledge, *portfolio])
             first, higher = results(work / "first")
             goal = max(s for _, s in first) if higher else min(s for _, s in first)
