@@ -51,7 +51,7 @@ def loto_portfolio(task: str, out: Path) -> Path:
 
     matrix = Matrix.load()
     group = matrix.group_of(task)
-    portfolio = select_portfolio(matrix.without(group))
+    portfolio = select_portfolio(matrix.without(group), cost_aware=True)  # as the shipped one (export)
     portfolio.save(out)
     return out
 

@@ -379,7 +379,8 @@ def export(cache: Cache, args: argparse.Namespace) -> None:
         full = {c: a / a.sum(axis=1, keepdims=True) if a.ndim == 2 else a for c, a in full.items()}
         oof[t["name"]] = (y, full)
     t0 = time.time()
-    portfolio = select_portfolio(matrix, args.size, oof=oof, ensembler=CaruanaEnsembler(matrix))
+    # cost-aware: a build with a short budget runs the first members only (bench/portfolio_anytime.py)
+    portfolio = select_portfolio(matrix, args.size, oof=oof, ensembler=CaruanaEnsembler(matrix), cost_aware=True)
     portfolio.save(PACKAGE_DIR / "portfolio.json")
     print(f"portfolio of {len(portfolio.members)} selected in {time.time() - t0:.1f} s", flush=True)
     for m in portfolio.members:
@@ -420,7 +421,7 @@ def compare(matrix: Any, members: list[str], oof: dict[str, Any], size: int) -> 
 
     loto_p, loto_d = [], []
     for i, t in enumerate(matrix.tasks):
-        mined = select_portfolio(matrix.without(t["group"]), size)  # best-member mode: cheap enough per group
+        mined = select_portfolio(matrix.without(t["group"]), size, cost_aware=True)  # best-member: cheap enough
         loto_p.append(float(max(norm[i, col[m.config_id]] for m in mined.members)))
         loto_d.append(float(max(norm[i, col[c]] for c in defaults)))
     wins = sum(p > d + 1e-9 for p, d in zip(loto_p, loto_d, strict=True))

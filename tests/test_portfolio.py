@@ -235,3 +235,22 @@ def test_the_shipped_matrix_and_portfolio_load_and_agree() -> None:
         assert set(member.scores) == set(matrix.task_names)
         for task in Task:
             member.config_for(task, 5_000)  # every member runs on every kind of table
+
+
+def test_relative_cost_is_each_configurations_time_against_the_tasks_median() -> None:
+    m = make_matrix({"t1": {"a": 0.9, "b": 0.8, "c": 0.7, "d": None}, "t2": {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}})
+    m.fit_seconds = {"t1": {"a": 1.0, "b": 2.0, "c": 4.0, "d": None},
+                     "t2": {"a": 10.0, "b": 20.0, "c": 40.0, "d": 80.0}}
+    # t1's median of a, b, c and d (failed: costs t1's slowest, 4 s) is 3 s; t2's is 30 s
+    expected = {"a": 1 / 3, "b": 2 / 3, "c": 4 / 3, "d": np.sqrt(4 / 3 * 80 / 30)}
+    assert dict(zip(m.config_ids, m.relative_cost(), strict=True)) == pytest.approx(expected)
+
+
+def test_cost_aware_selection_puts_a_fast_member_that_does_nearly_as_well_first() -> None:
+    m = make_matrix({"t1": {"fast": 0.88, "slow": 0.9, "c": 0.5, "d": 0.4},
+                     "t2": {"fast": 0.78, "slow": 0.8, "c": 0.5, "d": 0.4}})
+    m.fit_seconds = {t: {"fast": 1.0, "slow": 10.0, "c": 2.0, "d": 2.0} for t in ("t1", "t2")}
+    assert select_portfolio(m, 2).members[0].config_id == "slow"  # by score alone
+    aware = select_portfolio(m, 2, cost_aware=True)
+    assert [x.config_id for x in aware.members][0] == "fast" and "per unit of fit time" in aware.members[0].why
+    assert aware.members[0].cost == pytest.approx(0.5)  # 1 s against the tasks' median of 2 s

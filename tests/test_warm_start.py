@@ -42,12 +42,25 @@ def test_distances_standardise_each_meta_feature():
 
 @pytest.mark.parametrize(("target", "first"), [(np.array([0.0, 0.05]), "knn"), (np.array([10.0, 10.1]), "lightgbm")])
 def test_portfolio_is_ordered_by_the_nearest_tasks(target, first):
-    plan = plan_warm_start(target, Task.BINARY, 1000, FAMILIES, _candidates(), _tasks(), nearest=3)
+    plan = plan_warm_start(target, Task.BINARY, 1000, FAMILIES, _candidates(), _tasks(), nearest=3, order_tasks=3)
     assert [p.family for p in plan.proposals][0] == first
     assert len(plan.proposals) == 3 and all(p.source == "portfolio" for p in plan.proposals)
     top = plan.proposals[0]
-    assert "nearest corpus tasks" in top.reason and top.detail["nearest_task"].startswith(
+    assert "greedy order on the 3 nearest corpus tasks" in top.reason and top.detail["nearest_task"].startswith(
         "near" if first == "knn" else "far")
+
+
+def test_a_slow_member_waits_behind_a_fast_one_that_does_nearly_as_well():
+    fast, slow = _candidates()[0], _candidates()[1]
+    cands = [Candidate(slow.family, slow.config, "portfolio slot 1", cost=5.0),
+             Candidate(fast.family, fast.config, "portfolio slot 2", cost=1.0)]
+    tasks = [PastTask(f"t{i}", "binary", np.array([0.0, 0.1 * i]), [1.0, 0.9]) for i in range(3)]
+    plan = plan_warm_start(np.array([0.0, 0.0]), Task.BINARY, 1000, FAMILIES, cands, tasks)
+    assert [p.detail["slot"] for p in plan.proposals] == ["portfolio slot 2", "portfolio slot 1"]
+    # ... but not behind one that is far worse: 0.2 gained per unit of time against 2.0 / 5 = 0.4
+    tasks = [PastTask(f"t{i}", "binary", np.array([0.0, 0.1 * i]), [1.0, -0.8]) for i in range(3)]
+    plan = plan_warm_start(np.array([0.0, 0.0]), Task.BINARY, 1000, FAMILIES, cands, tasks)
+    assert [p.detail["slot"] for p in plan.proposals] == ["portfolio slot 1", "portfolio slot 2"]
 
 
 def test_tasks_of_another_kind_are_not_neighbours():

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 
 from daedalus.data.schema import Task
+from daedalus.designers.meta.portfolio import greedy_order
 from daedalus.designers.tpe_prior import PRIOR_TASKS, PriorTrial, corpus_prior, run_prior
 from daedalus.spaces.registry import config_problem
 
 NEAREST_TASKS = 5  # corpus tasks whose scores predict a member's score on the new table
+ORDER_TASKS = 10  # nearest corpus tasks (of the table's kind) the portfolio's order is fitted on
 RUNS_CONSULTED = 3  # nearest past runs of the user whose best configurations are queued
 CONFIGS_PER_RUN = 2  # best configurations taken from each of them
 
@@ -51,6 +53,7 @@ class Candidate:
     family: str
     config: dict[str, Any]
     label: str  # "portfolio slot 3"
+    cost: float = 1.0  # its fit time against a typical configuration's (designers/meta: Member.cost)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def _key(family: str, config: dict[str, Any]) -> str:
 def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Sequence[str],
                     candidates: Sequence[Candidate], past_tasks: Sequence[PastTask],
                     past_runs: Sequence[PastRun] = (), nearest: int = NEAREST_TASKS,
-                    predicted: Sequence[float] | None = None) -> WarmStartPlan:
+                    predicted: Sequence[float] | None = None, order_tasks: int = ORDER_TASKS) -> WarmStartPlan:
     """The warm start of a table: its meta-feature ``target``, its task and size, the families the build searches.
     Candidates outside ``families`` or this table's space are skipped (said in ``skipped``). ``predicted``: one
     score per candidate from the learned ranker (``designers.meta.ranker``), which then orders the portfolio
@@ -124,7 +127,8 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
             skipped.append(f"{cand.label}: {problem}")
         else:
             usable.append(index)
-    portfolio = _order_portfolio(target, candidates, usable, same_kind(past_tasks, task), nearest, predicted)
+    portfolio = _order_portfolio(target, candidates, usable, same_kind(past_tasks, task), nearest, predicted,
+                                 order_tasks)
     runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped)
     nearest_task = min((p.detail["distance"] for p in portfolio), default=math.inf)
     first = [p for p in runs if p.detail["distance"] < nearest_task]
@@ -194,7 +198,7 @@ def nearest_estimates(target: np.ndarray, past_tasks: Sequence[PastTask], count:
 
 def _order_portfolio(target: np.ndarray, candidates: Sequence[Candidate], usable: list[int],
                      past_tasks: Sequence[PastTask], nearest: int,
-                     predicted: Sequence[float] | None = None) -> list[WarmProposal]:
+                     predicted: Sequence[float] | None = None, order_tasks: int = ORDER_TASKS) -> list[WarmProposal]:
     if not usable:
         return []
     if not past_tasks and predicted is None:  # nothing to compare with: the portfolio's own order (its greedy order)
@@ -203,29 +207,31 @@ def _order_portfolio(target: np.ndarray, candidates: Sequence[Candidate], usable
                              "task to compare this table with", "portfolio",
                              {"slot": candidates[i].label, "distance": math.inf}) for i in usable]
     estimates, dist, order = nearest_estimates(target, past_tasks, len(candidates), nearest)
-    ranked = []
-    for i in usable:
-        guess = float(estimates[i])
-        if predicted is not None:
-            guess = float(predicted[i]) if math.isfinite(predicted[i]) else -math.inf
-        ranked.append((guess, i))
-    # The member predicted best for this table goes first (what --zero-shot fits first); the others keep the
-    # portfolio's greedy order, in which each member was chosen for what it adds to those before it. Re-ordering
-    # them all by their predicted scores alone lost that: leave-one-group-out over 115 corpus tasks
-    # (bench/train_ranker.py --evaluate), the best of the first 3 members scored 0.645 in nearest-task order
-    # against 0.765 in slot order, for first members level (0.384 and 0.375).
-    first = max(ranked, key=lambda pair: (pair[0], -pair[1]))
-    ranked = [first, *[pair for pair in ranked if pair is not first]]
     near = past_tasks[int(order[0])] if len(order) else None
+    if predicted is not None:  # the learned ranker: its predicted best first, the others in slot order
+        best = max(usable, key=lambda i: (float(predicted[i]) if math.isfinite(predicted[i]) else -math.inf, -i))
+        ranked = [best, *[i for i in usable if i != best]]
+        how = "the learned ranker's predicted best first, then the portfolio's slot order"
+    else:
+        # The cost-aware greedy order (the most gain per unit of fit time) on the nearest corpus tasks of this
+        # kind. Simulated on the matrix, leave-one-group-out (bench/portfolio_anytime.py), the best member
+        # finished within 5 median cell times scored 0.875 in this order against 0.441 for the cold start's
+        # family defaults and 0.720 for the member predicted best first, then the slot order, which the builds
+        # used before: a slow predicted best delays every member after it.
+        fit_on = [past_tasks[int(j)] for j in np.argsort(dist, kind="stable")[:order_tasks]]
+        scores = np.array([[_score(t, i) for i in usable] for t in fit_on])
+        ranked = [usable[j] for j in greedy_order(scores, np.array([candidates[i].cost for i in usable]))]
+        how = (f"the greedy order on the {len(fit_on)} nearest corpus tasks of this kind (the largest gain per "
+               "unit of fit time first)")
     source = "by the learned ranker" if predicted is not None else f"from the {len(order)} nearest corpus tasks"
     out = []
-    for position, (guess, i) in enumerate(ranked):
+    for position, i in enumerate(ranked):
         cand = candidates[i]
-        reason = (f"{cand.label} ({cand.family}): predicted best for this table, {guess:.2f} (1 = best known) "
-                  f"{source}") if position == 0 else (
-                  f"{cand.label} ({cand.family}): the portfolio's greedy order (each member chosen for what it adds "
-                  f"to those before it); predicted {guess:.2f} {source}")
-        detail: dict[str, Any] = {"slot": cand.label, "predicted": round(guess, 4), "distance": math.inf}
+        guess = float(predicted[i]) if predicted is not None else float(estimates[i])
+        reason = (f"{cand.label} ({cand.family}): position {position + 1} in {how}; relative fit time "
+                  f"{cand.cost:.2f}, predicted score {guess:.2f} (1 = best known) {source}")
+        detail: dict[str, Any] = {"slot": cand.label, "predicted": round(guess, 4), "distance": math.inf,
+                                  "cost": round(cand.cost, 4)}
         if predicted is not None:
             detail["ranker"] = True
         if near is not None:

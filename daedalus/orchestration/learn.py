@@ -56,7 +56,7 @@ def learn(knowledge: str | None, size: int = LEARNED_SIZE, out: Path | None = No
     proven = matrix.dense_configs()  # before the runs are added: a few sparse rows must not thin them out
     new = _add_runs(matrix, runs)
     candidates = [*proven, *new]
-    portfolio = select_portfolio(matrix, size, candidates=candidates)
+    portfolio = select_portfolio(matrix, size, candidates=candidates, cost_aware=True)
     path = out or learned_portfolio_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     portfolio.save(path)

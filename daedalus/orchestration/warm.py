@@ -134,7 +134,7 @@ def portfolio_knowledge(options: BuildOptions, task: Task, n_rows: int,
     provenance = f"{origin}: {path or 'daedalus/designers/meta/portfolio.json'}, sha256 {digest}"
     members = portfolio.members
     candidates = [Candidate(m.family, m.config_for(task, n_rows) if _supports(m.family, task) else dict(m.config or {}),
-                            f"portfolio slot {m.slot}") for m in members]
+                            f"portfolio slot {m.slot}", m.cost) for m in members]
     past = []
     for t in portfolio.tasks:
         vector = _meta_vector(t.get("meta_features"))

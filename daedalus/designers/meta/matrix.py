@@ -153,6 +153,33 @@ class Matrix:
         out[failed] = WORST
         return out
 
+    def seconds(self) -> np.ndarray:
+        """tasks x configs: fit seconds; a failed or timed-out cell costs the task's slowest cell (it ran to its
+        cap, or near), a cell never run NaN."""
+        out = np.full((len(self.tasks), len(self.configs)), np.nan)
+        col = {cid: j for j, cid in enumerate(self.config_ids)}
+        for i, t in enumerate(self.tasks):
+            row = self.fit_seconds.get(t["name"], {})
+            known = [v for v in row.values() if v is not None and v > 0]
+            slowest = max(known, default=1.0)
+            for cid in self.scores.get(t["name"], {}):
+                if cid in col:
+                    value = row.get(cid)
+                    out[i, col[cid]] = value if value is not None and value > 0 else slowest
+        return out
+
+    def relative_cost(self) -> np.ndarray:
+        """Per configuration, how long it takes to fit against the other configurations on the same tasks: the
+        geometric mean over tasks of its seconds / the task's median seconds (1 = a typical configuration).
+        Relative, so that the corpus's big tables do not decide alone; NaN for a configuration never run."""
+        sec = self.seconds()
+        with np.errstate(all="ignore"):
+            median = np.nanmedian(np.where(np.isfinite(sec), sec, np.nan), axis=1, keepdims=True)
+            ratio = np.log(np.maximum(sec, 1e-3) / np.maximum(median, 1e-3))
+            counts = np.isfinite(ratio).sum(axis=0)
+            total = np.nansum(ratio, axis=0)
+        return np.where(counts > 0, np.exp(total / np.maximum(counts, 1)), np.nan)
+
     def dense_configs(self, share: float = 0.9) -> list[str]:
         """Configurations run on at least ``share`` of the tasks (stage 2 and the defaults): the candidates a
         portfolio is chosen from."""

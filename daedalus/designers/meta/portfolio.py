@@ -32,7 +32,7 @@ import numpy as np
 
 from daedalus.data.metafeatures import MetaFeatures
 from daedalus.data.schema import Task
-from daedalus.designers.meta.matrix import Matrix, packaged_path, write_atomic
+from daedalus.designers.meta.matrix import WORST, Matrix, packaged_path, write_atomic
 from daedalus.designers.meta.space_fit import Config, fit_to_space, in_distribution
 from daedalus.errors import DaedalusError
 from daedalus.spaces.registry import FAMILIES, get_family
@@ -72,6 +72,7 @@ class Member:
     config: Config | None  # None: the family's default configuration (which depends on the task)
     why: str
     scores: dict[str, float] = field(default_factory=dict)  # task name -> this member's normalised score
+    cost: float = 1.0  # its fit time against a typical configuration's on the same tasks (Matrix.relative_cost)
 
     def config_for(self, task: Task, n_rows: int) -> Config:
         """The configuration to run on a table of this task and size (projected onto its space)."""
@@ -181,17 +182,42 @@ def _member(slot: int, m: Any) -> Member:
     scores = m.get("scores", {})
     if not isinstance(scores, dict):
         raise ValueError(f"member {slot}'s scores are not an object")
+    cost = _number(m.get("cost", 1.0))
+    if not (math.isfinite(cost) and cost > 0):
+        raise ValueError(f"member {slot}'s cost {cost!r} is not a positive number")
     return Member(slot=slot, config_id=_text(m["config_id"]), family=family,
                   config=check_config(family, m["config"]), why=str(m.get("why", ""))[:500],
-                  scores={_text(k): _number(v) for k, v in scores.items()})
+                  scores={_text(k): _number(v) for k, v in scores.items()}, cost=cost)
 
 
 # -- selection ------------------------------------------------------------------------------------------------
+def greedy_order(scores: np.ndarray, cost: np.ndarray | None = None) -> list[int]:
+    """An order of the columns of ``scores`` (tasks x members, normalised; NaN counts as failed): each next
+    member the one that raises the mean over tasks of the best member so far the most, per unit of ``cost``
+    when given (the anytime rule of ``select_portfolio(cost_aware=True)``)."""
+    norm = np.nan_to_num(np.asarray(scores, dtype=float), nan=WORST)
+    n = norm.shape[1]
+    unit = np.ones(n) if cost is None else np.where(np.isfinite(cost) & (cost > 0), cost, 1.0)
+    current = np.full(norm.shape[0], WORST)
+    order: list[int] = []
+    while len(order) < n:
+        gains = np.array([-np.inf if j in order else (np.maximum(current, norm[:, j]).mean() - current.mean())
+                          / unit[j] for j in range(n)])
+        pick = int(np.argmax(gains))
+        order.append(pick)
+        current = np.maximum(current, norm[:, pick])
+    return order
+
+
 def select_portfolio(matrix: Matrix, size: int = DEFAULT_SIZE, oof: OOF | None = None,
-                     ensembler: Ensembler | None = None, candidates: Sequence[str] | None = None) -> Portfolio:
+                     ensembler: Ensembler | None = None, candidates: Sequence[str] | None = None,
+                     cost_aware: bool = False) -> Portfolio:
     """Greedy forward selection of ``size`` members among ``candidates`` (default: the configurations run on
     90% of the tasks or more); ensemble-aware when ``oof`` (and the ``ensembler`` that scores it) is given, else
-    best-member (see the module)."""
+    best-member (see the module). ``cost_aware``: each slot takes the candidate with the largest gain *per unit
+    of fit time* (``Matrix.relative_cost``), the greedy rule for an anytime schedule (Streeter and Golovin,
+    2008): a build with a short budget runs the first few members only, and a slow member that gains a little
+    more than a fast one delays every member after it."""
     if size < 1:
         raise ValueError("a portfolio needs at least one member")
     if (oof is None) != (ensembler is None):
@@ -202,6 +228,8 @@ def select_portfolio(matrix: Matrix, size: int = DEFAULT_SIZE, oof: OOF | None =
     names = matrix.task_names
     state = _EnsembleState(matrix, oof, ensembler) if oof is not None and ensembler is not None else None
     current = np.full(len(names), -np.inf)  # per task, what the portfolio chosen so far gets
+    cost_of = matrix.relative_cost()
+    cost = np.array([cost_of[col[c]] if cost_aware and np.isfinite(cost_of[col[c]]) else 1.0 for c in ids])
     chosen: list[int] = []
     members: list[Member] = []
     trajectory: list[float] = []
@@ -214,18 +242,23 @@ def select_portfolio(matrix: Matrix, size: int = DEFAULT_SIZE, oof: OOF | None =
             best_member = np.maximum(current, norm[:, j])
             values[j] = best_member if state is None else state.with_candidate(ids[j], best_member)
             gains[j] = float(np.mean(values[j]))
-        pick = int(np.argmax(gains))
+        # per unit of cost, from where the portfolio stands (the first slot: from a failed model's score)
+        base = float(np.mean(current)) if slot > 1 else WORST
+        pick = int(np.argmax((gains - base) / cost if cost_aware else gains))
         before = f"{float(np.mean(current)):.3f} -> " if slot > 1 else ""
         chosen.append(pick)
         current = values[pick] if state is None else state.add(ids[pick], np.maximum(current, norm[:, pick]))
         trajectory.append(round(float(np.mean(current)), 6))
         wins = [names[i] for i in np.argsort(-norm[:, pick])[:3]]
         why = (f"slot {slot}: mean normalised score over {len(names)} tasks {before}{trajectory[-1]:.3f} "
-               f"({'Caruana ensemble of the members' if state else 'best member'}); strongest on "
+               f"({'Caruana ensemble of the members' if state else 'best member'}"
+               f"{f', per unit of fit time: relative cost {cost[pick]:.2f}' if cost_aware else ''}); strongest on "
                f"{', '.join(wins)}")
         config = matrix.config(ids[pick])
         members.append(Member(slot=slot, config_id=ids[pick], family=config["family"], config=config["config"],
-                              why=why, scores={n: round(float(norm[i, pick]), 4) for i, n in enumerate(names)}))
+                              why=why, scores={n: round(float(norm[i, pick]), 4) for i, n in enumerate(names)},
+                              cost=round(float(cost_of[col[ids[pick]]]), 4) if np.isfinite(cost_of[col[ids[pick]]])
+                              else 1.0))
     tasks = [{"name": t["name"], "task": t["task"], "group": t["group"],
               "meta_features": dict(t.get("meta_features") or {})} for t in matrix.tasks]
     return Portfolio(members=members, tasks=tasks, mode="ensemble" if state else "best-member",
