@@ -1,6 +1,6 @@
 """Warm-started builds, end to end (issue 12): the audit log names the source of every queued proposal, a past
 run of the same table is queued first, --warm-start off is today's cold start, a damaged --portfolio is refused
-before anything is written, and --zero-shot runs the predicted best configurations only."""
+before anything is written, and --zero-shot runs the first configurations of the plan only."""
 
 import json
 from pathlib import Path
@@ -101,7 +101,7 @@ def test_a_damaged_portfolio_file_is_refused_before_the_run_exists(small_binary_
     assert not run.exists()
 
 
-def test_zero_shot_runs_the_predicted_best_only(small_binary_csv, tmp_path, portfolio_file):
+def test_zero_shot_runs_the_first_three_of_the_plan_only(small_binary_csv, tmp_path, portfolio_file):
     run = tmp_path / "run"
     built = run_cli("build", small_binary_csv, "--target", "label", "--zero-shot", "--threads", "1",
                     "--no-explain", "--quiet", "--time", "60", "--run", run, "--portfolio", portfolio_file)

@@ -5,8 +5,10 @@ Two sources of past tasks, each described by its meta-features (``data.metafeatu
   corpus, with each member's normalised score on every corpus task;
 - the user's **knowledge base** (``store.knowledge``): every trial of the user's own finished runs.
 
-The plan orders the portfolio's members by their score on the nearest corpus tasks (FLAML's zero-shot and
-auto-sklearn 1.0 also look at the nearest tasks), and adds the best configurations of the most similar past runs.
+The plan orders the portfolio's members greedily on the nearest corpus tasks (FLAML's zero-shot and auto-sklearn
+1.0 also look at the nearest tasks): each next member the one that adds the most to those before it there, per unit
+of fit time, since a short build runs only its first few. It adds the best configurations of the most similar past
+runs, and the prior trials that shape TPE's first proposals (``designers/tpe_prior``).
 A past run nearer than every corpus task (the same table again, next month's rows) goes first: the nearest
 evidence is the best. Every proposal carries the reason it was chosen, which the audit log keeps.
 

@@ -38,7 +38,7 @@ VALIDATIONS = ("kfold", "holdout")
 MIN_MEMORY_MB = 400.0
 OBJECTIVES = ("metric", "fairness")
 WARM_STARTS = ("on", "off")
-ZERO_SHOT_TRIALS = 3  # --zero-shot: the predicted best configuration and two runners-up
+ZERO_SHOT_TRIALS = 3  # --zero-shot: the first configurations of the portfolio's order for the table
 LEARNING = "learning from earlier tasks"
 IMAGE_OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,latency")
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
@@ -133,8 +133,9 @@ class BuildOptions:
         "on", StrOptions(WARM_STARTS), "on: start from the mined portfolio, ordered for this table by the nearest "
         "known tasks, and from the best configurations of similar past runs; off: each family's default, then TPE "
         "(the cold start, for comparison)", flag="--warm-start", group=LEARNING)
-    zero_shot: bool = option(False, Boolean(), "fit only the configuration predicted best for this table (and its "
-                             f"runners-up, {ZERO_SHOT_TRIALS} in all, if the budget allows): an answer in seconds",
+    zero_shot: bool = option(False, Boolean(), f"fit only the first {ZERO_SHOT_TRIALS} configurations of the "
+                             "portfolio's order for this table (as the budget allows), then ensemble them: an "
+                             "answer in seconds",
                              flag="--zero-shot", group=LEARNING)
     portfolio: str | None = option(None, Text("a file name"), "a portfolio file to warm start from (default: the "
                                    "one shipped with Daedalus, or the one 'daedalus learn' wrote)",
