@@ -13,8 +13,10 @@ more rows alone do not reach the goal at once), three ways, same seed and budget
   - ``cold``: ``--warm-start off`` (each family's default, then TPE).
 Measured: the seconds from the build's launch until a trial's validation score reaches the first build's best
 (the audit log's ``trial_result`` times), and the ratio of each arm's time to ``cold``'s (an arm that never reaches
-it counts as its whole budget: the ratio is then a bound). The portfolio is the shipped one unless --portfolio
-gives another (use a portfolio mined without these tasks for a leave-one-task-out reading).
+it counts as its whole budget: the ratio is then a bound). Every build of a task uses a portfolio mined from the
+committed matrix without the task's group (leave-one-task-out, as bench/meta_bench.py), unless --portfolio names
+one: with the task itself in the corpus, the corpus is as near as the first build, and the knowledge base's
+configurations would queue behind the portfolio's.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import automl_bench as ab  # noqa: E402  (bench/ is not a package)
-from meta_bench import pick_tasks  # noqa: E402
+from meta_bench import loto_portfolio, pick_tasks  # noqa: E402
 
 ARMS = ("knowledge", "portfolio", "cold")
 
@@ -98,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="self_improve_"))
     manifest = json.loads((args.shared / "meta" / "manifest.json").read_text())
     names = pick_tasks(manifest, args.limit, args.tasks.split(",") if args.tasks else None)
-    portfolio = ["--portfolio", args.portfolio] if args.portfolio else []
     rows = []
     for name in names:
         entry, work = manifest[name], out / name
         full, half = table(name, entry, args.shared, work, args.max_rows, args.second)
+        portfolio = ["--portfolio", args.portfolio or str(loto_portfolio(name, work / "portfolio.json"))]
         knowledge = f"sqlite:///{work / 'knowledge.db'}"
         try:
             build(args.daedalus, half, entry["target"], args.first_time or args.time, work / "first",
