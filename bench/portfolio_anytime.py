@@ -61,7 +61,8 @@ def predicted_first(mined: Portfolio, task: dict, col: dict[str, int]) -> list[i
     return [order[first], *[j for k, j in enumerate(order) if k != first]]
 
 
-def nearest_greedy(mined: Portfolio, task: dict, col: dict[str, int], k: int | None) -> list[int]:
+def nearest_greedy(mined: Portfolio, task: dict, col: dict[str, int], k: int | None,
+                   by_cost: bool = True) -> list[int]:
     """The members re-ordered by the cost-aware greedy rule on the ``k`` nearest corpus tasks of the same kind
     (None: all of them)."""
     order = [col[m.config_id] for m in mined.members]
@@ -73,7 +74,8 @@ def nearest_greedy(mined: Portfolio, task: dict, col: dict[str, int], k: int | N
         dist = distances(meta.similarity_vector(), [task_meta(t["meta_features"]).similarity_vector() for t in past])
         past = [past[int(j)] for j in np.argsort(dist, kind="stable")[:k]]
     scores = np.array([[m.scores.get(t["name"], np.nan) for m in mined.members] for t in past])
-    return [order[j] for j in greedy_order(scores, np.array([m.cost for m in mined.members]))]
+    cost = np.array([m.cost for m in mined.members]) if by_cost else None
+    return [order[j] for j in greedy_order(scores, cost)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     arms: dict[str, list[list[float]]] = {name: [] for name in (
         "cold (family defaults)", "portfolio", "portfolio, cost-aware", "portfolio, predicted best first",
         "portfolio, cost-aware, predicted best first", "cost-aware, greedy on 10 nearest of kind",
-        "cost-aware, greedy on 30 nearest of kind", "cost-aware, greedy on all of kind")}
+        "cost-aware, greedy on 30 nearest of kind", "cost-aware, greedy on all of kind",
+        "cost-aware selection, score-only greedy on 10 nearest of kind")}
     for i, task in enumerate(matrix.tasks):
         rest = matrix.without(task["group"])
         orders = {"cold (family defaults)": cold}
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             if aware:
                 for k, name in ((10, "10 nearest"), (30, "30 nearest"), (None, "all")):
                     orders[f"cost-aware, greedy on {name} of kind"] = nearest_greedy(mined, task, col, k)
+                orders["cost-aware selection, score-only greedy on 10 nearest of kind"] = nearest_greedy(
+                    mined, task, col, 10, by_cost=False)
         unit = float(np.nanmedian(sec[i]))
         for arm, order in orders.items():
             arms[arm].append([reached(order, norm[i], sec[i], k * unit) for k in BUDGETS]
