@@ -477,3 +477,17 @@ def test_an_image_build_records_its_networks(digits_csv: Path, tmp_path: Path) -
         trials = base.trials(entry.run_id)
     assert len(trials) == 2 and all(t.space == "image" and t.config["genotype"] for t in trials)
     assert audit_events(run, "knowledge_recorded")[0]["run_id"] == entry.run_id
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`daedalus knowledge list --json | head`: the pipe's reader is gone before the output is written. Before, a
+    BrokenPipeError traceback; now the shell's status for it (141) and nothing on stderr."""
+    exe = Path(sys.executable).with_name("daedalus")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([str(exe), "knowledge", "list", "--knowledge", f"sqlite:///{tmp_path / 'k.db'}"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == ""

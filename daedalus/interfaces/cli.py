@@ -26,6 +26,7 @@ _STARTED = time.monotonic()  # the budget counts from the moment the command sta
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,6 +44,7 @@ from daedalus.interfaces.flags import (  # noqa: E402  (light: the option declar
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = interrupts.EXIT_INTERRUPTED
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
 
 
 class _Parser(argparse.ArgumentParser):
@@ -409,7 +411,15 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         _check_paths(args)
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, not at the interpreter's exit, so that a reader gone away is met below
+        return code
+    except BrokenPipeError:
+        # The reader of the output went away (`daedalus knowledge list --json | head`): stop quietly, as Unix
+        # tools do. The rest of the output goes to /dev/null, so that the interpreter's last flush is quiet too.
+        if argv is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except DaedalusError as exc:
         print(f"daedalus: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
