@@ -108,3 +108,16 @@ def test_config_problem_refuses_hostile_values():
     assert "outside" in str(config_problem("linear", {"C": "1; import os"}, Task.BINARY, 100))
     assert "unknown" in str(config_problem("__import__", {}, Task.BINARY, 100))
     assert config_problem("lightgbm", {"num_leaves": True}, Task.BINARY, 100) is not None  # a bool is not an int
+
+
+def test_one_past_run_of_the_same_table_is_measured_on_the_corpus_scale():
+    """Next month's rows of a table: every meta-feature a little different. Standardised over that one run and the
+    table alone, each differing feature became +-1 and the run lay farther than corpus tasks of other tables (the
+    self-improvement bench's knowledge arm never queued its past run first); on the corpus's scale it is nearest."""
+    rng = np.random.default_rng(0)
+    corpus = [PastTask(f"c{i}", "binary", rng.normal(0.0, 1.0, 12), [0.5, 0.5, 0.5]) for i in range(40)]
+    table = rng.normal(0.0, 1.0, 12)
+    next_month = PastRun("run-a", "sales.csv", "binary", "roc_auc", table + rng.normal(0.0, 0.05, 12),
+                         [(4, "random_forest", {"n_estimators": 300}, 0.91)])
+    plan = plan_warm_start(table, Task.BINARY, 1000, FAMILIES, _candidates(), corpus, [next_month])
+    assert plan.proposals[0].source == "knowledge" and plan.proposals[0].detail["distance"] < 0.5

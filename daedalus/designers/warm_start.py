@@ -92,16 +92,19 @@ class WarmStartPlan:
                 "prior_trials": len(self.prior), "prior_sources": sorted({p.source for p in self.prior})}
 
 
-def distances(target: np.ndarray, vectors: Sequence[np.ndarray]) -> np.ndarray:
-    """Euclidean distances from ``target`` to each vector, every meta-feature standardised over all of them (so a
-    count of rows does not drown a share); an unknown value (NaN) counts as the mean, i.e. adds nothing."""
+def distances(target: np.ndarray, vectors: Sequence[np.ndarray], scale_from: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """Euclidean distances from ``target`` to each vector, every meta-feature standardised over all of them and
+    ``scale_from`` (so a count of rows does not drown a share); an unknown value (NaN) counts as the mean, i.e.
+    adds nothing. Distances to two sets are comparable only on one scale: the plan passes every task it knows
+    (standardised over one past run and the table alone, each differing feature is +-1, whatever the difference)."""
     if not vectors:
         return np.zeros(0)
     pool = np.vstack([np.asarray(target, dtype=float), *[np.asarray(v, dtype=float) for v in vectors]])
+    reference = np.vstack([pool, *[np.asarray(v, dtype=float) for v in scale_from]]) if len(scale_from) else pool
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # a meta-feature unknown everywhere: NaN, dropped below
-        mean = np.nanmean(pool, axis=0)
-        std = np.nanstd(pool, axis=0)
+        mean = np.nanmean(reference, axis=0)
+        std = np.nanstd(reference, axis=0)
     useful = np.isfinite(std) & (std > 0)
     z = (pool[:, useful] - mean[useful]) / std[useful]
     z = np.where(np.isfinite(z), z, 0.0)
@@ -129,9 +132,10 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
             skipped.append(f"{cand.label}: {problem}")
         else:
             usable.append(index)
+    scale = [t.vector for t in past_tasks] + [r.vector for r in past_runs]  # one scale for every distance
     portfolio = _order_portfolio(target, candidates, usable, same_kind(past_tasks, task), nearest, predicted,
-                                 order_tasks)
-    runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped)
+                                 order_tasks, scale)
+    runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped, scale)
     nearest_task = min((p.detail["distance"] for p in portfolio), default=math.inf)
     first = [p for p in runs if p.detail["distance"] < nearest_task]
     later = [p for p in runs if p.detail["distance"] >= nearest_task]
@@ -142,30 +146,30 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
         if key not in seen:
             seen.add(key)
             proposals.append(proposal)
-    prior = _corpus_prior(target, candidates, usable, same_kind(past_tasks, task))
-    prior += _runs_prior(target, task, families, past_runs)
+    prior = _corpus_prior(target, candidates, usable, same_kind(past_tasks, task), scale)
+    prior += _runs_prior(target, task, families, past_runs, scale)
     return WarmStartPlan(proposals, skipped, prior)
 
 
 def _corpus_prior(target: np.ndarray, candidates: Sequence[Candidate], usable: list[int],
-                  past_tasks: Sequence[PastTask]) -> list[PriorTrial]:
+                  past_tasks: Sequence[PastTask], scale: Sequence[np.ndarray] = ()) -> list[PriorTrial]:
     """The usable members ranked on each of the nearest corpus tasks."""
     if not usable or not past_tasks:
         return []
-    dist = distances(target, [t.vector for t in past_tasks])
+    dist = distances(target, [t.vector for t in past_tasks], scale)
     near = [past_tasks[int(j)] for j in np.argsort(dist, kind="stable")[:PRIOR_TASKS]]
     return corpus_prior([(t.name, [_score(t, i) for i in usable]) for t in near],
                         [(candidates[i].family, candidates[i].config) for i in usable])
 
 
 def _runs_prior(target: np.ndarray, task: Task, families: Sequence[str],
-                past_runs: Sequence[PastRun]) -> list[PriorTrial]:
+                past_runs: Sequence[PastRun], scale: Sequence[np.ndarray] = ()) -> list[PriorTrial]:
     """Every successful trial of the nearest past runs of this kind, ranked within its run (a configuration
     outside this table's space is dropped later, when the designer fits the prior)."""
     runs = [r for r in past_runs if r.task == task.value and r.best]
     if not runs:
         return []
-    dist = distances(target, [r.vector for r in runs])
+    dist = distances(target, [r.vector for r in runs], scale)
     out = []
     for j in np.argsort(dist, kind="stable")[:RUNS_CONSULTED]:
         run = runs[int(j)]
@@ -179,14 +183,14 @@ def same_kind(past_tasks: Sequence[PastTask], task: Task) -> list[PastTask]:
     return [t for t in past_tasks if t.task == task.value] or list(past_tasks)
 
 
-def nearest_estimates(target: np.ndarray, past_tasks: Sequence[PastTask], count: int,
-                      nearest: int = NEAREST_TASKS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nearest_estimates(target: np.ndarray, past_tasks: Sequence[PastTask], count: int, nearest: int = NEAREST_TASKS,
+                      scale: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each of ``count`` candidates' score predicted from the ``nearest`` past tasks (their scores weighted by
     1 / distance; -inf where none of them measured it), with the distances to every past task and the nearest
     tasks' indices. The learned ranker takes this estimate as one of its features."""
     if not past_tasks:
         return np.full(count, -math.inf), np.zeros(0), np.zeros(0, dtype=int)
-    dist = distances(target, [t.vector for t in past_tasks])
+    dist = distances(target, [t.vector for t in past_tasks], scale)
     order = np.argsort(dist, kind="stable")[:nearest]
     weights = 1.0 / (dist[order] + 1e-3)
     out = np.full(count, -math.inf)
@@ -200,7 +204,8 @@ def nearest_estimates(target: np.ndarray, past_tasks: Sequence[PastTask], count:
 
 def _order_portfolio(target: np.ndarray, candidates: Sequence[Candidate], usable: list[int],
                      past_tasks: Sequence[PastTask], nearest: int,
-                     predicted: Sequence[float] | None = None, order_tasks: int = ORDER_TASKS) -> list[WarmProposal]:
+                     predicted: Sequence[float] | None = None, order_tasks: int = ORDER_TASKS,
+                     scale: Sequence[np.ndarray] = ()) -> list[WarmProposal]:
     if not usable:
         return []
     if not past_tasks and predicted is None:  # nothing to compare with: the portfolio's own order (its greedy order)
@@ -208,7 +213,7 @@ def _order_portfolio(target: np.ndarray, candidates: Sequence[Candidate], usable
                              f"{candidates[i].label} ({candidates[i].family}): the portfolio's order, no corpus "
                              "task to compare this table with", "portfolio",
                              {"slot": candidates[i].label, "distance": math.inf}) for i in usable]
-    estimates, dist, order = nearest_estimates(target, past_tasks, len(candidates), nearest)
+    estimates, dist, order = nearest_estimates(target, past_tasks, len(candidates), nearest, scale)
     near = past_tasks[int(order[0])] if len(order) else None
     if predicted is not None:  # the learned ranker: its predicted best first, the others in slot order
         best = max(usable, key=lambda i: (float(predicted[i]) if math.isfinite(predicted[i]) else -math.inf, -i))
@@ -250,11 +255,12 @@ def _score(task: PastTask, index: int) -> float:
 
 
 def _from_past_runs(target: np.ndarray, task: Task, n_rows: int, families: Sequence[str],
-                    past_runs: Sequence[PastRun], skipped: list[str]) -> list[WarmProposal]:
+                    past_runs: Sequence[PastRun], skipped: list[str],
+                    scale: Sequence[np.ndarray] = ()) -> list[WarmProposal]:
     runs = [r for r in past_runs if r.task == task.value and r.best]
     if not runs:
         return []
-    dist = distances(target, [r.vector for r in runs])
+    dist = distances(target, [r.vector for r in runs], scale)
     out = []
     for j in np.argsort(dist, kind="stable")[:RUNS_CONSULTED]:
         run, taken = runs[int(j)], 0
