@@ -132,7 +132,9 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
             skipped.append(f"{cand.label}: {problem}")
         else:
             usable.append(index)
-    scale = [t.vector for t in past_tasks] + [r.vector for r in past_runs]  # one scale for every distance
+    # One scale for every distance: the corpus tasks of this kind and the past runs of this kind (with no past
+    # run, the corpus distances are those the benchmarks measured)
+    scale = [t.vector for t in same_kind(past_tasks, task)] + [r.vector for r in past_runs if r.task == task.value]
     portfolio = _order_portfolio(target, candidates, usable, same_kind(past_tasks, task), nearest, predicted,
                                  order_tasks, scale)
     runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped, scale)
