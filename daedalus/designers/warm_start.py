@@ -93,14 +93,16 @@ class WarmStartPlan:
 
 
 def distances(target: np.ndarray, vectors: Sequence[np.ndarray], scale_from: Sequence[np.ndarray] = ()) -> np.ndarray:
-    """Euclidean distances from ``target`` to each vector, every meta-feature standardised over all of them and
-    ``scale_from`` (so a count of rows does not drown a share); an unknown value (NaN) counts as the mean, i.e.
-    adds nothing. Distances to two sets are comparable only on one scale: the plan passes every task it knows
-    (standardised over one past run and the table alone, each differing feature is +-1, whatever the difference)."""
+    """Euclidean distances from ``target`` to each vector, every meta-feature standardised over the target and
+    the vectors (so a count of rows does not drown a share), or over the target and ``scale_from`` when given (a
+    set that holds ``vectors``); an unknown value (NaN) counts as the mean, i.e. adds nothing. Distances to two
+    sets are comparable only on one scale: the plan passes every task it compares with (standardised over one past
+    run and the table alone, each differing feature is +-1, whatever the difference)."""
     if not vectors:
         return np.zeros(0)
     pool = np.vstack([np.asarray(target, dtype=float), *[np.asarray(v, dtype=float) for v in vectors]])
-    reference = np.vstack([pool, *[np.asarray(v, dtype=float) for v in scale_from]]) if len(scale_from) else pool
+    reference = (np.vstack([pool[0], *[np.asarray(v, dtype=float) for v in scale_from]]) if len(scale_from)
+                 else pool)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # a meta-feature unknown everywhere: NaN, dropped below
         mean = np.nanmean(reference, axis=0)
