@@ -170,16 +170,19 @@ def _runs_prior(target: np.ndarray, task: Task, families: Sequence[str],
                 past_runs: Sequence[PastRun], scale: Sequence[np.ndarray] = ()) -> list[PriorTrial]:
     """Every successful trial of the nearest past runs of this kind, ranked within its run (a configuration
     outside this table's space is dropped later, when the designer fits the prior)."""
-    runs = [r for r in past_runs if r.task == task.value and r.best]
-    if not runs:
-        return []
-    dist = distances(target, [r.vector for r in runs], scale)
     out = []
-    for j in np.argsort(dist, kind="stable")[:RUNS_CONSULTED]:
-        run = runs[int(j)]
+    for run, _ in nearest_runs(target, task, past_runs, scale):
         sign = 1.0 if run.higher_is_better else -1.0
         out += run_prior(run.run_id, [(f, c, sign * s) for _, f, c, s in run.best if f in families])
     return out
+
+
+def nearest_runs(target: np.ndarray, task: Task, past_runs: Sequence[PastRun],
+                 scale: Sequence[np.ndarray] = ()) -> list[tuple[PastRun, float]]:
+    """The ``RUNS_CONSULTED`` nearest past runs of this kind with a result, nearest first, with their distances."""
+    runs = [r for r in past_runs if r.task == task.value and r.best]
+    dist = distances(target, [r.vector for r in runs], scale)
+    return [(runs[int(j)], float(dist[j])) for j in np.argsort(dist, kind="stable")[:RUNS_CONSULTED]]
 
 
 def same_kind(past_tasks: Sequence[PastTask], task: Task) -> list[PastTask]:
@@ -261,13 +264,9 @@ def _score(task: PastTask, index: int) -> float:
 def _from_past_runs(target: np.ndarray, task: Task, n_rows: int, families: Sequence[str],
                     past_runs: Sequence[PastRun], skipped: list[str],
                     scale: Sequence[np.ndarray] = ()) -> list[WarmProposal]:
-    runs = [r for r in past_runs if r.task == task.value and r.best]
-    if not runs:
-        return []
-    dist = distances(target, [r.vector for r in runs], scale)
     out = []
-    for j in np.argsort(dist, kind="stable")[:RUNS_CONSULTED]:
-        run, taken = runs[int(j)], 0
+    for run, distance in nearest_runs(target, task, past_runs, scale):
+        taken = 0
         for number, family, config, score in run.best:
             if taken == CONFIGS_PER_RUN:
                 break
@@ -277,7 +276,7 @@ def _from_past_runs(target: np.ndarray, task: Task, n_rows: int, families: Seque
                 skipped.append(f"past run {run.run_id[:12]} trial {number}: {problem}")
                 continue
             taken += 1
-            d = round(float(dist[j]), 4)
+            d = round(distance, 4)
             out.append(WarmProposal(
                 family, dict(config), f"trial {number} ({family}) of past run {run.run_id[:12]} "
                 f"on {run.dataset} (distance {d:.2f}), {run.metric} {score:.4g}", "knowledge",
