@@ -112,8 +112,12 @@ def test_a_poisoned_trial_file_is_not_promoted_by_resume(run_copy: Path) -> None
     """A fold model swapped in a trial's directory must not become the final model when resume ensembles."""
     from daedalus.orchestration.build import resume
 
+    # The victim: the best trial's first fold model (the one an ensemble selected again will take), whichever
+    # trial number the warm start's order made it.
+    best = next(r["trial"] for r in json.loads((run_copy / "leaderboard.json").read_text()) if r["trial"] is not None)
+    victim = run_copy / "trials" / f"{best:05d}" / "fold_0.skops"
     folds = sorted((run_copy / "trials").glob("*/fold_0.skops"))
-    victim, other = folds[0], next(f for f in folds[1:] if f.read_bytes() != folds[0].read_bytes())
+    other = next(f for f in folds if f.read_bytes() != victim.read_bytes())
     shutil.copyfile(other, victim)  # a valid model, of another trial: it would load and predict
     RunStore.open(run_copy).update_run(status="running")
     before = sha256_file(run_copy / "model" / "model.json")
