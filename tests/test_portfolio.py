@@ -165,6 +165,11 @@ HOSTILE.update({
     "bool for an int": _portfolio_file({"config": {"num_leaves": True}}),
     "config not an object": _portfolio_file({"config": [1, 2]}),
     "score not a number": _portfolio_file({"scores": {"t": "high"}}),
+    # a member's cost orders the warm start: a zero, negative or infinite one would put it first or never
+    "zero cost": _portfolio_file({"cost": 0}),
+    "negative cost": _portfolio_file({"cost": -1.0}),
+    "infinite cost": _portfolio_file({"cost": float("inf")}),
+    "cost not a number": _portfolio_file({"cost": "cheap"}),
 })
 
 
