@@ -136,9 +136,9 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
             usable.append(index)
     # One scale for every distance: the corpus tasks of this kind and the past runs of this kind (with no past
     # run, the corpus distances are those the benchmarks measured)
-    scale = [t.vector for t in same_kind(past_tasks, task)] + [r.vector for r in past_runs if r.task == task.value]
-    portfolio = _order_portfolio(target, candidates, usable, same_kind(past_tasks, task), nearest, predicted,
-                                 order_tasks, scale)
+    corpus = same_kind(past_tasks, task)
+    scale = [t.vector for t in corpus] + [r.vector for r in past_runs if r.task == task.value]
+    portfolio = _order_portfolio(target, candidates, usable, corpus, nearest, predicted, order_tasks, scale)
     runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped, scale)
     nearest_task = min((p.detail["distance"] for p in portfolio), default=math.inf)
     first = [p for p in runs if p.detail["distance"] < nearest_task]
@@ -150,7 +150,7 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
         if key not in seen:
             seen.add(key)
             proposals.append(proposal)
-    prior = _corpus_prior(target, candidates, usable, same_kind(past_tasks, task), scale)
+    prior = _corpus_prior(target, candidates, usable, corpus, scale)
     prior += _runs_prior(target, task, families, past_runs, scale)
     return WarmStartPlan(proposals, skipped, prior)
 
