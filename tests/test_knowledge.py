@@ -161,16 +161,18 @@ def test_two_concurrent_writer_processes_lose_nothing(url: str) -> None:
 
 # -- what is read back is someone else's data -------------------------------------------------------------------
 HOSTILE_RUNS = {  # run_id: what is wrong with its row
-    "kind": "'alien', 'binary', 'm', TRUE, 3, 2, '{}', 1.0, 'd', NULL, 1.0",
-    "meta-not-json": "'table', 'binary', 'm', TRUE, 3, 2, '{not json', 1.0, 'd', NULL, 1.0",
-    "meta-list": "'table', 'binary', 'm', TRUE, 3, 2, '[1, 2]', 1.0, 'd', NULL, 1.0",
-    "meta-text-value": "'table', 'binary', 'm', TRUE, 3, 2, '{\"a\": \"x\"}', 1.0, 'd', NULL, 1.0",
-    "meta-deep": "'table', 'binary', 'm', TRUE, 3, 2, '" + "[" * 100_000 + "', 1.0, 'd', NULL, 1.0",
+    "kind": "'alien', 'binary', 'm', TRUE, 3, 2, '{}', 1.0, 'd', NULL, 1.0, NULL",
+    "meta-not-json": "'table', 'binary', 'm', TRUE, 3, 2, '{not json', 1.0, 'd', NULL, 1.0, NULL",
+    "meta-list": "'table', 'binary', 'm', TRUE, 3, 2, '[1, 2]', 1.0, 'd', NULL, 1.0, NULL",
+    "meta-text-value": "'table', 'binary', 'm', TRUE, 3, 2, '{\"a\": \"x\"}', 1.0, 'd', NULL, 1.0, NULL",
+    "fingerprint-not-json": "'table', 'binary', 'm', TRUE, 3, 2, '{}', 1.0, 'd', NULL, 1.0, '{oops'",
+    "fingerprint-list": "'table', 'binary', 'm', TRUE, 3, 2, '{}', 1.0, 'd', NULL, 1.0, '[\"0123\"]'",
+    "meta-deep": "'table', 'binary', 'm', TRUE, 3, 2, '" + "[" * 100_000 + "', 1.0, 'd', NULL, 1.0, NULL",
 }
 SQLITE_ONLY_RUNS = {  # SQLite stores whatever it is given: wrong types too (PostgreSQL refuses them on insert)
-    "rows-text": "'table', 'binary', 'm', TRUE, 'many', 2, '{}', 1.0, 'd', NULL, 1.0",
-    "score-text": "'table', 'binary', 'm', TRUE, 3, 2, '{}', 1.0, 'd', 'great', 1.0",
-    "direction-text": "'table', 'binary', 'm', 'yes', 3, 2, '{}', 1.0, 'd', NULL, 1.0",
+    "rows-text": "'table', 'binary', 'm', TRUE, 'many', 2, '{}', 1.0, 'd', NULL, 1.0, NULL",
+    "score-text": "'table', 'binary', 'm', TRUE, 3, 2, '{}', 1.0, 'd', 'great', 1.0, NULL",
+    "direction-text": "'table', 'binary', 'm', 'yes', 3, 2, '{}', 1.0, 'd', NULL, 1.0, NULL",
 }
 HOSTILE_TRIALS = {  # number: its config, score
     1: ("'[1, 2, 3]'", "0.5"),  # a configuration that is not a mapping
@@ -194,7 +196,7 @@ def test_hostile_rows_are_skipped_with_a_warning(url: str) -> None:
                                      " 'ok')"))
             if url.startswith("sqlite"):
                 conn.execute(sa.text("INSERT INTO runs VALUES (X'00FF', 'table', 'binary', 'm', TRUE, 3, 2, '{}',"
-                                     " 1.0, 'd', NULL, 1.0)"))  # an id that is bytes
+                                     " 1.0, 'd', NULL, 1.0, NULL)"))  # an id that is bytes
                 conn.execute(sa.text("INSERT INTO trials (run_id, number, space, family, config, score, fit_seconds,"
                                      " status) VALUES ('good', 4, 'table', 'linear', '{}', 'great', NULL, 'ok')"))
         sqlite = url.startswith("sqlite")  # one more of each: a run id that is bytes, a score that is text
@@ -357,7 +359,7 @@ def test_knowledge_command_lists_exports_and_forgets(tmp_path: Path) -> None:
         base.record_run(run_entry("cccc3333", kind="image", dataset="digits.csv"), trial_entries(2, "image"))
         with base.engine.connect() as conn, conn.begin():
             conn.execute(sa.text("INSERT INTO runs VALUES ('evil', 'table', 'binary', 'm', TRUE, 'x', 2, '{}', 1.0,"
-                                 " 'd', NULL, 1.0)"))
+                                 " 'd', NULL, 1.0, NULL)"))
     listed = run_cli("knowledge", "list", "--knowledge", url)
     assert listed.returncode == 0, listed.stderr
     assert "aaaa1111bbbb" in listed.stdout and "credit.csv" in listed.stdout and "0.81235" in listed.stdout

@@ -5,6 +5,7 @@ before anything is written, and --zero-shot runs the first configurations of the
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from daedalus.data.metafeatures import META_FEATURE_NAMES
@@ -61,16 +62,22 @@ def test_the_audit_log_names_the_source_of_each_queued_proposal(small_binary_csv
 
 
 def test_a_past_run_of_the_same_table_is_queued_first(small_binary_csv, tmp_path, portfolio_file):
+    """Next month's rows of the table (the other half): recognised by the table's columns, recorded with the
+    first run in the knowledge base, and its best configurations queued first."""
     knowledge = f"sqlite:///{tmp_path / 'k.db'}"
-    first = run_cli("build", small_binary_csv, "--target", "label", *BUILD, "--run", tmp_path / "a",
+    rows = pd.read_csv(small_binary_csv)
+    rows.iloc[::2].to_csv(tmp_path / "january.csv", index=False)
+    rows.iloc[1::2].to_csv(tmp_path / "february.csv", index=False)
+    first = run_cli("build", tmp_path / "january.csv", "--target", "label", *BUILD, "--run", tmp_path / "a",
                     "--knowledge", knowledge, "--warm-start", "off", "--families", "linear,lightgbm")
     assert first.returncode == 0, first.stderr
-    again = run_cli("build", small_binary_csv, "--target", "label", *BUILD, "--run", tmp_path / "b",
+    again = run_cli("build", tmp_path / "february.csv", "--target", "label", *BUILD, "--run", tmp_path / "b",
                     "--knowledge", knowledge, "--portfolio", portfolio_file, "--families", "linear,lightgbm")
     assert again.returncode == 0, again.stderr
     proposed = _proposed(tmp_path / "b")
     assert proposed[1]["designer"] == "knowledge"
-    assert "past run" in proposed[1]["reason"] and "small.csv" in proposed[1]["reason"]
+    assert "past run" in proposed[1]["reason"] and "january.csv" in proposed[1]["reason"]
+    assert "the same table (100% of the columns shared, the same target)" in proposed[1]["reason"]
 
 
 def test_warm_start_off_is_the_cold_start(small_binary_csv, tmp_path):

@@ -9,8 +9,9 @@ The plan orders the portfolio's members greedily on the nearest corpus tasks (FL
 1.0 also look at the nearest tasks): each next member the one that adds the most to those before it there, per unit
 of fit time, since a short build runs only its first few. It adds the best configurations of the most similar past
 runs, and the prior trials that shape TPE's first proposals (``designers/tpe_prior``).
-A past run nearer than every corpus task (the same table again, next month's rows) goes first: the nearest
-evidence is the best. Every proposal carries the reason it was chosen, which the audit log keeps.
+A past run on the same table (its columns' fingerprint, ``data/fingerprint.py``: next month's rows, another
+target) or nearer than every corpus task goes first: the nearest evidence is the best. Every proposal carries
+the reason it was chosen, which the audit log keeps.
 
 This module only plans; the designer queues the plan (``OptunaDesigner.enqueue_warm_start``).
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from daedalus.data.fingerprint import TableFingerprint
 from daedalus.data.schema import Task
 from daedalus.designers.meta.portfolio import greedy_order
 from daedalus.designers.tpe_prior import PRIOR_TASKS, PriorTrial, corpus_prior, run_prior
@@ -69,6 +71,7 @@ class PastRun:
     vector: np.ndarray
     best: Sequence[tuple[int, str, dict[str, Any], float]]  # (trial number, family, config, score), best first
     higher_is_better: bool = True  # the direction of ``metric``
+    table: TableFingerprint | None = None  # its table's columns (None: recorded without, or damaged)
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,10 @@ def _key(family: str, config: dict[str, Any]) -> str:
 def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Sequence[str],
                     candidates: Sequence[Candidate], past_tasks: Sequence[PastTask],
                     past_runs: Sequence[PastRun] = (), nearest: int = NEAREST_TASKS,
-                    predicted: Sequence[float] | None = None, order_tasks: int = ORDER_TASKS) -> WarmStartPlan:
-    """The warm start of a table: its meta-feature ``target``, its task and size, the families the build searches.
+                    predicted: Sequence[float] | None = None, order_tasks: int = ORDER_TASKS,
+                    table: TableFingerprint | None = None) -> WarmStartPlan:
+    """The warm start of a table: its meta-feature ``target``, its task and size, the families the build searches,
+    its columns' fingerprint (``table``: recognises a past run on the same table).
     Candidates outside ``families`` or this table's space are skipped (said in ``skipped``). ``predicted``: one
     score per candidate from the learned ranker (``designers.meta.ranker``), which then orders the portfolio
     instead of the nearest tasks' scores."""
@@ -139,10 +144,10 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
     corpus = same_kind(past_tasks, task)
     scale = [t.vector for t in corpus] + [r.vector for r in past_runs if r.task == task.value]
     portfolio = _order_portfolio(target, candidates, usable, corpus, nearest, predicted, order_tasks, scale)
-    runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped, scale)
+    runs = _from_past_runs(target, task, n_rows, families, past_runs, skipped, scale, table)
     nearest_task = min((p.detail["distance"] for p in portfolio), default=math.inf)
-    first = [p for p in runs if p.detail["distance"] < nearest_task]
-    later = [p for p in runs if p.detail["distance"] >= nearest_task]
+    first = [p for p in runs if p.detail.get("same_table") or p.detail["distance"] < nearest_task]
+    later = [p for p in runs if p not in first]
     seen: set[str] = set()
     proposals = []
     for proposal in [*first, *portfolio, *later]:
@@ -151,7 +156,7 @@ def plan_warm_start(target: np.ndarray, task: Task, n_rows: int, families: Seque
             seen.add(key)
             proposals.append(proposal)
     prior = _corpus_prior(target, candidates, usable, corpus, scale)
-    prior += _runs_prior(target, task, families, past_runs, scale)
+    prior += _runs_prior(target, task, families, past_runs, scale, table)
     return WarmStartPlan(proposals, skipped, prior)
 
 
@@ -166,23 +171,33 @@ def _corpus_prior(target: np.ndarray, candidates: Sequence[Candidate], usable: l
                         [(candidates[i].family, candidates[i].config) for i in usable])
 
 
-def _runs_prior(target: np.ndarray, task: Task, families: Sequence[str],
-                past_runs: Sequence[PastRun], scale: Sequence[np.ndarray] = ()) -> list[PriorTrial]:
+def _runs_prior(target: np.ndarray, task: Task, families: Sequence[str], past_runs: Sequence[PastRun],
+                scale: Sequence[np.ndarray] = (), table: TableFingerprint | None = None) -> list[PriorTrial]:
     """Every successful trial of the nearest past runs of this kind, ranked within its run (a configuration
     outside this table's space is dropped later, when the designer fits the prior)."""
     out = []
-    for run, _ in nearest_runs(target, task, past_runs, scale):
+    for run, _ in nearest_runs(target, task, past_runs, scale, table):
         sign = 1.0 if run.higher_is_better else -1.0
         out += run_prior(run.run_id, [(f, c, sign * s) for _, f, c, s in run.best if f in families])
     return out
 
 
-def nearest_runs(target: np.ndarray, task: Task, past_runs: Sequence[PastRun],
-                 scale: Sequence[np.ndarray] = ()) -> list[tuple[PastRun, float]]:
-    """The ``RUNS_CONSULTED`` nearest past runs of this kind with a result, nearest first, with their distances."""
+def nearest_runs(target: np.ndarray, task: Task, past_runs: Sequence[PastRun], scale: Sequence[np.ndarray] = (),
+                 table: TableFingerprint | None = None) -> list[tuple[PastRun, float]]:
+    """The ``RUNS_CONSULTED`` nearest past runs of this kind with a result, with their distances: runs on the
+    same table (``table``) first, those with the same target before the others, then by distance."""
     runs = [r for r in past_runs if r.task == task.value and r.best]
     dist = distances(target, [r.vector for r in runs], scale)
-    return [(runs[int(j)], float(dist[j])) for j in np.argsort(dist, kind="stable")[:RUNS_CONSULTED]]
+    order = sorted(range(len(runs)), key=lambda j: (kinship(table, runs[j].table), float(dist[j]), j))
+    return [(runs[j], float(dist[j])) for j in order[:RUNS_CONSULTED]]
+
+
+def kinship(table: TableFingerprint | None, past: TableFingerprint | None) -> int:
+    """0: the same table with the same target (the question asked again), 1: the same table with another
+    target, 2: another table, or unknown."""
+    if table is None or past is None or not table.same_table(past):
+        return 2
+    return 0 if table.target == past.target else 1
 
 
 def same_kind(past_tasks: Sequence[PastTask], task: Task) -> list[PastTask]:
@@ -262,10 +277,15 @@ def _score(task: PastTask, index: int) -> float:
 
 
 def _from_past_runs(target: np.ndarray, task: Task, n_rows: int, families: Sequence[str],
-                    past_runs: Sequence[PastRun], skipped: list[str],
-                    scale: Sequence[np.ndarray] = ()) -> list[WarmProposal]:
+                    past_runs: Sequence[PastRun], skipped: list[str], scale: Sequence[np.ndarray] = (),
+                    table: TableFingerprint | None = None) -> list[WarmProposal]:
     out = []
-    for run, distance in nearest_runs(target, task, past_runs, scale):
+    for run, distance in nearest_runs(target, task, past_runs, scale, table):
+        kin = kinship(table, run.table)
+        same = ""
+        if kin < 2 and table is not None and run.table is not None:
+            same = (f"the same table ({table.overlap(run.table):.0%} of the columns shared, "
+                    f"{'the same' if kin == 0 else 'another'} target), ")
         taken = 0
         for number, family, config, score in run.best:
             if taken == CONFIGS_PER_RUN:
@@ -277,8 +297,10 @@ def _from_past_runs(target: np.ndarray, task: Task, n_rows: int, families: Seque
                 continue
             taken += 1
             d = round(distance, 4)
+            detail: dict[str, Any] = {"run": run.run_id, "trial": number, "dataset": run.dataset, "distance": d}
+            if same:
+                detail.update(same_table=True, same_target=kin == 0)
             out.append(WarmProposal(
                 family, dict(config), f"trial {number} ({family}) of past run {run.run_id[:12]} "
-                f"on {run.dataset} (distance {d:.2f}), {run.metric} {score:.4g}", "knowledge",
-                {"run": run.run_id, "trial": number, "dataset": run.dataset, "distance": d}))
+                f"on {run.dataset} ({same}distance {d:.2f}), {run.metric} {score:.4g}", "knowledge", detail))
     return out

@@ -26,6 +26,7 @@ from daedalus.data import (
     read_table,
     run_checks,
 )
+from daedalus.data.fingerprint import fingerprint
 from daedalus.data.schema import Schema, Task
 from daedalus.data.sensitive import mark_sensitive, sensitive_frame, with_sensitive_columns
 from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
@@ -166,7 +167,7 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
     got = intake(data, options)
     ctx = _context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
     families = _families(options, got.schema.task)
-    warm = prepare_warm_start(ctx, options, families)
+    warm = prepare_warm_start(ctx, options, families, fingerprint(got.schema))
     crash_point("intake_done")
 
     store = _create_run(data, got, ctx, families, options, run_dir, warm)

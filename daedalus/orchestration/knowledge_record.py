@@ -17,12 +17,14 @@ import math
 import numbers
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from daedalus.data.fingerprint import fingerprint
 from daedalus.data.schema import Schema
 from daedalus.designers.optuna_designer import FAMILY_PARAM, STATUS_ATTR, split_params
 from daedalus.evaluation.trial import EvalContext
@@ -57,7 +59,8 @@ def record_table_run(store: RunStore, study: optuna.Study, ctx: EvalContext, sch
                      reporter: Reporter) -> bool:
     """Record a finished table run (its study's trials); False when nothing was recorded (off, or a warning)."""
     return record_run(store, "table", lambda: table_trials(study), knowledge, reporter, n_rows=len(ctx.y),
-                      n_features=len(schema.feature_columns), greater_is_better=ctx.metric.greater_is_better)
+                      n_features=len(schema.feature_columns), greater_is_better=ctx.metric.greater_is_better,
+                      table=fingerprint(schema).to_dict())
 
 
 def record_image_run(store: RunStore, records: Sequence[TrialRecord], shape: tuple[int, int, int], n_images: int,
@@ -72,17 +75,18 @@ def record_image_run(store: RunStore, records: Sequence[TrialRecord], shape: tup
 
 def record_run(store: RunStore, kind: str, trials: Callable[[], list[TrialEntry]], knowledge: str | None,
                reporter: Reporter, *, n_rows: int, n_features: int, greater_is_better: bool,
-               default_meta: dict[str, float | None] | None = None) -> bool:
+               default_meta: dict[str, float | None] | None = None, table: dict[str, Any] | None = None) -> bool:
     """Write the run and ``trials()`` (a callable: reading them may fail too, and must not fail the build) into
-    the base ``knowledge`` (None: the default file; "off": nothing). Never raises for a base that cannot be
-    used: the failure is audited as ``knowledge_warning`` and reported."""
+    the base ``knowledge`` (None: the default file; "off": nothing); ``table``: a table's fingerprint. Never
+    raises for a base that cannot be used: the failure is audited as ``knowledge_warning`` and reported."""
     url = chosen_url(knowledge)
     if url is None:
         return False
     where = describe_url(url)
     try:
         entries: list[TrialEntry] = trials()
-        run = _run_entry(store, kind, entries, n_rows, n_features, greater_is_better, default_meta or {})
+        run = replace(_run_entry(store, kind, entries, n_rows, n_features, greater_is_better, default_meta or {}),
+                      fingerprint=table)
         with KnowledgeBase.open(url) as base:
             base.record_run(run, entries)
     # Why everything is caught: the run is finished and saved; nothing about the knowledge base (a damaged file,

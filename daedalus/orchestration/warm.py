@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from daedalus.data.fingerprint import TableFingerprint
 from daedalus.data.metafeatures import MetaFeatures, meta_features
 from daedalus.data.schema import Task
 from daedalus.designers.meta.matrix import packaged_path
@@ -66,7 +67,9 @@ def describe(ctx: EvalContext, options: BuildOptions) -> MetaFeatures:
     return meta_features(ctx.X, ctx.y, ctx.task, seed=options.seed, time_limit=limit)
 
 
-def prepare_warm_start(ctx: EvalContext, options: BuildOptions, families: list[str]) -> WarmStart:
+def prepare_warm_start(ctx: EvalContext, options: BuildOptions, families: list[str],
+                       table: TableFingerprint | None = None) -> WarmStart:
+    """``table``: the fingerprint of the table's columns, which recognises a past run on the same table."""
     meta = describe(ctx, options)
     if options.warm_start == "off":
         return WarmStart(meta, None)
@@ -76,7 +79,7 @@ def prepare_warm_start(ctx: EvalContext, options: BuildOptions, families: list[s
     estimates = nearest_estimates(meta.similarity_vector(), same_kind(past_tasks, ctx.task), len(candidates))[0]
     predicted = ranked_scores(meta, ctx.task, candidates, warnings, options.time_budget, [*map(float, estimates)])
     plan = plan_warm_start(meta.similarity_vector(), ctx.task, len(ctx.y), families, candidates, past_tasks, runs,
-                           predicted=predicted)
+                           predicted=predicted, table=table)
     return WarmStart(meta, plan, warnings, provenance)
 
 
@@ -166,12 +169,26 @@ def past_runs(options: BuildOptions, task: str, warnings: list[str]) -> list[Pas
                 best = sorted((sign * t.score, t.number, t.family, t.config) for t in base.trials(run.run_id)
                               if t.status == "ok" and t.score is not None)
                 out.append(PastRun(run.run_id, run.dataset, run.task, run.metric, meta,
-                                   [(n, f, c, sign * s) for s, n, f, c in best], bool(run.greater_is_better)))
+                                   [(n, f, c, sign * s) for s, n, f, c in best], bool(run.greater_is_better),
+                                   _fingerprint(run.run_id, run.fingerprint, warnings)))
             warnings.extend(base.warnings)
             return out
     except DaedalusError as exc:
         warnings.append(f"the knowledge base was not read: {exc}")
         return []
+
+
+def _fingerprint(run_id: str, recorded: dict[str, Any] | None, warnings: list[str]) -> TableFingerprint | None:
+    """A past run's table fingerprint; None when it has none (an older record) or a damaged one (a warning: the
+    run is still compared by its meta-features)."""
+    if recorded is None:
+        return None
+    try:
+        return TableFingerprint.from_dict(recorded)
+    except ValueError as exc:
+        warnings.append(f"past run {run_id[:12]}: its table fingerprint is damaged ({exc}); it is compared by its "
+                        "meta-features only")
+        return None
 
 
 def _meta_vector(recorded: Any) -> np.ndarray | None:

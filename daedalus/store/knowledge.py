@@ -4,7 +4,9 @@ One SQLite file in the user's data directory by default (``home.default_knowledg
 otherwise (a PostgreSQL database a team shares). Two tables, written with SQLAlchemy Core:
 
     runs    one row per run: run_id (primary key), kind, task, metric, direction, rows x features, the
-            meta-features (JSON text), when it was created, the data set's name, its best score
+            meta-features (JSON text), when it was created, the data set's name, its best score, the table's
+            fingerprint (JSON text: its columns and target as hashes, ``data/fingerprint.py``; NULL for an
+            image run, or a run recorded before fingerprints)
     trials  one row per trial: run_id (indexed), number, space, family, configuration (JSON text), score,
             fit seconds, status
 
@@ -14,6 +16,8 @@ Promises:
 - **several writers**: SQLite runs in WAL mode with a busy timeout and takes its write lock when a transaction
   begins (``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing; PostgreSQL's own transactions do
   that, and its tables are created under an advisory lock (``CREATE TABLE`` races otherwise);
+- **older bases are upgraded**: a column added in a later release (``ADDED_COLUMNS``, nullable) is added when
+  a newer Daedalus opens a base made without it; a base it cannot write (read-only) is still read without it;
 - **what is read is someone else's data**: a team's base, or a file anyone may have edited. Nothing is
   unpickled; every value read is type-checked, and a row that fails is skipped and named in ``warnings``,
   never an exception in the build that reads it.
@@ -27,7 +31,7 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -85,6 +89,7 @@ class RunEntry:
     created: float  # seconds since the epoch
     dataset: str  # the data file's name, or "<DataFrame>"
     best_score: float | None
+    fingerprint: dict[str, Any] | None = None  # the table's columns (data/fingerprint.py), checked by its reader
 
 
 _META = sa.MetaData()
@@ -102,7 +107,10 @@ RUNS = sa.Table(
     sa.Column("dataset", sa.Text, nullable=False),
     sa.Column("best_score", sa.Double, nullable=True),
     sa.Column("recorded", sa.Double, nullable=False),  # when this entry was (last) written
+    sa.Column("fingerprint", sa.Text, nullable=True),  # JSON text; added in the base's second version
 )
+# Columns added after the first release, to a base made without them (each nullable: older rows hold NULL).
+ADDED_COLUMNS = (("runs", "fingerprint", "TEXT"),)
 TRIALS = sa.Table(
     "trials", _META,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -188,6 +196,7 @@ class KnowledgeBase:
         # The damaged rows skipped by every read since the base was opened, one line each (a row read twice is
         # named once), so that a caller reading runs, then each run's trials, reports them all at the end.
         self.warnings: list[str] = []
+        self.missing: set[tuple[str, str]] = set()  # (table, column) of ADDED_COLUMNS this base lacks (read-only)
 
     @classmethod
     def open(cls, url: str | None = None) -> KnowledgeBase:
@@ -206,15 +215,30 @@ class KnowledgeBase:
         try:
             with base._transaction() as conn:  # a base made already is opened without writing (it may be read-only)
                 made = all(sa.inspect(conn).has_table(table.name) for table in _META.sorted_tables)
-            if not made:
-                with base._transaction(writes=True) as conn:
-                    if engine.dialect.name == "postgresql":  # two first writers: one makes the tables, one waits
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-                    _META.create_all(conn, checkfirst=True)
+                base.missing = _missing_columns(conn) if made else set()
+            if not made or base.missing:
+                base._upgrade(made)
         except KnowledgeError:
             engine.dispose()
             raise
         return base
+
+    def _upgrade(self, made: bool) -> None:
+        """Make the tables, or add the columns an older release did not have. Two first writers: one makes
+        them, the other waits for it (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE) and finds them
+        made. An old base this user cannot write is read as it is (``missing`` columns read as NULL)."""
+        try:
+            with self._transaction(writes=True) as conn:
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                _META.create_all(conn, checkfirst=True)
+                for table, column, sql_type in ADDED_COLUMNS:
+                    if (table, column) in _missing_columns(conn):
+                        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            self.missing = set()
+        except KnowledgeError:
+            if not made:
+                raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -239,7 +263,10 @@ class KnowledgeBase:
     def record_run(self, run: RunEntry, trials: Sequence[TrialEntry]) -> None:
         """Write ``run`` and its ``trials`` in one transaction, replacing any earlier entry of the same run."""
         row = {**asdict(run), "meta_features": _dumps(run.meta_features), "best_score": _finite(run.best_score),
-               "created": float(run.created), "recorded": time.time()}
+               "created": float(run.created), "recorded": time.time(),
+               "fingerprint": None if run.fingerprint is None else _dumps(run.fingerprint)}
+        for column in [c for table, c in self.missing if table == "runs"]:  # an old base not upgraded
+            row.pop(column)
         trial_rows = [{**asdict(t), "run_id": run.run_id, "config": _dumps(t.config), "score": _finite(t.score),
                        "fit_seconds": _finite(t.fit_seconds)} for t in trials]
         with self._transaction(writes=True) as conn:
@@ -262,7 +289,7 @@ class KnowledgeBase:
     # -- reading (data from someone else: checked, damaged rows skipped) -------------------------------------
     def runs(self, *, kind: str | None = None, task: str | None = None, dataset: str | None = None) -> list[RunEntry]:
         """The runs recorded, oldest first; ``kind``, ``task`` and ``dataset`` (a file name) filter them."""
-        query = sa.select(*_raw(RUNS))
+        query = sa.select(*_raw(RUNS, self.missing))
         for column, value in ((RUNS.c.kind, kind), (RUNS.c.task, task), (RUNS.c.dataset, dataset)):
             if value is not None:
                 query = query.where(column == value)
@@ -316,10 +343,18 @@ class KnowledgeBase:
             return None
 
 
-def _raw(table: sa.Table) -> list[Any]:
+def _raw(table: sa.Table, missing: Collection[tuple[str, str]] = ()) -> list[Any]:
     """The table's columns with no type processing: a value SQLite holds in the wrong type (it stores what it is
-    given) reaches the checks below as it is, instead of failing inside SQLAlchemy's converters."""
-    return [sa.type_coerce(c, sa.types.NullType()).label(c.name) for c in table.columns]
+    given) reaches the checks below as it is, instead of failing inside SQLAlchemy's converters. A column the
+    base lacks (``missing``: an old base opened read-only) reads as NULL."""
+    return [sa.null().label(c.name) if (table.name, c.name) in missing
+            else sa.type_coerce(c, sa.types.NullType()).label(c.name) for c in table.columns]
+
+
+def _missing_columns(conn: Connection) -> set[tuple[str, str]]:
+    inspector = sa.inspect(conn)
+    present = {table: {c["name"] for c in inspector.get_columns(table)} for table in {t for t, _, _ in ADDED_COLUMNS}}
+    return {(table, column) for table, column, _ in ADDED_COLUMNS if column not in present[table]}
 
 
 def _run_entry(row: Any) -> RunEntry:
@@ -332,7 +367,8 @@ def _run_entry(row: Any) -> RunEntry:
                     metric=_text(row["metric"], "metric"), greater_is_better=_flag(row["greater_is_better"]),
                     n_rows=_count(row["n_rows"], "n_rows"), n_features=_count(row["n_features"], "n_features"),
                     meta_features=features, created=_required(_number(row["created"], "created"), "created"),
-                    dataset=_text(row["dataset"], "dataset"), best_score=_number(row["best_score"], "best_score"))
+                    dataset=_text(row["dataset"], "dataset"), best_score=_number(row["best_score"], "best_score"),
+                    fingerprint=None if row["fingerprint"] is None else _json_dict(row["fingerprint"], "fingerprint"))
 
 
 def _trial_entry(row: Any) -> TrialEntry:
