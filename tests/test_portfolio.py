@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 from daedalus.data.schema import Task
-from daedalus.designers.meta.matrix import Matrix
-from daedalus.designers.meta.portfolio import Portfolio, select_portfolio
+from daedalus.designers.meta.matrix import Matrix, packaged_path
+from daedalus.designers.meta.portfolio import PACKAGED, Portfolio, select_portfolio
 from daedalus.designers.meta.space_fit import fit_to_space
 from daedalus.ensembles.meta import CaruanaEnsembler
 from daedalus.evaluation.metrics import get_metric
@@ -259,3 +260,11 @@ def test_cost_aware_selection_puts_a_fast_member_that_does_nearly_as_well_first(
     aware = select_portfolio(m, 2, cost_aware=True)
     assert [x.config_id for x in aware.members][0] == "fast" and "per unit of fit time" in aware.members[0].why
     assert aware.members[0].cost == pytest.approx(0.5)  # 1 s against the tasks' median of 2 s
+
+
+def test_read_gives_the_sha256_of_the_bytes_it_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_bytes(packaged_path(PACKAGED).read_bytes())
+    portfolio, digest = Portfolio.read(path)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert portfolio == Portfolio.load(path)

@@ -8,7 +8,6 @@ file the user names is their input: a damaged one is refused in one line before 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,7 @@ import numpy as np
 from daedalus.data.fingerprint import TableFingerprint
 from daedalus.data.metafeatures import MetaFeatures, meta_features
 from daedalus.data.schema import Task
-from daedalus.designers.meta.matrix import packaged_path
-from daedalus.designers.meta.portfolio import PACKAGED, Portfolio
+from daedalus.designers.meta.portfolio import Portfolio
 from daedalus.designers.meta.ranker import task_meta
 from daedalus.designers.warm_start import (
     Candidate,
@@ -127,9 +125,8 @@ def portfolio_knowledge(options: BuildOptions, task: Task, n_rows: int,
     path = options.portfolio or (str(learned) if learned.is_file() else None)
     origin = "--portfolio" if options.portfolio else "learned (daedalus learn)" if path else "shipped"
     try:
-        portfolio = Portfolio.load(path)
-        digest = hashlib.sha256(Path(path or packaged_path(PACKAGED)).read_bytes()).hexdigest()
-    except (OSError, ValueError) as exc:
+        portfolio, digest = Portfolio.read(path)
+    except ValueError as exc:
         if options.portfolio:
             raise ConfigError(f"{exc}; or leave --portfolio out to use the one shipped") from None
         warnings.append(f"no portfolio: {exc}")

@@ -21,6 +21,7 @@ a damaged or hostile file raises ValueError naming it, and nothing in it is ever
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -98,11 +99,19 @@ class Portfolio:
     def load(cls, path: str | Path | None = None) -> Portfolio:
         """The portfolio at ``path`` (None: the one shipped with the package), every member checked against its
         family's space; a damaged or hostile file raises ValueError naming it."""
+        return cls.read(path)[0]
+
+    @classmethod
+    def read(cls, path: str | Path | None = None) -> tuple[Portfolio, str]:
+        """As :meth:`load`, with the SHA-256 of the very bytes parsed (read once: a file replaced after it was
+        parsed cannot be the one the audit log names)."""
         p = Path(path) if path is not None else packaged_path(PACKAGED)
         try:
-            if p.stat().st_size > MAX_FILE_BYTES:
-                raise ValueError(f"{p.stat().st_size} bytes, more than a portfolio's {MAX_FILE_BYTES}")
-            return cls.from_dict(json.loads(p.read_bytes()))
+            with p.open("rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                raise ValueError(f"more than a portfolio's {MAX_FILE_BYTES} bytes")
+            return cls.from_dict(json.loads(raw)), hashlib.sha256(raw).hexdigest()
         except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, DaedalusError) as exc:
             raise ValueError(f"the portfolio file {p} is damaged or not a Daedalus portfolio ({exc}); restore it "
                              "or rebuild it with bench/meta_matrix.py --stage export") from None
