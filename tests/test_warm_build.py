@@ -44,13 +44,18 @@ def _proposed(run: Path) -> list[dict]:
 
 def test_the_audit_log_names_the_source_of_each_queued_proposal(small_binary_csv, tmp_path, portfolio_file):
     run = tmp_path / "run"
-    built = run_cli("build", small_binary_csv, "--target", "label", *BUILD[2:], "--trials", "5", "--run", run,
+    built = run_cli("build", small_binary_csv, "--target", "label", *BUILD[2:], "--trials", "7", "--run", run,
                     "--portfolio", portfolio_file, "--families", "linear,lightgbm,random_forest,knn")
     assert built.returncode == 0, built.stderr
     proposed = _proposed(run)
-    assert [p["designer"] for p in proposed] == ["default", "portfolio", "portfolio", "portfolio", "tpe"]
+    # the linear default, the plan, the defaults it lacks (knn's default is slot 3 already), then TPE
+    assert [(p["designer"], p["family"]) for p in proposed[4:6]] == [("default", "lightgbm"),
+                                                                     ("default", "random_forest")]
+    assert [p["designer"] for p in proposed] == ["default", "portfolio", "portfolio", "portfolio", "default",
+                                                 "default", "tpe"]
+    assert "the cold start's configuration" in proposed[4]["reason"]
     # after the queue, TPE's first proposals are shaped by the members' ranks on the nearest corpus tasks
-    assert "trials of similar tasks (corpus task far, corpus task near)" in proposed[4]["reason"]
+    assert "trials of similar tasks (corpus task far, corpus task near)" in proposed[6]["reason"]
     assert proposed[1]["family"] == "random_forest" and "portfolio slot 2" in proposed[1]["reason"]
     assert "nearest corpus tasks" in proposed[1]["reason"] and "near" in proposed[1]["reason"]
     records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]

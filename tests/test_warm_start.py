@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from daedalus.data.schema import Task
-from daedalus.designers.warm_start import Candidate, PastRun, PastTask, distances, plan_warm_start
+from daedalus.designers.warm_start import (
+    Candidate,
+    PastRun,
+    PastTask,
+    WarmProposal,
+    WarmStartPlan,
+    distances,
+    plan_warm_start,
+)
 from daedalus.spaces.registry import config_problem
 
 LINEAR = ("linear", {"C": 1.0})
@@ -121,3 +129,30 @@ def test_one_past_run_of_the_same_table_is_measured_on_the_corpus_scale():
                          [(4, "random_forest", {"n_estimators": 300}, 0.91)])
     plan = plan_warm_start(table, Task.BINARY, 1000, FAMILIES, _candidates(), corpus, [next_month])
     assert plan.proposals[0].source == "knowledge" and plan.proposals[0].detail["distance"] < 0.5
+
+
+def test_the_designer_queues_the_defaults_the_plan_lacks_after_it():
+    """A small table runs through its plan in seconds: the cold start's defaults follow, so that a warm start has
+    then tried all a cold one does (each once: a member equal to a default is not queued twice)."""
+    import optuna
+
+    from daedalus.designers.base import OK, Result
+    from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
+    from daedalus.spaces.registry import get_family
+
+    lgb_default = get_family("lightgbm").default_config(Task.BINARY, 1000)
+    plan = WarmStartPlan([WarmProposal("lightgbm", lgb_default, "slot 1", "portfolio"),
+                          WarmProposal("random_forest", {"n_estimators": 50}, "slot 2", "portfolio")], [])
+    proposed = {}
+    for then_defaults in (True, False):
+        designer = OptunaDesigner(optuna.create_study(direction="maximize", sampler=make_sampler(0)), FAMILIES,
+                                  Task.BINARY, 1000)
+        designer.enqueue_warm_start(plan, then_defaults=then_defaults)
+        proposed[then_defaults] = []
+        for _ in range(6):
+            proposal = designer.ask()
+            designer.tell(proposal, Result(OK, 0.5))
+            proposed[then_defaults].append((proposal.designer, proposal.family))
+    assert proposed[True] == [("default", "linear"), ("portfolio", "lightgbm"), ("portfolio", "random_forest"),
+                              ("default", "random_forest"), ("default", "knn"), ("tpe", proposed[True][5][1])]
+    assert [by for by, _ in proposed[False]] == ["default", "portfolio", "portfolio", "tpe", "tpe", "tpe"]

@@ -150,7 +150,9 @@ def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], o
         if warm.plan is None:
             designer.enqueue_portfolio()
         else:
-            designer.enqueue_warm_start(warm.plan, cheapest_first=not options.zero_shot)
+            # zero-shot: the plan's first configurations only, the best predicted first
+            designer.enqueue_warm_start(warm.plan, cheapest_first=not options.zero_shot,
+                                        then_defaults=not options.zero_shot)
         storage.engine.dispose()  # no connection may outlive the rename: it would reopen the old path
     return store
 
