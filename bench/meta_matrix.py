@@ -439,15 +439,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=["1", "2", "meta", "export"], required=True)
     ap.add_argument("--part", default="1/1", help="I/N: every N-th task from the I-th (1-based)")
-    ap.add_argument("--max-rows", type=int, default=300)
-    ap.add_argument("--trial-cap", type=float, default=6.0, help="seconds per cell (3 folds)")
-    ap.add_argument("--trials", type=int, default=12, help="stage-1 trials per task (defaults first)")
-    ap.add_argument("--pool", type=int, default=8, help="stage-2 candidates pooled from stage 1")
-    ap.add_argument("--size", type=int, default=14, help="portfolio size (export)")
+    ap.add_argument("--max-rows", type=int, default=1000)
+    ap.add_argument("--trial-cap", type=float, default=8.0, help="seconds per cell (3 folds)")
+    ap.add_argument("--trials", type=int, default=13, help="stage-1 trials per task (defaults first)")
+    ap.add_argument("--pool", type=int, default=14, help="stage-2 candidates pooled from stage 1")
+    ap.add_argument("--size", type=int, default=12, help="portfolio size (export)")
     ap.add_argument("--retry-timeouts", action="store_true",
                     help="stage 2: run again, under this --trial-cap, the cells that timed out under a smaller one")
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
-    ap.add_argument("--exclude", default="", help="comma-separated families left out of stages 1 and 2 (e.g. "
+    ap.add_argument("--exclude", default="neural", help="comma-separated families left out of stages 1 and 2 (e.g. "
                     "neural: it spends the whole cap at every size)")
     args = ap.parse_args(argv)
     args.exclude = [f for f in args.exclude.split(",") if f]
