@@ -122,7 +122,7 @@ def test_a_past_run_on_the_same_table_goes_first_however_far_its_meta_features()
                            table=table)
     first = plan.proposals[0]
     assert (first.source, first.detail["run"], first.detail["same_target"]) == ("knowledge", "run-same", True)
-    assert "the same table (100% of the columns shared, the same target)" in first.reason
+    assert "(the same table: 100% of the columns shared, the same target; distance" in first.reason
     # Without the fingerprint (the bug it fixes), the same table's run comes after the whole portfolio.
     blind = plan_warm_start(np.array([0.0, 0.05]), Task.BINARY, 1000, FAMILIES, _candidates(), corpus, [near, same])
     assert blind.proposals[0].detail.get("run") != "run-same"

@@ -82,7 +82,7 @@ def test_a_past_run_of_the_same_table_is_queued_first(small_binary_csv, tmp_path
     proposed = _proposed(tmp_path / "b")
     assert proposed[1]["designer"] == "knowledge"
     assert "past run" in proposed[1]["reason"] and "january.csv" in proposed[1]["reason"]
-    assert "the same table (100% of the columns shared, the same target)" in proposed[1]["reason"]
+    assert "(the same table: 100% of the columns shared, the same target; distance" in proposed[1]["reason"]
 
 
 def test_warm_start_off_is_the_cold_start(small_binary_csv, tmp_path):

@@ -284,8 +284,8 @@ def _from_past_runs(target: np.ndarray, task: Task, n_rows: int, families: Seque
         kin = kinship(table, run.table)
         same = ""
         if kin < 2 and table is not None and run.table is not None:
-            same = (f"the same table ({table.overlap(run.table):.0%} of the columns shared, "
-                    f"{'the same' if kin == 0 else 'another'} target), ")
+            same = (f"the same table: {table.overlap(run.table):.0%} of the columns shared, "
+                    f"{'the same' if kin == 0 else 'another'} target; ")
         taken = 0
         for number, family, config, score in run.best:
             if taken == CONFIGS_PER_RUN:
