@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +57,12 @@ class TableFingerprint:
             raise ValueError(f"a fingerprint is a JSON object, not {type(recorded).__name__}")
         columns, target = recorded.get("columns"), recorded.get("target")
         if not isinstance(columns, list) or len(columns) > MAX_COLUMNS:
-            raise ValueError("a fingerprint's columns are a list of at most "
-                             f"{MAX_COLUMNS} tokens")
+            raise ValueError(f"a fingerprint's columns are a list of at most {MAX_COLUMNS} tokens")
         tokens = frozenset(_token(c) for c in columns)
-        if _token(target) not in tokens:
+        target_token = _token(target)
+        if target_token not in tokens:
             raise ValueError("a fingerprint's target is not one of its columns")
-        return cls(tokens, str(target))
+        return cls(tokens, target_token)
 
 
 def _token(value: Any) -> str:
@@ -75,5 +74,5 @@ def _token(value: Any) -> str:
 def fingerprint(schema: Schema) -> TableFingerprint:
     """The fingerprint of the table a schema describes: every column read, dropped ones included (an id column
     is part of the table's identity), and the target."""
-    names: Iterable[object] = [*(c.name for c in schema.columns), schema.target]
+    names = [*(c.name for c in schema.columns), schema.target]
     return TableFingerprint(frozenset(column_token(n) for n in names), column_token(schema.target))

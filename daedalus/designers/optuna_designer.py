@@ -11,7 +11,6 @@ strong defaults find a good model within seconds, and they give TPE a spread of 
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -61,10 +60,6 @@ def split_params(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     family = params[FAMILY_PARAM]
     prefix = family + "."
     return family, {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-
-
-def _params_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
 
 
 def suggest(trial: optuna.trial.Trial, name: str, dist: BaseDistribution) -> Any:
@@ -125,21 +120,17 @@ class OptunaDesigner(Designer[dict[str, Any]]):
             default = get_family("linear").default_config(self.task, self.n_rows)
             proposals.insert(0, WarmProposal("linear", default, "the linear default first, a model within a second "
                                              "while the model libraries load", "default"))
-        queued: set[str] = set()
         for proposal in proposals:
             params = {FAMILY_PARAM: proposal.family,
                       **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
-            queued.add(_params_key(params))
             self.study.enqueue_trial(params, user_attrs={PORTFOLIO_ATTR: True, WARM_REASON_ATTR: proposal.reason,
                                                          ENQUEUED_BY_ATTR: proposal.source}, skip_if_exists=False)
         if then_defaults:
-            for name in self.families:
-                params = self._default_params(name)
-                if _params_key(params) not in queued:
-                    reason = (f"the {name} default, after the warm start's plan: the cold start's configuration, so "
-                              "that a warm start whose plan ends early has tried all that a cold one does")
-                    self.study.enqueue_trial(params, user_attrs={PORTFOLIO_ATTR: True, WARM_REASON_ATTR: reason,
-                                                                 ENQUEUED_BY_ATTR: "default"}, skip_if_exists=False)
+            for name in self.families:  # (a default the plan holds already is not queued twice: skip_if_exists)
+                reason = (f"the {name} default, after the warm start's plan: the cold start's configuration, so "
+                          "that a warm start whose plan ends early has tried all that a cold one does")
+                self.study.enqueue_trial(self._default_params(name), user_attrs={
+                    PORTFOLIO_ATTR: True, WARM_REASON_ATTR: reason, ENQUEUED_BY_ATTR: "default"}, skip_if_exists=True)
         if plan.prior:
             self.study.set_user_attr(PRIOR_ATTR, [p.to_record() for p in plan.prior])
 

@@ -283,7 +283,7 @@ def _from_past_runs(target: np.ndarray, task: Task, n_rows: int, families: Seque
     for run, distance in nearest_runs(target, task, past_runs, scale, table):
         kin = kinship(table, run.table)
         same = ""
-        if kin < 2 and table is not None and run.table is not None:
+        if kin < 2 and table is not None and run.table is not None:  # (kin < 2 implies both; mypy cannot see it)
             same = (f"the same table: {table.overlap(run.table):.0%} of the columns shared, "
                     f"{'the same' if kin == 0 else 'another'} target; ")
         taken = 0
