@@ -325,7 +325,7 @@ def run_daedalus(data: Prepared, budget: float, seed: int, daedalus: str, work: 
 
 
 def run_peer_framework(framework: str, data: Prepared, budget: float, seed: int, peers_dir: Path,
-                       shared: Path, work: Path, result: RunResult) -> None:
+                       shared: Path, work: Path, result: RunResult, preset: str | None = None) -> None:
     python = peers_dir / f"venv-{framework}" / "bin" / "python"
     if not python.exists():
         raise FileNotFoundError(f"{python} missing: bash {shared}/peers/install.sh {peers_dir} {framework}")
@@ -336,7 +336,8 @@ def run_peer_framework(framework: str, data: Prepared, budget: float, seed: int,
         [str(python), str(shared / "peers" / "run_peer.py"), "--framework", framework,
          "--train", str(data.train_csv), "--test", str(data.test_csv), "--target", data.target,
          "--task", data.task, "--budget", f"{budget:g}", "--seed", str(seed), "--cores", str(CORES),
-         "--hard-limit", f"{hard_limit_s(budget):g}", "--out", str(out_json), "--pred-out", str(pred_csv)],
+         "--hard-limit", f"{hard_limit_s(budget):g}", "--out", str(out_json), "--pred-out", str(pred_csv),
+         *(["--preset", preset] if preset else [])],
         work / f"{framework}.log", hard_limit_s(budget) + 90)  # run_peer's watchdog acts at hard limit + 60 s
     result.peak_rss_mb, result.peak_pss_mb = stats.peak_rss_mb, stats.peak_pss_mb
     result.details["process"] = asdict(stats)
@@ -356,6 +357,19 @@ def run_peer_framework(framework: str, data: Prepared, budget: float, seed: int,
     result.metrics = score(data.task, data.y_test.values, preds["predictions"].to_numpy(), proba, data.classes)
 
 
+def portfolio_without(task: str, out: Path) -> Path:
+    """The portfolio mined from the committed matrix without ``task``'s group (the same data under another
+    name), as the shipped one is mined (cost-aware), saved to ``out``: what Daedalus would ship had it never
+    seen the task."""
+    from daedalus.designers.meta.matrix import Matrix
+    from daedalus.designers.meta.portfolio import select_portfolio
+
+    if not out.exists():
+        matrix = Matrix.load()
+        select_portfolio(matrix.without(matrix.group_of(task)), cost_aware=True).save(out)
+    return out
+
+
 def run_one(framework: str, data: Prepared, args: argparse.Namespace, work: Path,
             run_peer: ModuleType) -> RunResult:
     result = RunResult(dataset=data.name, framework=framework, task=data.task, budget_s=args.time,
@@ -363,9 +377,16 @@ def run_one(framework: str, data: Prepared, args: argparse.Namespace, work: Path
     result.details["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)
     try:
         if framework == "daedalus":
-            run_daedalus(data, args.time, args.seed, args.daedalus, work, run_peer, result)
+            # A first run for this user: no knowledge base (a past bench run on the same table would be a
+            # warm start the peers do not get); under --leave-one-out, a portfolio mined without this dataset.
+            extra = ["--knowledge", "off"]
+            if args.leave_one_out:
+                extra += ["--portfolio", str(portfolio_without(data.name, work / "portfolio.json"))]
+            run_daedalus(data, args.time, args.seed, args.daedalus, work, run_peer, result, tuple(extra))
         else:
-            run_peer_framework(framework, data, args.time, args.seed, args.peers_dir, args.shared, work, result)
+            preset = args.autogluon_preset if framework == "autogluon" else None
+            run_peer_framework(framework, data, args.time, args.seed, args.peers_dir, args.shared, work, result,
+                               preset)
         if result.primary is None:
             raise RuntimeError(f"no {PRIMARY[data.task][0]} in the metrics {result.metrics}")
     except Exception as e:  # a framework's failure is recorded, and the benchmark goes on
@@ -457,6 +478,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-rows", type=int, default=None, help="subsample each dataset to N rows before the split")
     p.add_argument("--seed", type=int, default=0, help="seed given to every framework (the split seed stays 0)")
     p.add_argument("--daedalus", default=default_daedalus(), help="the daedalus command")
+    p.add_argument("--autogluon-preset", default=None,
+                   help="AutoGluon's presets (run_peer.py's default: medium_quality; e.g. best_quality)")
+    p.add_argument("--leave-one-out", action="store_true",
+                   help="Daedalus warm-starts from a portfolio mined without the dataset (the shipped one has "
+                        "seen every shared dataset)")
     args = p.parse_args(argv)
     args.peers_dir = args.peers_dir.expanduser()
     args.shared = args.shared.expanduser().resolve()
@@ -511,6 +537,12 @@ def main(argv: list[str] | None = None) -> int:
               f"Budget {args.time:g} s per framework and dataset, framework seed {args.seed}, split seed "
               f"{SPLIT_SEED} (75/25, stratified for classification), {CORES} cores each, frameworks run one "
               f"after another on {os.cpu_count()} CPUs."]
+    if "autogluon" in frameworks:
+        header.append(f"AutoGluon presets: {args.autogluon_preset or 'medium_quality'}.")
+    if "daedalus" in frameworks:
+        header.append("Daedalus: no knowledge base (`--knowledge off`); " + (
+            "warm start from a portfolio mined without the dataset (`--leave-one-out`)." if args.leave_one_out
+            else "the shipped portfolio, which was mined with every shared dataset in it."))
     if args.max_rows:
         header.append(f"**Subsampled:** every dataset larger than {args.max_rows} rows was cut to "
                       f"{args.max_rows} rows before the split.")

@@ -44,18 +44,6 @@ def pick_tasks(manifest: dict[str, Any], limit: int | None, names: list[str] | N
     return [every[int(i)] for i in np.linspace(0, len(every) - 1, limit).round()]
 
 
-def loto_portfolio(task: str, out: Path) -> Path:
-    """The portfolio mined from the committed matrix without ``task``'s group, saved to ``out``."""
-    from daedalus.designers.meta.matrix import Matrix
-    from daedalus.designers.meta.portfolio import select_portfolio
-
-    matrix = Matrix.load()
-    group = matrix.group_of(task)
-    portfolio = select_portfolio(matrix.without(group), cost_aware=True)  # as the shipped one (export)
-    portfolio.save(out)
-    return out
-
-
 def arms(times: list[float]) -> list[tuple[str, float, bool]]:
     return [(f"{'warm' if warm else 'cold'}{t:g}", t, warm) for t in times for warm in (True, False)]
 
@@ -64,9 +52,7 @@ def run_task(name: str, entry: dict[str, Any], args: argparse.Namespace, done: s
              results: Path, run_peer: Any) -> None:
     work = args.out / name
     data = ab.prepare_dataset(name, entry, args.shared, work, args.max_rows, run_peer, corpus="meta")
-    portfolio = work / "portfolio.json"
-    if not portfolio.exists():
-        loto_portfolio(name, portfolio)
+    portfolio = ab.portfolio_without(name, work / "portfolio.json")
     for arm, budget, warm in arms(args.times):
         if (name, arm) in done or (args.arms and arm not in args.arms):
             continue

@@ -34,7 +34,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import automl_bench as ab  # noqa: E402  (bench/ is not a package)
-from meta_bench import loto_portfolio, pick_tasks  # noqa: E402
+from meta_bench import pick_tasks  # noqa: E402
 
 ARMS = ("knowledge", "portfolio", "cold")
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         entry, work = manifest[name], out / name
         full, half = table(name, entry, args.shared, work, args.max_rows, args.second)
-        portfolio = ["--portfolio", args.portfolio or str(loto_portfolio(name, work / "portfolio.json"))]
+        portfolio = ["--portfolio", args.portfolio or str(ab.portfolio_without(name, work / "portfolio.json"))]
         knowledge = f"sqlite:///{work / 'knowledge.db'}"
         try:
             build(args.daedalus, half, entry["target"], args.first_time or args.time, work / "first",

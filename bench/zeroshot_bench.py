@@ -25,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import automl_bench as ab  # noqa: E402  (bench/ is not a package)
-from meta_bench import loto_portfolio, pick_tasks  # noqa: E402
+from meta_bench import pick_tasks  # noqa: E402
 
 ARMS = ("daedalus", "lightgbm", "flaml")
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         work = out / name
         data = ab.prepare_dataset(name, manifest[name], args.shared, work, None, run_peer, corpus="meta")
-        portfolio = loto_portfolio(name, work / "portfolio.json")
+        portfolio = ab.portfolio_without(name, work / "portfolio.json")
         row: dict[str, Any] = {"task": name, "kind": data.task}
         result = ab.RunResult(dataset=name, framework="daedalus", task=data.task, budget_s=args.time, seed=0)
         try:
