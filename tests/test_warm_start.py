@@ -153,6 +153,41 @@ def test_the_designer_queues_the_defaults_the_plan_lacks_after_it():
             proposal = designer.ask()
             designer.tell(proposal, Result(OK, 0.5))
             proposed[then_defaults].append((proposal.designer, proposal.family))
-    assert proposed[True] == [("default", "linear"), ("portfolio", "lightgbm"), ("portfolio", "random_forest"),
+    # The linear and LightGBM defaults first (the plan's LightGBM default taken out of it, not run twice)
+    assert proposed[True] == [("default", "linear"), ("default", "lightgbm"), ("portfolio", "random_forest"),
                               ("default", "random_forest"), ("default", "knn"), ("tpe", proposed[True][5][1])]
-    assert [by for by, _ in proposed[False]] == ["default", "portfolio", "portfolio", "tpe", "tpe", "tpe"]
+    assert [by for by, _ in proposed[False]] == ["default", "default", "portfolio", "tpe", "tpe", "tpe"]
+
+
+def test_dropping_the_warm_queue_leaves_steering_and_hands_over_to_tpe():
+    """What ``Search.cut_warm_queue`` does once the queue has used its share of the time: the queued warm
+    proposals are closed as 'skipped' (never a result: neither the run's records nor the knowledge base hold
+    them), a steered one stays queued, and TPE proposes after it."""
+    import optuna
+
+    from daedalus.designers.base import OK, Result
+    from daedalus.designers.optuna_designer import SKIPPED, OptunaDesigner, make_sampler
+    from daedalus.orchestration.knowledge_record import table_trials
+    from daedalus.orchestration.search import load_records
+
+    plan = WarmStartPlan([WarmProposal("random_forest", {"n_estimators": 50}, "slot 1", "portfolio"),
+                          WarmProposal("knn", {"n_neighbors": 7}, "slot 2", "portfolio")], [])
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(0))
+    designer = OptunaDesigner(study, FAMILIES, Task.BINARY, 1000)
+    designer.enqueue_warm_start(plan)
+    first = designer.ask()
+    designer.tell(first, Result(OK, 0.5))
+    designer.enqueue("lightgbm", {"num_leaves": 7}, "a reviewer asked for it")
+    dropped = designer.drop_warm_queue("not run: out of its share")
+    assert len(dropped) == 5  # lightgbm's default, the 2 members, then the random_forest and knn defaults
+    skipped = [t for t in study.trials if t.number in dropped]
+    assert {t.user_attrs["status"] for t in skipped} == {SKIPPED}
+    assert all(t.user_attrs["reason"] == "not run: out of its share" for t in skipped)
+    after = [designer.ask() for _ in range(2)]
+    assert [(p.designer, p.family) for p in after][0] == ("steering", "lightgbm")
+    assert after[1].designer == "tpe"
+    for p in after:
+        designer.tell(p, Result(OK, 0.6))
+    assert [r.number for r in load_records(study)] == [first.number, *(p.number for p in after)]
+    assert [t.number for t in table_trials(study)] == [first.number, *(p.number for p in after)]
+    assert designer.drop_warm_queue("again") == []  # nothing left to drop

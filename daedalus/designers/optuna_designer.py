@@ -29,6 +29,7 @@ from daedalus.designers.optuna_queue import (
     WARM_REASON_ATTR,
     claim_waiting,
     draw_seed,
+    drop_waiting,
     running_trial,
     sampler_state,
     set_sampler_state,
@@ -44,12 +45,17 @@ from daedalus.spaces.registry import get_family
 
 FAMILY_PARAM = "family"
 STATUS_ATTR = "status"
+SKIPPED = "skipped"  # the status of a queued proposal dropped before it ran (drop_warm_queue)
 REASON_ATTR = "reason"
 # A trial's fairness constraint value (a list; <= 0 is feasible), measured by the search on its out-of-fold
 # predictions; the designer sets it as the trial's Optuna constraint (``Trial.set_constraint``) before telling
 # the result, and TPE then models feasible and infeasible trials apart (Optuna's constrained TPE).
 CONSTRAINT_ATTR = "constraint"
 CONSTRAINT_NAME = "fairness"
+# The warm start's queue begins with these defaults, as a cold start does (see OptunaDesigner._anchored).
+ANCHORS = (("linear", "first: a model within a second while the model libraries load"),
+           ("lightgbm", "second, as in a cold start: the strongest cheap model on a table bigger than the "
+                        "corpus's, where the plan's order, measured on 1,000-row subsamples, is a guess"))
 # The study's user attribute holding a warm start's prior trials (designers/tpe_prior.py), as records: a resumed
 # run shapes its remaining TPE proposals from the same prior.
 PRIOR_ATTR = "tpe_prior"
@@ -107,8 +113,8 @@ class OptunaDesigner(Designer[dict[str, Any]]):
 
     def enqueue_warm_start(self, plan: WarmStartPlan, cheapest_first: bool = True, then_defaults: bool = True) -> None:
         """Queue a warm start's configurations in the plan's order (called once, when the study is created),
-        each marked with its reason and source. ``cheapest_first``: the linear family's default goes first while
-        the model libraries load (see ``search.COLD_START_FAMILIES``), unless the plan holds linear already.
+        each marked with its reason and source. ``cheapest_first``: the cold start's first two defaults go
+        first (``_anchored``; not under --zero-shot, where the plan's predicted best is the point).
 
         ``then_defaults``: after the plan, every family's default that the plan does not hold (the cold start's
         queue, in its order): on a small table the plan runs out within seconds, and a warm start should then
@@ -116,10 +122,8 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         some tables where a default is best (session 9's bench: the mined extra-trees and random forest, heavily
         regularised, scored 7.4 and 6.4 rmse on dplyr_storms, where the random forest's default scored 4.7)."""
         proposals = list(plan.proposals)
-        if cheapest_first and "linear" in self.families and all(p.family != "linear" for p in proposals[:1]):
-            default = get_family("linear").default_config(self.task, self.n_rows)
-            proposals.insert(0, WarmProposal("linear", default, "the linear default first, a model within a second "
-                                             "while the model libraries load", "default"))
+        if cheapest_first:
+            proposals = self._anchored(proposals)
         for proposal in proposals:
             params = {FAMILY_PARAM: proposal.family,
                       **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
@@ -133,6 +137,31 @@ class OptunaDesigner(Designer[dict[str, Any]]):
                     PORTFOLIO_ATTR: True, WARM_REASON_ATTR: reason, ENQUEUED_BY_ATTR: "default"}, skip_if_exists=True)
         if plan.prior:
             self.study.set_user_attr(PRIOR_ATTR, [p.to_record() for p in plan.prior])
+
+    def _anchored(self, proposals: list[WarmProposal]) -> list[WarmProposal]:
+        """The cold start's first two defaults ahead of the plan (each taken out of the plan if it holds it): the
+        linear one, a model within a second while the model libraries load, then LightGBM's, the strongest cheap
+        model on tables larger than the corpus's. The plan is ordered by scores and fit times measured on
+        1,000-row subsamples of mostly small tables, and on a bigger table it misjudges both (session 10's
+        automl bench: on fars, 100,000 rows, its first five members left LightGBM out and a CatBoost member ran
+        out the budget; on car, a CatBoost member took 19 of 60 s)."""
+        anchors = []
+        for name, why in ANCHORS:
+            if name not in self.families:
+                continue
+            default = get_family(name).default_config(self.task, self.n_rows)
+            proposals = [p for p in proposals if (p.family, p.config) != (name, default)]
+            anchors.append(WarmProposal(name, default, f"the {name} default, {why}", "default"))
+        # A past run on this very table is better evidence than any default: its configurations go right after
+        # the first anchor (the linear model, while the libraries load).
+        same_table = [p for p in proposals if p.detail.get("same_table")]
+        rest = [p for p in proposals if not p.detail.get("same_table")]
+        return [*anchors[:1], *same_table, *anchors[1:], *rest]
+
+    def drop_warm_queue(self, reason: str) -> list[int]:
+        """Drop the warm start's queued proposals that have not started (steering's stay): TPE proposes next.
+        Each is closed as failed with status ``SKIPPED`` and ``reason``; returns their trial numbers."""
+        return drop_waiting(self.study, WARM_REASON_ATTR, SKIPPED, reason)
 
     def distributions(self, family: str) -> dict[str, BaseDistribution]:
         model_family = get_family(family)

@@ -58,6 +58,28 @@ def draw_seed(sampler: optuna.samplers.BaseSampler) -> int:
     return int(generators[0].randint(2**31 - 1)) if generators else 0
 
 
+def drop_waiting(study: optuna.Study, attr: str, status: str, reason: str) -> list[int]:
+    """Take every waiting trial marked with ``attr`` out of the queue: each is claimed (as ``claim_waiting`` does,
+    so one another process took meanwhile is left alone) and closed as failed with ``status`` and ``reason``.
+    Optuna has no way to remove a waiting trial, and its ``ask`` takes any waiting one before sampling. Returns
+    their numbers."""
+    storage = study._storage
+    numbers = []
+    for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if attr not in waiting.user_attrs:
+            continue
+        try:
+            if not storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        storage.set_trial_user_attr(waiting._trial_id, "status", status)
+        storage.set_trial_user_attr(waiting._trial_id, "reason", reason)
+        storage.set_trial_state_values(waiting._trial_id, TrialState.FAIL)
+        numbers.append(waiting.number)
+    return numbers
+
+
 def running_trial(study: optuna.Study, number: int) -> optuna.trial.Trial | None:
     """A handle on trial ``number`` of ``study`` if it is still RUNNING (a designer continued from its state
     tells it), else None."""

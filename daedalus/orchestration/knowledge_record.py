@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from daedalus.data.fingerprint import fingerprint
 from daedalus.data.schema import Schema
-from daedalus.designers.optuna_designer import FAMILY_PARAM, STATUS_ATTR, split_params
+from daedalus.designers.optuna_designer import FAMILY_PARAM, SKIPPED, STATUS_ATTR, split_params
 from daedalus.evaluation.trial import EvalContext
 from daedalus.orchestration.image_warm import image_task
 from daedalus.orchestration.loop import TrialRecord
@@ -110,6 +110,8 @@ def table_trials(study: optuna.Study) -> list[TrialEntry]:
         family, config = split_params(t.params)
         score = t.value if t.state == TrialState.COMPLETE else None
         status = t.user_attrs.get(STATUS_ATTR, _STATES[t.state])
+        if status == SKIPPED:  # queued, dropped before it ran: no result to learn from
+            continue
         out.append(TrialEntry(number=t.number, space="table", family=str(family), config=config,
                               score=_number(score), fit_seconds=_number(t.user_attrs.get("fit_seconds")),
                               status=str(status)))
