@@ -73,7 +73,7 @@ def _designer(prior: list[PriorTrial] | None, seed: int = 0, study: optuna.Study
     study = study or optuna.create_study(direction="maximize", sampler=make_sampler(seed))
     designer = OptunaDesigner(study, FAMILIES, Task.BINARY, 1000)
     if prior is not None:
-        designer.enqueue_warm_start(WarmStartPlan([], [], prior), cheapest_first=False, then_defaults=False)
+        designer.enqueue_warm_start(WarmStartPlan([], [], prior), defaults_first=False)
     return designer
 
 

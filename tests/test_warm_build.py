@@ -48,17 +48,15 @@ def test_the_audit_log_names_the_source_of_each_queued_proposal(small_binary_csv
                     "--portfolio", portfolio_file, "--families", "linear,lightgbm,random_forest,knn")
     assert built.returncode == 0, built.stderr
     proposed = _proposed(run)
-    # the linear and LightGBM defaults (as a cold start begins), the plan, the defaults it lacks (knn's default
-    # is slot 3 already), then TPE
-    assert [(p["designer"], p["family"]) for p in proposed[:2]] == [("default", "linear"), ("default", "lightgbm")]
-    assert "second, as in a cold start" in proposed[1]["reason"]
-    assert [p["designer"] for p in proposed] == ["default", "default", "portfolio", "portfolio", "portfolio",
-                                                 "default", "tpe"]
-    assert proposed[5]["family"] == "random_forest" and "the cold start's configuration" in proposed[5]["reason"]
+    # every family's default in the cold start's order, then the plan (knn's default, slot 3, not twice), then TPE
+    assert [(p["designer"], p["family"]) for p in proposed[:4]] == [
+        ("default", "linear"), ("default", "lightgbm"), ("default", "random_forest"), ("default", "knn")]
+    assert "a warm start adds to what a cold start tries" in proposed[1]["reason"]
+    assert [p["designer"] for p in proposed] == ["default"] * 4 + ["portfolio", "portfolio", "tpe"]
     # after the queue, TPE's first proposals are shaped by the members' ranks on the nearest corpus tasks
     assert "trials of similar tasks (corpus task far, corpus task near)" in proposed[6]["reason"]
-    assert proposed[2]["family"] == "random_forest" and "portfolio slot 2" in proposed[2]["reason"]
-    assert "nearest corpus tasks" in proposed[2]["reason"] and "near" in proposed[2]["reason"]
+    assert proposed[4]["family"] == "random_forest" and "portfolio slot 2" in proposed[4]["reason"]
+    assert "nearest corpus tasks" in proposed[4]["reason"] and "near" in proposed[4]["reason"]
     records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
     warm = next(r for r in records if r["event"] == "warm_start")
     assert [p["source"] for p in warm["warm_start"]["proposals"]] == ["portfolio"] * 3

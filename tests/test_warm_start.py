@@ -131,9 +131,9 @@ def test_one_past_run_of_the_same_table_is_measured_on_the_corpus_scale():
     assert plan.proposals[0].source == "knowledge" and plan.proposals[0].detail["distance"] < 0.5
 
 
-def test_the_designer_queues_the_defaults_the_plan_lacks_after_it():
-    """A small table runs through its plan in seconds: the cold start's defaults follow, so that a warm start has
-    then tried all a cold one does (each once: a member equal to a default is not queued twice)."""
+def test_the_cold_start_queue_leads_a_warm_start():
+    """Every family's default first, in the cold start's order (a member equal to a default is not queued
+    twice), then the plan, then TPE; without ``defaults_first`` (--zero-shot) the plan alone."""
     import optuna
 
     from daedalus.designers.base import OK, Result
@@ -144,19 +144,18 @@ def test_the_designer_queues_the_defaults_the_plan_lacks_after_it():
     plan = WarmStartPlan([WarmProposal("lightgbm", lgb_default, "slot 1", "portfolio"),
                           WarmProposal("random_forest", {"n_estimators": 50}, "slot 2", "portfolio")], [])
     proposed = {}
-    for then_defaults in (True, False):
+    for defaults_first in (True, False):
         designer = OptunaDesigner(optuna.create_study(direction="maximize", sampler=make_sampler(0)), FAMILIES,
                                   Task.BINARY, 1000)
-        designer.enqueue_warm_start(plan, then_defaults=then_defaults)
-        proposed[then_defaults] = []
+        designer.enqueue_warm_start(plan, defaults_first=defaults_first)
+        proposed[defaults_first] = []
         for _ in range(6):
             proposal = designer.ask()
             designer.tell(proposal, Result(OK, 0.5))
-            proposed[then_defaults].append((proposal.designer, proposal.family))
-    # The linear and LightGBM defaults first (the plan's LightGBM default taken out of it, not run twice)
-    assert proposed[True] == [("default", "linear"), ("default", "lightgbm"), ("portfolio", "random_forest"),
-                              ("default", "random_forest"), ("default", "knn"), ("tpe", proposed[True][5][1])]
-    assert [by for by, _ in proposed[False]] == ["default", "default", "portfolio", "tpe", "tpe", "tpe"]
+            proposed[defaults_first].append((proposal.designer, proposal.family))
+    assert proposed[True] == [("default", "linear"), ("default", "random_forest"), ("default", "lightgbm"),
+                              ("default", "knn"), ("portfolio", "random_forest"), ("tpe", proposed[True][5][1])]
+    assert [by for by, _ in proposed[False]] == ["portfolio", "portfolio", "tpe", "tpe", "tpe", "tpe"]
 
 
 def test_dropping_the_warm_queue_leaves_steering_and_hands_over_to_tpe():
@@ -179,7 +178,7 @@ def test_dropping_the_warm_queue_leaves_steering_and_hands_over_to_tpe():
     designer.tell(first, Result(OK, 0.5))
     designer.enqueue("lightgbm", {"num_leaves": 7}, "a reviewer asked for it")
     dropped = designer.drop_warm_queue("not run: out of its share")
-    assert len(dropped) == 5  # lightgbm's default, the 2 members, then the random_forest and knn defaults
+    assert len(dropped) == 5  # the random_forest, lightgbm and knn defaults, then the 2 members
     skipped = [t for t in study.trials if t.number in dropped]
     assert {t.user_attrs["status"] for t in skipped} == {SKIPPED}
     assert all(t.user_attrs["reason"] == "not run: out of its share" for t in skipped)

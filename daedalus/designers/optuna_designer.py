@@ -11,6 +11,7 @@ strong defaults find a good model within seconds, and they give TPE a spread of 
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -52,10 +53,6 @@ REASON_ATTR = "reason"
 # the result, and TPE then models feasible and infeasible trials apart (Optuna's constrained TPE).
 CONSTRAINT_ATTR = "constraint"
 CONSTRAINT_NAME = "fairness"
-# The warm start's queue begins with these defaults, as a cold start does (see OptunaDesigner._anchored).
-ANCHORS = (("linear", "first: a model within a second while the model libraries load"),
-           ("lightgbm", "second, as in a cold start: the strongest cheap model on a table bigger than the "
-                        "corpus's, where the plan's order, measured on 1,000-row subsamples, is a guess"))
 # The study's user attribute holding a warm start's prior trials (designers/tpe_prior.py), as records: a resumed
 # run shapes its remaining TPE proposals from the same prior.
 PRIOR_ATTR = "tpe_prior"
@@ -77,6 +74,14 @@ def suggest(trial: optuna.trial.Trial, name: str, dist: BaseDistribution) -> Any
     if isinstance(dist, CategoricalDistribution):
         return trial.suggest_categorical(name, dist.choices)
     raise TypeError(f"unsupported distribution {dist!r}")
+
+
+def _as_params(proposal: WarmProposal) -> dict[str, Any]:
+    return {FAMILY_PARAM: proposal.family, **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
@@ -111,52 +116,42 @@ class OptunaDesigner(Designer[dict[str, Any]]):
             config[CONSTRAINT_PARAM] = self.mitigation_constraint
         return {FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}}
 
-    def enqueue_warm_start(self, plan: WarmStartPlan, cheapest_first: bool = True, then_defaults: bool = True) -> None:
-        """Queue a warm start's configurations in the plan's order (called once, when the study is created),
-        each marked with its reason and source. ``cheapest_first``: the cold start's first two defaults go
-        first (``_anchored``; not under --zero-shot, where the plan's predicted best is the point).
+    def enqueue_warm_start(self, plan: WarmStartPlan, defaults_first: bool = True) -> None:
+        """Queue a warm start (called once, when the study is created), each proposal marked with its reason and
+        source. ``defaults_first`` (every build but --zero-shot, whose point is the plan's predicted best): the
+        cold start's queue leads, every family's default in its order, and the plan follows; a past run on this
+        very table goes right after the first default (the linear model, within a second while the libraries
+        load), being better evidence than any default.
 
-        ``then_defaults``: after the plan, every family's default that the plan does not hold (the cold start's
-        queue, in its order): on a small table the plan runs out within seconds, and a warm start should then
-        have tried all that a cold one does. The mined members are strong on the corpus on average, and weak on
-        some tables where a default is best (session 9's bench: the mined extra-trees and random forest, heavily
-        regularised, scored 7.4 and 6.4 rmse on dplyr_storms, where the random forest's default scored 4.7)."""
+        Why the defaults lead: the plan is mined on 1,000-row subsamples of mostly small, noisy tables, where its
+        regularised members shine; on the shared datasets (bigger tables, a 60-s budget) the plan first lost to
+        the cold start on most (session 10's automl bench: on phoneme, the mined extra-trees scored 0.908 AUC in
+        validation where the cold start's best reached 0.969 on test; on fars, 100,000 rows, a CatBoost member ran
+        out the budget before LightGBM's default was tried). A warm start must not delay what a cold start tries:
+        it adds to it."""
         proposals = list(plan.proposals)
-        if cheapest_first:
-            proposals = self._anchored(proposals)
-        for proposal in proposals:
-            params = {FAMILY_PARAM: proposal.family,
-                      **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
-            self.study.enqueue_trial(params, user_attrs={PORTFOLIO_ATTR: True, WARM_REASON_ATTR: proposal.reason,
-                                                         ENQUEUED_BY_ATTR: proposal.source}, skip_if_exists=False)
-        if then_defaults:
-            for name in self.families:  # (a default the plan holds already is not queued twice: skip_if_exists)
-                reason = (f"the {name} default, after the warm start's plan: the cold start's configuration, so "
-                          "that a warm start whose plan ends early has tried all that a cold one does")
-                self.study.enqueue_trial(self._default_params(name), user_attrs={
-                    PORTFOLIO_ATTR: True, WARM_REASON_ATTR: reason, ENQUEUED_BY_ATTR: "default"}, skip_if_exists=True)
+        if defaults_first:
+            defaults = [(name, self._default_params(name)) for name in self.families]
+            default_keys = {_params_key(params) for _, params in defaults}
+            same_table = [p for p in proposals if p.detail.get("same_table")]
+            proposals = [p for p in proposals if not p.detail.get("same_table")
+                         and _params_key(_as_params(p)) not in default_keys]  # (not run twice)
+            for position, (name, params) in enumerate(defaults):
+                self.study.enqueue_trial(params, user_attrs={
+                    PORTFOLIO_ATTR: True, ENQUEUED_BY_ATTR: "default",
+                    WARM_REASON_ATTR: f"the {name} default, in the cold start's order: a warm start adds to what a "
+                                      "cold start tries, and delays none of it"}, skip_if_exists=False)
+                if position == 0:
+                    self._enqueue_proposals(same_table)
+        self._enqueue_proposals(proposals)
         if plan.prior:
             self.study.set_user_attr(PRIOR_ATTR, [p.to_record() for p in plan.prior])
 
-    def _anchored(self, proposals: list[WarmProposal]) -> list[WarmProposal]:
-        """The cold start's first two defaults ahead of the plan (each taken out of the plan if it holds it): the
-        linear one, a model within a second while the model libraries load, then LightGBM's, the strongest cheap
-        model on tables larger than the corpus's. The plan is ordered by scores and fit times measured on
-        1,000-row subsamples of mostly small tables, and on a bigger table it misjudges both (session 10's
-        automl bench: on fars, 100,000 rows, its first five members left LightGBM out and a CatBoost member ran
-        out the budget; on car, a CatBoost member took 19 of 60 s)."""
-        anchors = []
-        for name, why in ANCHORS:
-            if name not in self.families:
-                continue
-            default = get_family(name).default_config(self.task, self.n_rows)
-            proposals = [p for p in proposals if (p.family, p.config) != (name, default)]
-            anchors.append(WarmProposal(name, default, f"the {name} default, {why}", "default"))
-        # A past run on this very table is better evidence than any default: its configurations go right after
-        # the first anchor (the linear model, while the libraries load).
-        same_table = [p for p in proposals if p.detail.get("same_table")]
-        rest = [p for p in proposals if not p.detail.get("same_table")]
-        return [*anchors[:1], *same_table, *anchors[1:], *rest]
+    def _enqueue_proposals(self, proposals: Sequence[WarmProposal]) -> None:
+        for proposal in proposals:
+            self.study.enqueue_trial(_as_params(proposal), user_attrs={
+                PORTFOLIO_ATTR: True, WARM_REASON_ATTR: proposal.reason, ENQUEUED_BY_ATTR: proposal.source},
+                skip_if_exists=False)
 
     def drop_warm_queue(self, reason: str) -> list[int]:
         """Drop the warm start's queued proposals that have not started (steering's stay): TPE proposes next.

@@ -151,8 +151,7 @@ def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], o
             designer.enqueue_portfolio()
         else:
             # zero-shot: the plan's first configurations only, the best predicted first
-            designer.enqueue_warm_start(warm.plan, cheapest_first=not options.zero_shot,
-                                        then_defaults=not options.zero_shot)
+            designer.enqueue_warm_start(warm.plan, defaults_first=not options.zero_shot)
         storage.engine.dispose()  # no connection may outlive the rename: it would reopen the old path
     return store
 
