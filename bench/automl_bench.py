@@ -380,7 +380,9 @@ def run_one(framework: str, data: Prepared, args: argparse.Namespace, work: Path
             # A first run for this user: no knowledge base (a past bench run on the same table would be a
             # warm start the peers do not get); under --leave-one-out, a portfolio mined without this dataset.
             extra = ["--knowledge", "off"]
-            if args.leave_one_out:
+            if args.cold:
+                extra += ["--warm-start", "off"]
+            elif args.leave_one_out:
                 extra += ["--portfolio", str(portfolio_without(data.name, work / "portfolio.json"))]
             run_daedalus(data, args.time, args.seed, args.daedalus, work, run_peer, result, tuple(extra))
         else:
@@ -483,6 +485,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--leave-one-out", action="store_true",
                    help="Daedalus warm-starts from a portfolio mined without the dataset (the shipped one has "
                         "seen every shared dataset)")
+    p.add_argument("--cold", action="store_true", help="Daedalus with --warm-start off (the cold start)")
     args = p.parse_args(argv)
     args.peers_dir = args.peers_dir.expanduser()
     args.shared = args.shared.expanduser().resolve()
@@ -541,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         header.append(f"AutoGluon presets: {args.autogluon_preset or 'medium_quality'}.")
     if "daedalus" in frameworks:
         header.append("Daedalus: no knowledge base (`--knowledge off`); " + (
+            "the cold start (`--warm-start off`)." if args.cold else
             "warm start from a portfolio mined without the dataset (`--leave-one-out`)." if args.leave_one_out
             else "the shipped portfolio, which was mined with every shared dataset in it."))
     if args.max_rows:
