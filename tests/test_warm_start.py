@@ -159,9 +159,9 @@ def test_the_cold_start_queue_leads_a_warm_start():
 
 
 def test_dropping_the_warm_queue_leaves_steering_and_hands_over_to_tpe():
-    """What ``Search.cut_warm_queue`` does once the queue has used its share of the time: the queued warm
+    """What ``Search.cut_warm_queue`` does once the queue has used its share of the time: the plan's queued
     proposals are closed as 'skipped' (never a result: neither the run's records nor the knowledge base hold
-    them), a steered one stays queued, and TPE proposes after it."""
+    them); a steered one and the family defaults stay queued, and TPE proposes after them."""
     import optuna
 
     from daedalus.designers.base import OK, Result
@@ -178,15 +178,18 @@ def test_dropping_the_warm_queue_leaves_steering_and_hands_over_to_tpe():
     designer.tell(first, Result(OK, 0.5))
     designer.enqueue("lightgbm", {"num_leaves": 7}, "a reviewer asked for it")
     dropped = designer.drop_warm_queue("not run: out of its share")
-    assert len(dropped) == 5  # the random_forest, lightgbm and knn defaults, then the 2 members
+    assert len(dropped) == 2  # the plan's 2 members; the defaults still queued stay (never cut)
     skipped = [t for t in study.trials if t.number in dropped]
     assert {t.user_attrs["status"] for t in skipped} == {SKIPPED}
     assert all(t.user_attrs["reason"] == "not run: out of its share" for t in skipped)
-    after = [designer.ask() for _ in range(2)]
-    assert [(p.designer, p.family) for p in after][0] == ("steering", "lightgbm")
-    assert after[1].designer == "tpe"
+    assert {t.system_attrs["fixed_params"]["family"] for t in skipped} == {"random_forest", "knn"}
+    after = [designer.ask() for _ in range(5)]
+    assert [(p.designer, p.family) for p in after[:4]] == [("steering", "lightgbm"), ("default", "random_forest"),
+                                                          ("default", "lightgbm"), ("default", "knn")]
+    assert after[4].designer == "tpe"
     for p in after:
         designer.tell(p, Result(OK, 0.6))
-    assert [r.number for r in load_records(study)] == [first.number, *(p.number for p in after)]
-    assert [t.number for t in table_trials(study)] == [first.number, *(p.number for p in after)]
+    ran = sorted([first.number, *(p.number for p in after)])
+    assert [r.number for r in load_records(study)] == ran
+    assert [t.number for t in table_trials(study)] == ran
     assert designer.drop_warm_queue("again") == []  # nothing left to drop

@@ -9,6 +9,7 @@ private names, which may change with any Optuna release, so they are used here o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -58,15 +59,16 @@ def draw_seed(sampler: optuna.samplers.BaseSampler) -> int:
     return int(generators[0].randint(2**31 - 1)) if generators else 0
 
 
-def drop_waiting(study: optuna.Study, attr: str, status: str, reason: str) -> list[int]:
-    """Take every waiting trial marked with ``attr`` out of the queue: each is claimed (as ``claim_waiting`` does,
-    so one another process took meanwhile is left alone) and closed as failed with ``status`` and ``reason``.
-    Optuna has no way to remove a waiting trial, and its ``ask`` takes any waiting one before sampling. Returns
-    their numbers."""
+def drop_waiting(study: optuna.Study, attr: str, status: str, reason: str,
+                 keep: Callable[[dict[str, Any]], bool] = lambda attrs: False) -> list[int]:
+    """Take every waiting trial marked with ``attr`` (and not kept by ``keep``, given its user attributes) out of
+    the queue: each is claimed (as ``claim_waiting`` does, so one another process took meanwhile is left alone)
+    and closed as failed with ``status`` and ``reason``. Optuna has no way to remove a waiting trial, and its
+    ``ask`` takes any waiting one before sampling. Returns their numbers."""
     storage = study._storage
     numbers = []
     for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if attr not in waiting.user_attrs:
+        if attr not in waiting.user_attrs or keep(waiting.user_attrs):
             continue
         try:
             if not storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
