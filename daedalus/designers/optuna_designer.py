@@ -58,6 +58,11 @@ CONSTRAINT_NAME = "fairness"
 PRIOR_ATTR = "tpe_prior"
 
 
+def join_params(family: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The study's parameters of ``family`` with ``config`` (the inverse of ``split_params``)."""
+    return {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in config.items()}}
+
+
 def split_params(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A trial's flat Optuna parameters as (family, that family's configuration without the prefix)."""
     family = params[FAMILY_PARAM]
@@ -74,10 +79,6 @@ def suggest(trial: optuna.trial.Trial, name: str, dist: BaseDistribution) -> Any
     if isinstance(dist, CategoricalDistribution):
         return trial.suggest_categorical(name, dist.choices)
     raise TypeError(f"unsupported distribution {dist!r}")
-
-
-def _as_params(proposal: WarmProposal) -> dict[str, Any]:
-    return {FAMILY_PARAM: proposal.family, **{f"{proposal.family}.{k}": v for k, v in proposal.config.items()}}
 
 
 def _params_key(params: dict[str, Any]) -> str:
@@ -114,7 +115,7 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         config = family.default_config(self.task, self.n_rows)
         if isinstance(family, MitigationFamily) and self.mitigation_constraint:
             config[CONSTRAINT_PARAM] = self.mitigation_constraint
-        return {FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in config.items()}}
+        return join_params(name, config)
 
     def enqueue_warm_start(self, plan: WarmStartPlan, defaults_first: bool = True) -> None:
         """Queue a warm start (called once, when the study is created), each proposal marked with its reason and
@@ -135,7 +136,7 @@ class OptunaDesigner(Designer[dict[str, Any]]):
             default_keys = {_params_key(params) for _, params in defaults}
             same_table = [p for p in proposals if p.detail.get("same_table")]
             proposals = [p for p in proposals if not p.detail.get("same_table")
-                         and _params_key(_as_params(p)) not in default_keys]  # (not run twice)
+                         and _params_key(join_params(p.family, p.config)) not in default_keys]  # (not run twice)
             for position, (name, params) in enumerate(defaults):
                 self.study.enqueue_trial(params, user_attrs={
                     PORTFOLIO_ATTR: True, ENQUEUED_BY_ATTR: "default",
@@ -149,7 +150,7 @@ class OptunaDesigner(Designer[dict[str, Any]]):
 
     def _enqueue_proposals(self, proposals: Sequence[WarmProposal]) -> None:
         for proposal in proposals:
-            self.study.enqueue_trial(_as_params(proposal), user_attrs={
+            self.study.enqueue_trial(join_params(proposal.family, proposal.config), user_attrs={
                 PORTFOLIO_ATTR: True, WARM_REASON_ATTR: proposal.reason, ENQUEUED_BY_ATTR: proposal.source},
                 skip_if_exists=False)
 
@@ -191,7 +192,7 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         if family not in self.families:
             raise ValueError(f"family {family!r} is not searched by this designer; use one of "
                              f"{', '.join(self.families)}")
-        params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in candidate.items()}}
+        params = join_params(family, candidate)
         marks = {STEERED_ATTR: reason, **({} if by == "steering" else {ENQUEUED_BY_ATTR: by})}
         # skip_if_exists (Optuna's): not queued when a trial with the same parameters exists already, e.g. a
         # mitigation of a configuration whose mitigation the portfolio or an earlier session holds.
@@ -280,7 +281,7 @@ class OptunaDesigner(Designer[dict[str, Any]]):
         """A result of a configuration this designer did not propose (a warm start): added to the study as a
         finished trial, so TPE learns from it too."""
         family, config = proposal.family, proposal.candidate
-        params = {FAMILY_PARAM: family, **{f"{family}.{k}": v for k, v in config.items()}}
+        params = join_params(family, config)
         spaces = {FAMILY_PARAM: CategoricalDistribution(self.families), **self.distributions(family)}
         model_family = get_family(family)
         if isinstance(model_family, MitigationFamily) and BASE_PARAM in config:

@@ -33,15 +33,17 @@ def claim_waiting(study: optuna.Study, attr: str) -> optuna.trial.Trial | None:
     Optuna's own ``ask`` takes a waiting trial: by moving it to RUNNING. A trial that another process claimed
     (the state was already RUNNING) or finished meanwhile (``UpdateFinishedTrialError``) is skipped."""
     for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if attr not in waiting.user_attrs:
-            continue
-        try:
-            if not study._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
-                continue
-        except UpdateFinishedTrialError:
-            continue
-        return optuna.trial.Trial(study, waiting._trial_id)
+        if attr in waiting.user_attrs and _claim(study, waiting):
+            return optuna.trial.Trial(study, waiting._trial_id)
     return None
+
+
+def _claim(study: optuna.Study, waiting: optuna.trial.FrozenTrial) -> bool:
+    """Move a waiting trial to RUNNING; False if another process claimed or finished it meanwhile."""
+    try:
+        return bool(study._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING))
+    except UpdateFinishedTrialError:
+        return False
 
 
 def contains(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
@@ -68,12 +70,7 @@ def drop_waiting(study: optuna.Study, attr: str, status: str, reason: str,
     storage = study._storage
     numbers = []
     for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if attr not in waiting.user_attrs or keep(waiting.user_attrs):
-            continue
-        try:
-            if not storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
-                continue
-        except UpdateFinishedTrialError:
+        if attr not in waiting.user_attrs or keep(waiting.user_attrs) or not _claim(study, waiting):
             continue
         storage.set_trial_user_attr(waiting._trial_id, "status", status)
         storage.set_trial_user_attr(waiting._trial_id, "reason", reason)

@@ -191,6 +191,7 @@ class Search(SearchLoop[Config]):
                                         out_of_time=lambda: self._out_of_time())
         cap = options.trial_timeout or (DEFAULT_TRIAL_TIMEOUT if clock.seconds is None else math.inf)
         self.optuna_designer = designer  # (SearchLoop.designer is the steered wrapper)
+        self.plan_cut = False
         hooks = [self.steering.apply_commands]
         if not options.zero_shot:  # (zero-shot's queue is its whole run)
             hooks.append(self.cut_warm_queue)
@@ -200,11 +201,12 @@ class Search(SearchLoop[Config]):
     def cut_warm_queue(self) -> None:
         """Once ``WARM_QUEUE_SHARE`` of the search's time is used, drop what is left of a warm start's plan
         (each dropped proposal closed as 'skipped' in the study, never a result; the audit log says how many)."""
-        if self.clock.seconds is None:
+        if self.clock.seconds is None or self.plan_cut:
             return
         search_seconds = self.clock.seconds - self.final_stage_reserve()
         if self.clock.elapsed < WARM_QUEUE_SHARE * search_seconds:
             return
+        self.plan_cut = True  # once: nothing queues plan proposals after the study's creation
         reason = (f"not run: the warm start's queue had used {WARM_QUEUE_SHARE:.0%} of the search's time; the "
                   "family defaults still queued run, then TPE")
         dropped = self.optuna_designer.drop_warm_queue(reason)
