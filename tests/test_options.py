@@ -170,7 +170,7 @@ def test_defaults_are_valid_and_the_python_api_names_parameters() -> None:
 def test_the_estimator_refuses_a_bad_parameter_before_reading_the_data() -> None:
     from daedalus.interfaces.estimators import AutoRegressor
 
-    with pytest.raises(ConfigError, match="^n_threads must be an integer >= 1, got 0; e.g. n_threads=2"):
+    with pytest.raises(ConfigError, match="^n_threads must be an integer >= 1 or None, got 0; e.g. n_threads=2"):
         AutoRegressor(n_threads=0).fit(None, None)
 
 

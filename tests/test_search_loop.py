@@ -1,6 +1,7 @@
 """The one search loop (``orchestration/loop.py``) with two trials in flight: results that arrive out of order
-are each recorded under their own trial, the designer is told each once, with its own result, and a designer
-with nothing to propose (a pause) is asked again until the budget ends the search.
+are each recorded under their own trial, the designer is told each once, with its own result; an ordered loop
+(``--trials N``: reproducible) tells them in the order of the proposals whatever the order they finish in; and a
+designer with nothing to propose (a pause) is asked again until the budget ends the search.
 
 Real worker processes (``LocalRunner(2)``); the evaluator's jobs sleep, so that the order they finish in is known."""
 
@@ -28,11 +29,13 @@ class Counting(Designer[float]):
         self.asked = 0
         self.pause_for = pause_for
         self.told: list[tuple[int, Result]] = []
+        self.told_at_ask: list[list[int]] = []  # for each proposal, the trials told before it was asked
 
     def ask(self) -> Proposal[float] | None:
         if self.pause_for > 0:
             self.pause_for -= 1
             return None
+        self.told_at_ask.append([n for n, _ in self.told])
         number = self.asked
         self.asked += 1
         return Proposal(number, "toy", round(0.1 * (number + 1), 3), "counting", self.name)
@@ -72,7 +75,7 @@ class Sleeping(Evaluator[float]):
 def test_results_out_of_order_are_each_recorded_under_their_trial() -> None:
     evaluator, designer = Sleeping(), Counting()
     loop = SearchLoop(evaluator, designer, BudgetClock(None), Reporter(), trials_to_run=6,
-                      limits=Limits(memory_mb=4000, cap=60), runner=LocalRunner(2))
+                      limits=Limits(memory_mb=4000, cap=60), runner=LocalRunner(2), ordered=False)
     records = loop.run()
     assert evaluator.finished_order != sorted(evaluator.finished_order)  # they did arrive out of order
     assert [r.number for r in records] == evaluator.finished_order  # recorded as they arrived
@@ -82,6 +85,21 @@ def test_results_out_of_order_are_each_recorded_under_their_trial() -> None:
     assert [r.number for r in loop.ranked_ok()] == [5, 4, 3, 2, 1, 0]
     # best/ follows the best so far as results arrive: 1 finishes first, then 0 (worse), 3 (better) ...
     assert evaluator.best[0] == evaluator.finished_order[0] and evaluator.best[-1] == 5
+
+
+def test_an_ordered_loop_tells_results_in_the_order_of_the_proposals() -> None:
+    """What makes ``--trials N --seed S --workers 2`` reproducible: proposal k is asked after exactly the trials
+    0..k-2 were told (k-1 still pending), though odd trials finish before the even one started with them."""
+    evaluator, designer = Sleeping(), Counting()
+    loop = SearchLoop(evaluator, designer, BudgetClock(None), Reporter(), trials_to_run=6,
+                      limits=Limits(memory_mb=4000, cap=60), runner=LocalRunner(2))
+    assert loop.in_order is not None  # the default of a run bounded by its number of trials, with room for two
+    records = loop.run()
+    assert evaluator.finished_order != sorted(evaluator.finished_order)  # they arrived out of order ...
+    assert [r.number for r in records] == list(range(6))  # ... and were recorded in order
+    assert [n for n, _ in designer.told] == list(range(6))
+    assert designer.told_at_ask == [[], [], [0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]
+    assert evaluator.best == [0, 1, 2, 3, 4, 5]
 
 
 def test_a_designer_with_nothing_to_propose_is_asked_again_until_the_time_is_up() -> None:

@@ -47,6 +47,7 @@ from daedalus.orchestration.finalize import FinalModel, finalize
 from daedalus.orchestration.knowledge_record import record_table_run
 from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.options import ZERO_SHOT_TRIALS, BuildOptions
+from daedalus.orchestration.parallel import plan_parallelism
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.search import Search
 from daedalus.orchestration.warm import WarmStart, prepare_warm_start
@@ -240,7 +241,12 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
     fairness = search_fairness(options, ctx)  # None without --sensitive
     if fairness is not None:  # a resumed run: the trials measured before it stopped
         fairness.restore({t.number: t.user_attrs for t in designer.study.get_trials(deepcopy=False)})
-    search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials, fairness=fairness)
+    parallelism = plan_parallelism(options)
+    store.audit.append("parallelism", **parallelism.to_record())
+    if parallelism.workers > 1:
+        reporter.message(f"{parallelism.workers} trials at once, {parallelism.threads_per_trial} thread(s) each")
+    search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials, fairness=fairness,
+                    parallelism=parallelism)
     t0 = time.monotonic()
     search.run()
     crash_point("search_done")
@@ -266,7 +272,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
     crash_point("explanations_started")
     if final is not None:  # explanations.json within the time left, then model_card.md/.json
         explain_and_card(store, ctx, designer.study, stage_clock.deadline(),
-                         options.seed, search.memory_mb, explain=options.explain)
+                         options.seed, search.parallelism.final_memory_mb, explain=options.explain)
     crash_point("explanations_done")
     record_table_run(store, designer.study, ctx, schema, options.knowledge, reporter)  # never fails the build
     store.audit.append("build_finished", trials=len(search.records), seconds=round(clock.elapsed, 3),

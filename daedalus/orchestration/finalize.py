@@ -110,9 +110,9 @@ def _refit_validates_better(search: Search, store: RunStore, ctx: EvalContext, c
         return False, ("k-fold: kept the bag of fold models, which the out-of-fold score validates; no time "
                        "was left to measure a refit against it")
     configs = [(r.family, _config_of(search, r.number), search.options.seed, w) for r, w in chosen]
-    result = run_in_worker(bag_prediction_on_first_fold, (ctx, configs, search.options.n_threads),
+    result = run_in_worker(bag_prediction_on_first_fold, (ctx, configs, search.parallelism.final_threads),
                            timeout=clock.remaining - SAFETY_SECONDS - _refit_estimate(ctx, chosen),
-                           memory_mb=search.memory_mb)
+                           memory_mb=search.parallelism.final_memory_mb)
     if result.status != "ok":
         return False, f"k-fold: kept the bag of fold models; measuring a refit failed ({result.status})"
     oof = {r.number: o for r, o in pairs}
@@ -144,8 +144,8 @@ def _try_refit(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetC
         return None
     out_dir = store.refit_dir
     configs = [(r.family, _config_of(search, r.number), search.options.seed) for r, _ in chosen]
-    result = run_in_worker(refit_full, (ctx, configs, search.options.n_threads, out_dir),
-                           timeout=timeout, memory_mb=search.memory_mb)
+    result = run_in_worker(refit_full, (ctx, configs, search.parallelism.final_threads, out_dir),
+                           timeout=timeout, memory_mb=search.parallelism.final_memory_mb)
     if result.status != "ok":
         store.audit.append("refit_failed", status=result.status, reason=result.reason[:500])
         return None

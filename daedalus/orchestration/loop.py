@@ -7,16 +7,25 @@ record, tell. Repeat until the budget is spent.
 What differs between the kinds of run is not here but in the :class:`Evaluator`: how a proposal becomes a job
 for the runner (a configuration fitted fold by fold; a network trained on a rung of successive halving), what
 its result means, what the final stage keeps in reserve, and how trials rank. Results may arrive in any order
-(several trials in flight when the runner's capacity is above 1): each is recorded, and the designer told, as it
-arrives. Every trial is on disk before the next result is handled, so a run killed at any moment loses at most
-the trials in flight, which ``resume`` runs again.
+(several trials in flight when the runner's capacity is above 1): each is written as it arrives. Every trial is
+on disk before the next result is handled, so a run killed at any moment loses at most the trials in flight,
+which ``resume`` runs again.
+
+When the designer is told, and so what it proposes next, depends on timing with several trials in flight. A run
+bounded by a number of trials (``--trials N --seed S``) must give the same leaderboard twice, so it is *ordered*:
+results are told in the order the trials were proposed, and proposal ``k`` is asked only once the first
+``k - capacity`` trials were told; it then sees exactly those results and, as pending (Optuna's constant liar),
+the ``capacity - 1`` trials before it, whatever the order they finished in. A slot may idle while an older
+trial finishes: the price of reproducibility, paid only when it was asked for. A run bounded by time alone
+tells each result as it arrives.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -123,15 +132,53 @@ class Evaluator(ABC, Generic[C]):
         return f"trial {proposal.number}: {proposal.family}"
 
 
+class TellOrder(Generic[C]):
+    """The bookkeeping of an ordered loop (see the module docstring). The trial asked ``p``-th is told once the
+    ``p + capacity - 1``-th was asked, so the ``k``-th proposal sees exactly the trials before ``k - capacity + 1``
+    told and the others pending, however the runner's timing went; and a new proposal waits while ``capacity``
+    trials are untold."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.n_asked = 0
+        self.untold: deque[tuple[int, int]] = deque()  # (position in the asking order, proposal number)
+        self.held: dict[int, list[Done[C]]] = {}  # results of untold trials
+
+    def may_ask(self) -> bool:
+        return len(self.untold) < self.capacity
+
+    def asked(self, number: int) -> None:
+        self.untold.append((self.n_asked, number))
+        self.n_asked += 1
+
+    def hold(self, done: Done[C]) -> bool:
+        """Keep ``done`` until its turn; False if it is not an untold trial's (told at once)."""
+        if all(number != done.proposal.number for _, number in self.untold):
+            return False
+        self.held.setdefault(done.proposal.number, []).append(done)
+        return True
+
+    def releasable(self, no_more_asks: bool) -> Iterator[Done[C]]:
+        """The results whose turn has come, oldest first (``no_more_asks``: every held one, in order)."""
+        while self.untold:
+            position, number = self.untold[0]
+            turn = no_more_asks or self.n_asked >= position + self.capacity
+            if not turn or number not in self.held:
+                return
+            self.untold.popleft()
+            yield from self.held.pop(number)
+
+
 class SearchLoop(Generic[C]):
     """Runs the loop above until ``trials_to_run`` new proposals were evaluated or the clock's time, less the
     evaluator's reserve, is spent. ``before_budget_check``: called before each look at the budget (steering's
-    'add-time' counts); ``after_tell``: called after each tell (the designer's state is stored then)."""
+    'add-time' counts); ``after_tell``: called after each tell (the designer's state is stored then);
+    ``ordered``: tell results in the order of the proposals (default: when ``trials_to_run`` bounds the run)."""
 
     def __init__(self, evaluator: Evaluator[C], designer: Designer[C], clock: BudgetClock, reporter: Reporter,
                  trials_to_run: int | None, limits: Limits,
                  runner: TrialRunner | None = None, before_budget_check: Sequence[Callable[[], None]] = (),
-                 after_tell: Sequence[Callable[[], None]] = ()) -> None:
+                 after_tell: Sequence[Callable[[], None]] = (), ordered: bool | None = None) -> None:
         self.evaluator = evaluator
         self.designer = designer
         self.clock = clock
@@ -143,6 +190,10 @@ class SearchLoop(Generic[C]):
         self.before_budget_check = list(before_budget_check)
         self.after_tell = list(after_tell)
         self.metric = evaluator.metric
+        # ordered (see the module docstring; by default when a number of trials bounds the run): the proposals
+        # started and not yet told, oldest first; a result is held back until the older ones are told
+        ordered = (trials_to_run is not None and self.runner.capacity > 1) if ordered is None else ordered
+        self.in_order: TellOrder[C] | None = TellOrder(self.runner.capacity) if ordered else None
 
     # -- budget --------------------------------------------------------------------------------------------
     def search_time_left(self) -> float:
@@ -164,6 +215,7 @@ class SearchLoop(Generic[C]):
                         hook()
                 out_of_time = self._out_of_time()
                 waiting = False
+                self._release(no_more_asks=out_of_time or self._enough(started))
                 if not out_of_time:
                     added, waiting = self._fill(started)
                     started += added
@@ -174,6 +226,7 @@ class SearchLoop(Generic[C]):
                     break
                 elif waiting:  # nothing runs and the designer has nothing to propose now (paused)
                     time.sleep(POLL_SECONDS)
+            self._release(no_more_asks=True)
             for done in self.evaluator.drain():  # e.g. a bracket cut short by the budget: its trials so far
                 self._record(done)
         finally:
@@ -193,8 +246,12 @@ class SearchLoop(Generic[C]):
             if job is None:
                 if self._enough(started + added) or not self.evaluator.wants_proposal():
                     return added, False
+                self._release(no_more_asks=False)
+                if self.in_order is not None and not self.in_order.may_ask():
+                    return added, False  # the oldest trial's result is told first
                 proposal = self.designer.ask()
                 if proposal is None:
+                    self._release(no_more_asks=True)  # (paused: nothing to wait for)
                     return added, True
                 start = self.evaluator.start(proposal, self._trial_timeout(), self.limits)
                 if isinstance(start, Done):  # not evaluated (screened out, or evaluated before)
@@ -202,14 +259,22 @@ class SearchLoop(Generic[C]):
                     continue
                 job = start
                 added += 1
+                if self.in_order is not None:
+                    self.in_order.asked(proposal.number)
                 self._report(self.evaluator.running(proposal))
             self.runner.submit(job)
         return added, False
 
     def _finish(self, key: int, result: WorkerResult) -> None:
         for done in self.evaluator.finished(key, result):
-            self._record(done)
+            if self.in_order is None or not self.in_order.hold(done):
+                self._record(done)
         self._report("")
+
+    def _release(self, no_more_asks: bool) -> None:
+        if self.in_order is not None:
+            for done in self.in_order.releasable(no_more_asks):
+                self._record(done)
 
     def _record(self, done: Done[C]) -> None:
         self.designer.tell(done.proposal, done.result)

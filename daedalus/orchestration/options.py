@@ -123,11 +123,16 @@ class BuildOptions:
     trial_timeout: float | None = option(None, _POSITIVE_SECONDS, "per-trial time limit (default: what the budget "
                                          "leaves)", flag="--trial-timeout", metavar="S", example=60.0)
     memory_mb: float | None = option(
-        None, Interval(float, MIN_MEMORY_MB, closed="left", unit="MB"), "per-trial memory limit (default: 60% of "
-        "the machine's memory)", flag="--memory-limit", metavar="MB", example=MIN_MEMORY_MB,
+        None, Interval(float, MIN_MEMORY_MB, closed="left", unit="MB"), "memory limit of the trials running at "
+        "once, shared equally among the --workers (default: 60% of the machine's memory)", flag="--memory-limit",
+        metavar="MB", example=MIN_MEMORY_MB,
         hint="a trial's worker starts at about 270 MB with the model libraries loaded; left out, it is 60% "
              "of the memory")
-    n_threads: int = option(2, _THREADS, "threads per trial", flag="--threads", python=True)
+    # Scale (issue 13): trials side by side, in worker processes of this machine or as tasks of a Ray cluster.
+    workers: int = option(1, _COUNT, "trials run at once (default 1)",
+                          flag="--workers", metavar="N", example=2, python=True)
+    n_threads: int | None = option(None, _THREADS, "threads per trial (default: this machine's cores shared among "
+                                   "the --workers)", flag="--threads", example=2, python=True)
     # Learning to build (issue 12): the search starts from what earlier tasks taught.
     warm_start: str = option(
         "on", StrOptions(WARM_STARTS), "on: start from the mined portfolio, ordered for this table by the nearest "
@@ -184,6 +189,11 @@ class BuildOptions:
         if self.zero_shot and self.warm_start == "off":
             raise ConfigError(f"{name('zero_shot')} predicts the best configuration from earlier tasks, which "
                               f"{name('warm_start')} off turns off; drop one of them")
+        if self.memory_mb is not None and self.memory_mb / self.workers < MIN_MEMORY_MB:
+            raise ConfigError(f"{name('memory_mb')} {self.memory_mb:g} shared among {name('workers')} "
+                              f"{self.workers} leaves {self.memory_mb / self.workers:.0f} MB per trial, below the "
+                              f"{MIN_MEMORY_MB:.0f} MB a trial needs; raise {name('memory_mb')} to at least "
+                              f"{MIN_MEMORY_MB * self.workers:.0f} or run fewer {name('workers')}")
         if self.use_sensitive and not self.sensitive:
             raise ConfigError(f"{name('use_sensitive')} needs {name('sensitive')} COLS (the columns to keep as "
                               "features)")

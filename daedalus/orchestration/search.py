@@ -30,9 +30,9 @@ from daedalus.orchestration.loop import (
     Limits,
     SearchLoop,
     TrialRecord,
-    default_memory_mb,
 )
 from daedalus.orchestration.options import BuildOptions
+from daedalus.orchestration.parallel import Parallelism, make_runner, plan_parallelism
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.steered import SteeredDesigner
 from daedalus.oversight.steering import family_spaces
@@ -63,8 +63,9 @@ class TableEvaluator(Evaluator[Config]):
     out-of-fold predictions saved, its fold models kept while it is among the ``KEEP_MODELS_TOP`` best."""
 
     def __init__(self, store: RunStore, ctx: EvalContext, options: BuildOptions, records: list[TrialRecord],
-                 fairness: SearchFairness | None = None) -> None:
+                 threads: int, fairness: SearchFairness | None = None) -> None:
         self.store, self.ctx, self.options, self.records, self.fairness = store, ctx, options, records, fairness
+        self.threads = threads  # per trial
         self.metric = ctx.metric
         self._proposals: dict[int, Proposal[Config]] = {}
         self._written: dict[int, tuple[dict[str, str], dict[str, Any], bool]] = {}  # finished, not yet recorded
@@ -111,7 +112,7 @@ class TableEvaluator(Evaluator[Config]):
 
     def start(self, proposal: Proposal[Config], timeout: float, limits: Limits) -> Job:
         spec = TrialSpec(number=proposal.number, family=proposal.family, config=proposal.candidate,
-                         seed=self.options.seed, n_threads=self.options.n_threads,
+                         seed=self.options.seed, n_threads=self.threads,
                          out_dir=self.store.trial_dir(proposal.number), keep_models_above=self._keep_threshold())
         crash_point("trial_started")
         self._proposals[proposal.number] = proposal
@@ -178,11 +179,14 @@ class Search(SearchLoop[Config]):
 
     def __init__(self, store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
                  options: BuildOptions, reporter: Reporter, trials_to_run: int | None,
-                 fairness: SearchFairness | None = None, runner: TrialRunner | None = None) -> None:
+                 fairness: SearchFairness | None = None, parallelism: Parallelism | None = None,
+                 runner: TrialRunner | None = None) -> None:
         self.store, self.ctx, self.options, self.study = store, ctx, options, designer.study
-        self.memory_mb = options.memory_mb or default_memory_mb()
+        self.parallelism = parallelism or plan_parallelism(options)
+        self.memory_mb = self.parallelism.memory_mb_per_trial
         self.fairness = fairness  # None: trials are ranked by the metric alone
-        evaluator = TableEvaluator(store, ctx, options, load_records(designer.study), self.fairness)
+        evaluator = TableEvaluator(store, ctx, options, load_records(designer.study),
+                                   self.parallelism.threads_per_trial, self.fairness)
         # 'daedalus steer' commands around the designer; applied before each budget check too ('add-time' counts).
         # The designer told each result: the tabular one, inside the fairness mitigation policy when there is one.
         told = fairness.mitigating(designer, designer.families) if fairness is not None else designer
@@ -196,7 +200,7 @@ class Search(SearchLoop[Config]):
         if not options.zero_shot:  # (zero-shot's queue is its whole run)
             hooks.append(self.cut_warm_queue)
         super().__init__(evaluator, self.steering, clock, reporter, trials_to_run, Limits(self.memory_mb, cap),
-                         runner, before_budget_check=hooks)
+                         runner or make_runner(self.parallelism), before_budget_check=hooks)
 
     def cut_warm_queue(self) -> None:
         """Once ``WARM_QUEUE_SHARE`` of the search's time is used, drop what is left of a warm start's plan
