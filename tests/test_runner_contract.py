@@ -1,5 +1,5 @@
 """The trial runner contract (``evaluation/runner.py``), one suite run against every implementation, as Optuna's
-``StorageTestCase`` runs against every storage. A new runner (Ray) is added with one line in ``RUNNERS``.
+``StorageTestCase`` runs against every storage: this machine's workers, and Ray tasks on a loopback cluster.
 
 Real worker processes throughout; the jobs are tiny functions of this module."""
 
@@ -8,19 +8,23 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from daedalus.evaluation.ray_runner import RayRunner
 from daedalus.evaluation.runner import Finished, Job, LocalRunner, TrialRunner
+from tests.ray_cluster import loopback_cluster
 
 RUNNERS: dict[str, Callable[[], TrialRunner]] = {
     "local-1": lambda: LocalRunner(1),
     "local-2": lambda: LocalRunner(2),
+    "ray-2": lambda: RayRunner(loopback_cluster().address, capacity=2),  # tasks on two nodes of a loopback cluster
 }
-CONCURRENT = ("local-2",)  # the runners above with room for two jobs in flight (the tests of overlapping jobs)
+CONCURRENT = ("local-2", "ray-2")  # the runners above with room for two jobs in flight (the tests of overlapping jobs)
 MEMORY = 4000.0
 
 
@@ -54,13 +58,19 @@ def pid_then_hang(path: str) -> None:
     time.sleep(60)
 
 
-@pytest.fixture(params=sorted(RUNNERS))
+def _params(names: Iterable[str]) -> list[Any]:
+    """The runners' names as fixture parameters; Ray's in one xdist group, so one test process starts its
+    loopback cluster (``scripts/test.sh`` runs ``--dist loadgroup``)."""
+    return [pytest.param(n, marks=pytest.mark.xdist_group("ray")) if n.startswith("ray") else n for n in names]
+
+
+@pytest.fixture(params=_params(sorted(RUNNERS)))
 def runner(request: pytest.FixtureRequest) -> Iterator[TrialRunner]:
     with RUNNERS[request.param]() as made:
         yield made
 
 
-@pytest.fixture(params=CONCURRENT)
+@pytest.fixture(params=_params(CONCURRENT))
 def concurrent_runner(request: pytest.FixtureRequest) -> Iterator[TrialRunner]:
     with RUNNERS[request.param]() as made:
         assert made.capacity >= 2
@@ -85,7 +95,7 @@ def _run_one(runner: TrialRunner, job: Job) -> Finished:
 
 def test_a_result_comes_back_under_its_key(runner: TrialRunner) -> None:
     finished = _run_one(runner, Job(7, double, (21,), timeout=60, memory_mb=MEMORY))
-    assert finished.result.status == "ok" and finished.result.value == 42
+    assert finished.result.status == "ok" and finished.result.value == 42, finished.result.reason
 
 
 def test_an_error_is_a_result_with_its_reason(runner: TrialRunner) -> None:
@@ -134,6 +144,11 @@ def test_a_key_in_flight_is_refused(concurrent_runner: TrialRunner) -> None:
 
 def test_results_arrive_in_the_order_they_finish(concurrent_runner: TrialRunner) -> None:
     runner = concurrent_runner
+    # Every slot's worker started first: a Ray node's first task waits for its forkserver's imports (seconds),
+    # which would decide the order here instead of the jobs' own lengths.
+    for key in range(runner.capacity):
+        runner.submit(Job(100 + key, sleep_then, (0.5, key), timeout=60, memory_mb=MEMORY))
+    assert len(_all(runner)) == runner.capacity
     runner.submit(Job(0, sleep_then, (3.0, 0), timeout=60, memory_mb=MEMORY))
     runner.submit(Job(1, sleep_then, (0.2, 1), timeout=60, memory_mb=MEMORY))
     finished = _all(runner)
@@ -152,6 +167,7 @@ def test_cancel_stops_a_job_and_reports_it(runner: TrialRunner, tmp_path: Path) 
     runner.cancel(3)  # no longer in flight: nothing happens
 
 
+@pytest.mark.xdist_group("ray")
 def test_close_with_jobs_in_flight_leaves_no_process(tmp_path: Path) -> None:
     for name, make in RUNNERS.items():
         runner = make()

@@ -14,8 +14,8 @@ The contract (``tests/test_runner_contract.py`` runs one suite against every imp
    raised.
 
 ``LocalRunner`` runs each job in a worker forked from the forkserver (``worker.py``), with the cold-start rule
-(a cheap job runs in a worker forked from the run while the forkserver is importing). A cluster runner (Ray) is
-a second implementation of the same five methods; the loop needs no change for it.
+(a cheap job runs in a worker forked from the run while the forkserver is importing). ``RayRunner``
+(``ray_runner.py``) runs them as tasks of a Ray cluster: the same five methods; the loop needs no change for it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ POLL_SECONDS = 0.05  # how long one look at the workers in flight waits, all of 
 class Job:
     """A call to run in isolation: ``fn(*args)`` (both picklable), within ``timeout`` seconds and ``memory_mb``
     of resident memory. ``key`` names it in the results (a trial number). ``cold``: cheap enough to run before
-    the worker pool has imported the model libraries."""
+    the worker pool has imported the model libraries. ``shared``: how many leading ``args`` are the same object
+    for many jobs (the table): a cluster runner sends those once."""
 
     key: int
     fn: Callable[..., Any]
@@ -43,6 +44,7 @@ class Job:
     timeout: float
     memory_mb: float
     cold: bool = False
+    shared: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class TrialRunner(ABC):
     """Runs up to ``capacity`` jobs at once (see the module docstring for the contract)."""
 
     capacity: int
+    # Whether a job runs where this process's files are (it may write into the run directory); a runner whose
+    # jobs may run on other machines says False, and the jobs then send their files back instead.
+    shares_files: bool = True
 
     @abstractmethod
     def submit(self, job: Job) -> None:

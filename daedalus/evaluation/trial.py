@@ -6,8 +6,9 @@ same configuration and seed gives the same score, whichever process runs it.
 
 from __future__ import annotations
 
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,16 @@ def run_trial(ctx: EvalContext, spec: TrialSpec) -> TrialOutcome:
         artifacts = save_fold_models(spec.out_dir, models, spec.family)
     return TrialOutcome(score=score, fold_scores=tuple(fold_scores), oof=oof_scored, fit_seconds=fit_seconds,
                         predict_seconds=predict_seconds, models_saved=keep, artifacts=artifacts)
+
+
+def run_trial_shipped(ctx: EvalContext, spec: TrialSpec) -> tuple[TrialOutcome, dict[str, bytes]]:
+    """``run_trial`` on a machine that may not share the run's directory (a Ray node): the fold models are written
+    to a temporary directory there and come back as bytes, with their SHA-256 in ``outcome.artifacts`` as the
+    worker measured them, for the run to write (``store.run.save_shipped_files``)."""
+    with tempfile.TemporaryDirectory(prefix="daedalus-trial-") as tmp:
+        outcome = run_trial(ctx, replace(spec, out_dir=Path(tmp)))
+        files = {name: (Path(tmp) / name).read_bytes() for name in outcome.artifacts}
+    return outcome, files
 
 
 def refit_full(ctx: EvalContext, members: list[tuple[str, dict[str, Any], int]], n_threads: int,

@@ -2,7 +2,7 @@
 
     daedalus demo [--time S]
     daedalus build DATA --target COL [--time S | --trials N] [--seed N] [--metric M] [--run DIR] ...
-    daedalus resume RUN [--time S | --trials N]
+    daedalus resume RUN [--time S | --trials N] [--ray ADDRESS]
     daedalus leaderboard RUN [--json]
     daedalus predict RUN DATA [--out FILE] [--proba] [--unapproved]
     daedalus info RUN
@@ -73,6 +73,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a run stopped by Ctrl-C or a kill")
     p.add_argument("run_dir", type=Path, metavar="RUN")
     add_budget_flags(p)
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="continue on the Ray cluster at ADDRESS ('off': on this machine; default: where the run ran)")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("leaderboard", help="the run's models, best first")
@@ -213,7 +215,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from daedalus.orchestration.build import resume
 
     result = resume(args.run_dir, time_budget=args.time, n_trials=args.trials, reporter=_reporter(args.quiet),
-                    started=_STARTED)
+                    started=_STARTED, ray=args.ray)
     return _finish(result)
 
 

@@ -67,7 +67,8 @@ class _AutoEstimator(BaseEstimator):
                  metric: str | None = BuildOptions.metric, run_dir: str | Path | None = None,
                  families: tuple[str, ...] | None = BuildOptions.families,
                  exclude: tuple[str, ...] = BuildOptions.exclude, keep_leaks: bool = BuildOptions.keep_leaks,
-                 workers: int = BuildOptions.workers, n_threads: int | None = BuildOptions.n_threads,
+                 workers: int | None = BuildOptions.workers, n_threads: int | None = BuildOptions.n_threads,
+                 ray: str | None = BuildOptions.ray,
                  sensitive: tuple[str, ...] = BuildOptions.sensitive,
                  fairness: str | None = BuildOptions.fairness, explain: bool = BuildOptions.explain,
                  knowledge: str | None = BuildOptions.knowledge) -> None:
@@ -81,6 +82,7 @@ class _AutoEstimator(BaseEstimator):
         self.keep_leaks = keep_leaks
         self.workers = workers  # trials at once
         self.n_threads = n_threads  # per trial (None: this machine's cores shared among the workers)
+        self.ray = ray  # a Ray cluster's address: the trials run there
         self.sensitive = sensitive  # columns of X audited for fairness, left out of the features
         self.fairness = fairness  # e.g. "demographic_parity_difference<=0.05" (needs sensitive)
         self.explain = explain  # explanations.json at the end of fit

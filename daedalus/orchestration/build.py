@@ -47,7 +47,7 @@ from daedalus.orchestration.finalize import FinalModel, finalize
 from daedalus.orchestration.knowledge_record import record_table_run
 from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.options import ZERO_SHOT_TRIALS, BuildOptions
-from daedalus.orchestration.parallel import plan_parallelism
+from daedalus.orchestration.parallel import leave, plan_parallelism
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.search import Search
 from daedalus.orchestration.warm import WarmStart, prepare_warm_start
@@ -193,18 +193,19 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
 
 
 def resume(run_dir: Path, time_budget: float | None = None, n_trials: int | None = None,
-           reporter: Reporter | None = None, started: float | None = None) -> BuildResult:
-    """Continue a run stopped by Ctrl-C or a kill. No finished trial is lost; the one in flight runs again."""
+           reporter: Reporter | None = None, started: float | None = None, ray: str | None = None) -> BuildResult:
+    """Continue a run stopped by Ctrl-C or a kill. No finished trial is lost; the ones in flight run again.
+    ``ray``: continue on this Ray cluster ("off": on this machine; None: where the run ran)."""
     store = RunStore.open(run_dir)
     store.lock()  # one writer per run: a second build/resume of it is refused while this one runs
     try:
-        return _resume(store, time_budget, n_trials, reporter, started)
+        return _resume(store, time_budget, n_trials, reporter, started, ray)
     finally:
         store.unlock()
 
 
 def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, reporter: Reporter | None,
-            started: float | None) -> BuildResult:
+            started: float | None, ray: str | None) -> BuildResult:
     info = store.read("run")
     options = BuildOptions.from_dict(info["options"])
     steering = steering_state(store.audit.records())  # pause, exclusions, added time, commands not yet applied
@@ -215,7 +216,9 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
             budget_note = (f"budget {time_budget + steering.added_seconds:g} s (--time {time_budget:g} + "
                            f"{steering.added_seconds:g} s added by 'steer add-time')")
             time_budget += steering.added_seconds
-    options = BuildOptions.from_dict({**options.to_dict(), "time_budget": time_budget, "n_trials": n_trials})
+    where = {} if ray is None else {"ray": ray}
+    options = BuildOptions.from_dict({**options.to_dict(), "time_budget": time_budget, "n_trials": n_trials,
+                                      **where})
     options = options.checked()
     clock = BudgetClock(time_budget, started)
     reporter = reporter or Reporter()
@@ -248,7 +251,10 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
     search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials, fairness=fairness,
                     parallelism=parallelism)
     t0 = time.monotonic()
-    search.run()
+    try:
+        search.run()
+    finally:
+        leave(parallelism)
     crash_point("search_done")
     ensemble_clock, stage_clock = final_stage_clocks(clock, time.monotonic() - t0)  # bounded with --trials too
     reporter.message("ensembling" + (" and refit" if ctx.plan.kind == "holdout" else ""))

@@ -128,11 +128,16 @@ class BuildOptions:
         metavar="MB", example=MIN_MEMORY_MB,
         hint="a trial's worker starts at about 270 MB with the model libraries loaded; left out, it is 60% "
              "of the memory")
-    # Scale (issue 13): trials side by side, in worker processes of this machine or as tasks of a Ray cluster.
-    workers: int = option(1, _COUNT, "trials run at once (default 1)",
-                          flag="--workers", metavar="N", example=2, python=True)
+    # Scale (issue 13): trials side by side, in worker processes of this machine or as tasks of a Ray cluster
+    # (orchestration/parallel.py decides the split).
+    workers: int | None = option(None, _COUNT, "trials run at once (default: 1 on this machine; on a Ray cluster, "
+                                 "as many as its CPUs allow)", flag="--workers", metavar="N", example=2, python=True)
     n_threads: int | None = option(None, _THREADS, "threads per trial (default: this machine's cores shared among "
-                                   "the --workers)", flag="--threads", example=2, python=True)
+                                   "the --workers; 1 on a Ray cluster)", flag="--threads", example=2, python=True)
+    ray: str | None = option(None, Text("a Ray address or 'off'"), "run the trials as tasks of the Ray cluster at "
+                             "this address ('auto': the one this machine belongs to; 'off': this machine's workers; "
+                             "default: $RAY_ADDRESS if set, else off)", flag="--ray", metavar="ADDRESS",
+                             example="auto", python=True)
     # Learning to build (issue 12): the search starts from what earlier tasks taught.
     warm_start: str = option(
         "on", StrOptions(WARM_STARTS), "on: start from the mined portfolio, ordered for this table by the nearest "
@@ -189,11 +194,12 @@ class BuildOptions:
         if self.zero_shot and self.warm_start == "off":
             raise ConfigError(f"{name('zero_shot')} predicts the best configuration from earlier tasks, which "
                               f"{name('warm_start')} off turns off; drop one of them")
-        if self.memory_mb is not None and self.memory_mb / self.workers < MIN_MEMORY_MB:
+        workers = self.workers or 1
+        if self.memory_mb is not None and self.memory_mb / workers < MIN_MEMORY_MB:
             raise ConfigError(f"{name('memory_mb')} {self.memory_mb:g} shared among {name('workers')} "
-                              f"{self.workers} leaves {self.memory_mb / self.workers:.0f} MB per trial, below the "
+                              f"{workers} leaves {self.memory_mb / workers:.0f} MB per trial, below the "
                               f"{MIN_MEMORY_MB:.0f} MB a trial needs; raise {name('memory_mb')} to at least "
-                              f"{MIN_MEMORY_MB * self.workers:.0f} or run fewer {name('workers')}")
+                              f"{MIN_MEMORY_MB * workers:.0f} or run fewer {name('workers')}")
         if self.use_sensitive and not self.sensitive:
             raise ConfigError(f"{name('use_sensitive')} needs {name('sensitive')} COLS (the columns to keep as "
                               "features)")

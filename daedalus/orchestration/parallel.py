@@ -1,10 +1,11 @@
 """How a table build runs its trials side by side (issue 13): how many at once, with how many threads and how much
-memory each, and on which runner.
+memory each, and on which runner (this machine's worker processes, or tasks of a Ray cluster).
 
-The split is decided once per build (and again on resume, where the machine may differ) and written to the
-audit log, so a reviewer can see why a trial had the threads it had. Concurrency never oversubscribes the
-machine by default: N trials on C cores get C // N threads each (at least one). The memory limit is the run's,
-shared equally: each trial may use 1/N of it.
+The split is decided once per build (and again on resume, where the machine or cluster may differ) and written
+to the audit log, so a reviewer can see why a trial had the threads it had. Concurrency never oversubscribes by
+default: on this machine N trials on C cores get C // N threads each (at least one); on a Ray cluster each trial
+asks Ray for its threads as CPUs (one by default), and as many run as the cluster's CPUs allow (``--workers``
+caps it). The memory limit is the run's, shared equally: each trial may use 1/N of it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from daedalus.evaluation.runner import LocalRunner, TrialRunner
 from daedalus.orchestration.loop import default_memory_mb
 from daedalus.orchestration.options import BuildOptions
 
+RAY_ADDRESS_ENV = "RAY_ADDRESS"  # Ray's own variable: a cluster's address, where --ray is not given
+RAY_OFF = "off"
+
 
 def machine_cores() -> int:
     """The cores this process may run on (its CPU affinity: a container's or taskset's limit, not the host's)."""
@@ -26,31 +30,43 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
+def ray_address(options: BuildOptions) -> str | None:
+    """The Ray cluster the trials run on (``--ray``, else ``$RAY_ADDRESS``), or None: this machine."""
+    address = options.ray if options.ray is not None else os.environ.get(RAY_ADDRESS_ENV) or None
+    return None if address == RAY_OFF else address
+
+
 @dataclass(frozen=True)
 class Parallelism:
     workers: int  # trials in flight at once
     threads_per_trial: int  # OpenMP threads of each trial (BLAS gets one: evaluation.trial.thread_limits)
     memory_mb_per_trial: float
-    cores: int  # of this machine
+    cores: int  # of this machine, or the Ray cluster's CPUs
     reason: str  # how the split was decided, for the audit log
+    ray_address: str | None = None  # None: this machine's workers
 
     @property
     def final_threads(self) -> int:
-        """Threads of the final stage (the refit, the explanations), which runs alone: all the trials had."""
-        return self.threads_per_trial * self.workers
+        """Threads of the final stage (the refit, the explanations: on this machine, alone): what the trials had
+        here, all of this machine's cores after a search on a cluster."""
+        return machine_cores() if self.ray_address else self.threads_per_trial * self.workers
 
     @property
     def final_memory_mb(self) -> float:
-        return self.memory_mb_per_trial * self.workers
+        return (default_memory_mb() if self.ray_address else self.memory_mb_per_trial * self.workers)
 
     def to_record(self) -> dict[str, Any]:
         return {**asdict(self), "memory_mb_per_trial": round(self.memory_mb_per_trial, 1)}
 
 
 def plan_parallelism(options: BuildOptions, cores: int | None = None) -> Parallelism:
-    """The split of this machine (``cores``: its count, measured when None) among ``options.workers`` trials."""
+    """The split of this machine (``cores``: its count, measured when None), or of the Ray cluster's CPUs (the
+    cluster is joined here), among the trials."""
+    address = ray_address(options)
+    if address is not None:
+        return _plan_on_ray(options, address)
     cores = cores or machine_cores()
-    workers = options.workers
+    workers = options.workers or 1
     memory = (options.memory_mb or default_memory_mb()) / workers
     if options.n_threads is not None:
         threads = options.n_threads
@@ -66,6 +82,35 @@ def plan_parallelism(options: BuildOptions, cores: int | None = None) -> Paralle
                        reason=reason)
 
 
+def _plan_on_ray(options: BuildOptions, address: str) -> Parallelism:
+    from daedalus.evaluation.ray_runner import connect  # (imports ray: only when a cluster is asked for)
+
+    cpus = int(connect(address).get("CPU", 0))
+    threads = options.n_threads or 1
+    fits = max(1, cpus // threads)
+    workers = min(options.workers, fits) if options.workers else fits
+    reason = f"the Ray cluster's {cpus} CPUs, {threads} per trial: {fits} trial(s) at once"
+    if options.workers:
+        reason += f", --workers {options.workers}"
+    memory = (options.memory_mb or default_memory_mb()) / workers
+    return Parallelism(workers=workers, threads_per_trial=threads, memory_mb_per_trial=memory, cores=cpus,
+                       reason=reason, ray_address=address)
+
+
+def leave(parallelism: Parallelism) -> None:
+    """After the search: leave the Ray cluster if this build joined it."""
+    if parallelism.ray_address is not None:
+        from daedalus.evaluation.ray_runner import disconnect
+
+        disconnect()
+
+
 def make_runner(parallelism: Parallelism) -> TrialRunner:
-    """The runner of the search's trials: worker processes of this machine, ``workers`` at a time."""
+    """The runner of the search's trials: ``workers`` at a time, in worker processes of this machine or as Ray
+    tasks."""
+    if parallelism.ray_address is not None:
+        from daedalus.evaluation.ray_runner import RayRunner
+
+        return RayRunner(parallelism.ray_address, capacity=parallelism.workers,
+                         threads=parallelism.threads_per_trial)
     return LocalRunner(capacity=parallelism.workers)

@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 from daedalus.designers.base import Proposal, Result
 from daedalus.designers.optuna_designer import SKIPPED, OptunaDesigner
 from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
+from daedalus.errors import RunError
 from daedalus.evaluation.runner import Job, TrialRunner
-from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial
+from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial, run_trial_shipped
 from daedalus.evaluation.worker import WorkerResult
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.fairness_search import SearchFairness
@@ -39,7 +40,7 @@ from daedalus.oversight.steering import family_spaces
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import ARTIFACTS_FIELD, relative_name
 from daedalus.store.layout import BEST_MODEL
-from daedalus.store.run import RunStore
+from daedalus.store.run import RunStore, save_shipped_files
 
 __all__ = ["COLD_START_FAMILIES", "MIN_TRIAL_SECONDS", "Search", "TableEvaluator", "TrialRecord", "load_records"]
 
@@ -66,6 +67,9 @@ class TableEvaluator(Evaluator[Config]):
                  threads: int, fairness: SearchFairness | None = None) -> None:
         self.store, self.ctx, self.options, self.records, self.fairness = store, ctx, options, records, fairness
         self.threads = threads  # per trial
+        # True when the trials run where the run's directory is not (a Ray cluster): their fold models come back
+        # as bytes and are written here (set by the search from its runner)
+        self.ship_files = False
         self.metric = ctx.metric
         self._proposals: dict[int, Proposal[Config]] = {}
         self._written: dict[int, tuple[dict[str, str], dict[str, Any], bool]] = {}  # finished, not yet recorded
@@ -116,11 +120,14 @@ class TableEvaluator(Evaluator[Config]):
                          out_dir=self.store.trial_dir(proposal.number), keep_models_above=self._keep_threshold())
         crash_point("trial_started")
         self._proposals[proposal.number] = proposal
-        return Job(proposal.number, run_trial, (self.ctx, spec), timeout=timeout, memory_mb=limits.memory_mb,
-                   cold=proposal.family in COLD_START_FAMILIES)
+        return Job(proposal.number, run_trial_shipped if self.ship_files else run_trial, (self.ctx, spec),
+                   timeout=timeout, memory_mb=limits.memory_mb, cold=proposal.family in COLD_START_FAMILIES,
+                   shared=1)
 
     def finished(self, key: int, result: WorkerResult) -> list[Done[Config]]:
         proposal = self._proposals.pop(key)
+        if result.status == "ok" and self.ship_files:
+            result = self._write_shipped(proposal.number, result)
         if result.status == "ok":
             outcome: TrialOutcome = result.value
             # The hashes of what this trial wrote (its worker hashed its fold models) go into its audit record.
@@ -142,6 +149,17 @@ class TableEvaluator(Evaluator[Config]):
         return [Done(proposal, record, Result(result.status, None, {
             "reason": result.reason[-2000:], "fit_seconds": round(result.seconds, 3),
             "designer": proposal.designer}))]
+
+    def _write_shipped(self, number: int, result: WorkerResult) -> WorkerResult:
+        """Write the files a trial sent back (``run_trial_shipped``); a trial whose files came back damaged
+        failed (a crash, with the reason), and the run goes on."""
+        outcome, files = result.value
+        try:
+            save_shipped_files(self.store.trial_dir(number), files, outcome.artifacts)
+        except RunError as exc:
+            self.store.drop_models(number)
+            return WorkerResult("crash", None, str(exc), result.seconds)
+        return WorkerResult("ok", outcome, "", result.seconds)
 
     def recorded(self, done: Done[Config], ranked: list[TrialRecord]) -> None:
         record = done.record
@@ -199,8 +217,10 @@ class Search(SearchLoop[Config]):
         hooks = [self.steering.apply_commands]
         if not options.zero_shot:  # (zero-shot's queue is its whole run)
             hooks.append(self.cut_warm_queue)
+        runner = runner or make_runner(self.parallelism)
+        evaluator.ship_files = not runner.shares_files
         super().__init__(evaluator, self.steering, clock, reporter, trials_to_run, Limits(self.memory_mb, cap),
-                         runner or make_runner(self.parallelism), before_budget_check=hooks)
+                         runner, before_budget_check=hooks)
 
     def cut_warm_queue(self) -> None:
         """Once ``WARM_QUEUE_SHARE`` of the search's time is used, drop what is left of a warm start's plan

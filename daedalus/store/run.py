@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import shutil
 import sys
@@ -27,7 +28,7 @@ import psutil
 from daedalus.errors import RunError
 from daedalus.store import layout
 from daedalus.store.artifacts import save_model
-from daedalus.store.atomic import save_array_atomic, write_json_atomic
+from daedalus.store.atomic import save_array_atomic, write_bytes_atomic, write_json_atomic
 from daedalus.store.audit import AuditLog
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import check_files, digests, file_hashes, record_files
@@ -336,6 +337,23 @@ def save_fold_models(directory: Path, models: list[Any], family: str) -> dict[st
         save_model(model, directory / name)
     write_json_atomic(directory / layout.BAG_FILE, {"n_models": len(models), "family": family})
     return file_hashes(directory, [*names, layout.BAG_FILE])
+
+
+def save_shipped_files(directory: Path, files: dict[str, bytes], hashes: dict[str, str]) -> dict[str, str]:
+    """Write a trial's files that came back from another machine (``evaluation.trial.run_trial_shipped``) into its
+    directory, as ``save_fold_models`` would have there: each checked against the SHA-256 its worker recorded
+    (bytes damaged on the way are refused: a RunError), written atomically, ``bag.json`` last. Returns the
+    hashes."""
+    if set(files) != set(hashes):
+        raise RunError(f"a trial's files came back incomplete: {sorted(set(hashes) ^ set(files))}")
+    for name, data in files.items():
+        if Path(name).name != name or hashlib.sha256(data).hexdigest() != hashes[name]:
+            raise RunError(f"a trial's file '{name}' came back damaged (its SHA-256 differs from its worker's)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in sorted(files, key=lambda n: n == layout.BAG_FILE):  # bag.json last: it says the bag is whole
+        write_bytes_atomic(directory / name, files[name])
+    return dict(hashes)
 
 
 def _rename_into_place(partial: Path, root: Path) -> None:
