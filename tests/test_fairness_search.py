@@ -22,7 +22,7 @@ from daedalus.designers.optuna_designer import OptunaDesigner, make_sampler
 from daedalus.designers.optuna_queue import ENQUEUED_BY_ATTR, STEERED_ATTR
 from daedalus.evaluation.trial import EvalContext
 from daedalus.orchestration.budget import BudgetClock
-from daedalus.orchestration.build import _context, intake
+from daedalus.orchestration.build import eval_context, intake
 from daedalus.orchestration.fair_designer import MitigatingDesigner
 from daedalus.orchestration.fairness_search import SearchFairness, search_fairness
 from daedalus.orchestration.leaderboard import make_leaderboard
@@ -85,7 +85,7 @@ def _trials(ctx: EvalContext) -> dict[int, np.ndarray]:
 def ctx() -> EvalContext:
     options = _options()
     got = intake(_frame(), options)
-    return _context(got.frame, got.schema, options)
+    return eval_context(got.frame, got.schema, options)
 
 
 def _search(tmp_path: Path, ctx: EvalContext, fairness: SearchFairness | None) -> Search:

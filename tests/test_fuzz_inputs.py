@@ -72,12 +72,12 @@ def _clean_or_user_error(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _intake_and_context(data: Any, target: str) -> Any:
-    from daedalus.orchestration.build import _context, intake
+    from daedalus.orchestration.build import eval_context, intake
     from daedalus.orchestration.options import BuildOptions
 
     options = BuildOptions(target=target, n_trials=1)
     got = intake(data, options)
-    _context(got.frame, got.schema, options)  # target, features, validation plan: all before the run directory
+    eval_context(got.frame, got.schema, options)  # target, features, validation plan: all before the run directory
     return got
 
 

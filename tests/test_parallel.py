@@ -52,6 +52,20 @@ def test_the_cli_refuses_a_bad_worker_count_in_one_line(tmp_path: Path, capsys: 
     assert not list(tmp_path.glob("runs/*"))
 
 
+@pytest.mark.parametrize(("address", "says"), [("127.0.0.1:1", "cannot reach the Ray cluster at '127.0.0.1:1'"),
+                                               ("nonsense", "is not a Ray address; pass HOST:PORT")])
+def test_a_ray_address_that_does_not_answer_is_refused_before_the_run_exists(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], address: str, says: str) -> None:
+    """Ray itself retries an address where nothing listens for minutes, printing warnings: refused at once."""
+    planted_frame(60).to_csv(tmp_path / "d.csv", index=False)
+    run = tmp_path / "run"
+    assert main(["build", str(tmp_path / "d.csv"), "--target", "y", "--trials", "2", "--ray", address,
+                 "--run", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err and ("--ray off" in err or "'off'" in err)
+    assert not run.exists()
+
+
 def _trials(run: Path) -> list[tuple[int, str, str, float | None]]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="daedalus", storage=f"sqlite:///{run / 'study.db'}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from daedalus.evaluation.worker import WorkerResult, run_in_worker
 
 DRIVER_GRACE_SECONDS = 30.0  # past a job's own timeout (which its task enforces), the driver gives up on it
 CANCEL_GRACE_SECONDS = 5.0
+PROBE_SECONDS = 5.0  # to open a connection to a cluster's address, before Ray is asked to join it
+LOCAL = "local"  # --ray local: a Ray instance of this machine's cores, started by the build itself
 TASK_RETRIES = 1  # a task whose worker or node died is run once more elsewhere
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _joined_here = False  # this process joined the cluster through connect (and so leaves it in disconnect)
@@ -55,17 +58,34 @@ def _last_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
 
 
-def connect(address: str) -> dict[str, float]:
-    """Join the Ray cluster at ``address`` (an address, or "auto": the one this machine runs) from this process,
-    unless it is joined already; returns its resources. A cluster that cannot be reached is the user's mistake:
-    a ConfigError."""
+def check_reachable(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """Refuse at once (a ConfigError, one line) an address ``host:port`` where nothing listens: Ray itself retries
+    such an address for minutes, printing warnings. "auto" and "local" need no probe (Ray answers at once)."""
+    if address in ("auto", LOCAL):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray {address!r} is not a Ray address; pass HOST:PORT (as 'ray status' shows), 'auto' "
+                          "for the cluster this machine belongs to, 'local' or 'off'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at '{address}' ({exc.strerror or exc}); start it with "
+                          "'ray start --head', pass the address that 'ray status' shows, or --ray off") from None
+
+
+def connect(address: str, cpus: int | None = None) -> dict[str, float]:
+    """Join the Ray cluster at ``address`` (an address; "auto": the one this machine runs; "local": a new one
+    on this machine, of ``cpus`` CPUs, that ends with this process) unless this process has joined one already;
+    returns its resources. A cluster that cannot be reached is the user's mistake: a ConfigError."""
     global _joined_here
     import ray
 
     if not ray.is_initialized():
+        check_reachable(address)
         try:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                     configure_logging=True, include_dashboard=False)
+            ray.init(address=address, num_cpus=cpus if address == LOCAL else None, logging_level=logging.ERROR,
+                     log_to_driver=False, configure_logging=True, include_dashboard=False)
             _joined_here = True
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -47,7 +47,7 @@ from daedalus.orchestration.finalize import FinalModel, finalize
 from daedalus.orchestration.knowledge_record import record_table_run
 from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.options import ZERO_SHOT_TRIALS, BuildOptions
-from daedalus.orchestration.parallel import leave, plan_parallelism
+from daedalus.orchestration.parallel import cluster_joined, plan_parallelism
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.search import Search
 from daedalus.orchestration.warm import WarmStart, prepare_warm_start
@@ -102,7 +102,8 @@ def intake(data: Any, options: BuildOptions) -> Intake:
     return Intake(df, schema, checks, n_missing)
 
 
-def _context(frame: pd.DataFrame, schema: Schema, options: BuildOptions) -> EvalContext:
+def eval_context(frame: pd.DataFrame, schema: Schema, options: BuildOptions) -> EvalContext:
+    """What every trial of the build needs about the data (features, target, validation plan, metric)."""
     metric = get_metric(options.metric, schema.task)
     y = prepare_target(frame[schema.target], schema)
     X = prepare_features(frame, schema)
@@ -164,10 +165,16 @@ def build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | 
     if options.policy:
         load_policy(options.policy)  # a bad policy file is refused before the run directory exists
     clock = BudgetClock(options.time_budget, started)
+    with cluster_joined(options):  # first: a cluster that does not answer is refused before the run exists
+        return _build(data, options, run_dir, reporter, clock)
+
+
+def _build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter | None,
+           clock: BudgetClock) -> BuildResult:
     reporter = reporter or Reporter()
     start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
     got = intake(data, options)
-    ctx = _context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
+    ctx = eval_context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
     families = _families(options, got.schema.task)
     warm = prepare_warm_start(ctx, options, families, fingerprint(got.schema))
     crash_point("intake_done")
@@ -221,22 +228,23 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
                                       **where})
     options = options.checked()
     clock = BudgetClock(time_budget, started)
-    reporter = reporter or Reporter()
-    start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
-    store.check([store.data_path, store.path("schema")], "resume from")  # the rows and schema as written
-    schema = Schema.from_dict(store.read("schema"))
-    frame = pd.read_parquet(store.data_path)
-    ctx = _context(frame, schema, options)
-    study, storage = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), info=info)
-    requeued = requeue_interrupted(study)
-    store.update_run(status="running")
-    store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued,
-                       steering=steering.to_record())
-    note = steering.describe(budget_note)
-    if note:
-        reporter.message(note)
-    designer = OptunaDesigner(study, info["families"], schema.task, len(frame), mitigation_constraint(options))
-    return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials)
+    with cluster_joined(options):  # (a cluster that does not answer: refused before anything is written)
+        reporter = reporter or Reporter()
+        start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
+        store.check([store.data_path, store.path("schema")], "resume from")  # the rows and schema as written
+        schema = Schema.from_dict(store.read("schema"))
+        frame = pd.read_parquet(store.data_path)
+        ctx = eval_context(frame, schema, options)
+        study, storage = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), info=info)
+        requeued = requeue_interrupted(study)
+        store.update_run(status="running")
+        store.audit.append("resumed", time_budget=time_budget, n_trials=n_trials, requeued=requeued,
+                           steering=steering.to_record())
+        note = steering.describe(budget_note)
+        if note:
+            reporter.message(note)
+        designer = OptunaDesigner(study, info["families"], schema.task, len(frame), mitigation_constraint(options))
+        return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials)
 
 
 def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
@@ -251,10 +259,7 @@ def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesign
     search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials, fairness=fairness,
                     parallelism=parallelism)
     t0 = time.monotonic()
-    try:
-        search.run()
-    finally:
-        leave(parallelism)
+    search.run()
     crash_point("search_done")
     ensemble_clock, stage_clock = final_stage_clocks(clock, time.monotonic() - t0)  # bounded with --trials too
     reporter.message("ensembling" + (" and refit" if ctx.plan.kind == "holdout" else ""))

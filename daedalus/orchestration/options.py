@@ -135,7 +135,8 @@ class BuildOptions:
     n_threads: int | None = option(None, _THREADS, "threads per trial (default: this machine's cores shared among "
                                    "the --workers; 1 on a Ray cluster)", flag="--threads", example=2, python=True)
     ray: str | None = option(None, Text("a Ray address or 'off'"), "run the trials as tasks of the Ray cluster at "
-                             "this address ('auto': the one this machine belongs to; 'off': this machine's workers; "
+                             "this address ('auto': the one this machine belongs to; 'local': one started on this "
+                             "machine for the build; 'off': this machine's workers; "
                              "default: $RAY_ADDRESS if set, else off)", flag="--ray", metavar="ADDRESS",
                              example="auto", python=True)
     # Learning to build (issue 12): the search starts from what earlier tasks taught.

@@ -11,6 +11,8 @@ caps it). The memory limit is the run's, shared equally: each trial may use 1/N 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +36,24 @@ def ray_address(options: BuildOptions) -> str | None:
     """The Ray cluster the trials run on (``--ray``, else ``$RAY_ADDRESS``), or None: this machine."""
     address = options.ray if options.ray is not None else os.environ.get(RAY_ADDRESS_ENV) or None
     return None if address == RAY_OFF else address
+
+
+@contextmanager
+def cluster_joined(options: BuildOptions) -> Iterator[None]:
+    """This process joined to the Ray cluster the options name (if any) for the block, and left after it. Joined
+    first thing, so a cluster that does not answer is refused (a ConfigError, one line) before a run directory
+    exists; with 'local', the Ray instance it starts (and its start-up time) is part of the build."""
+    address = ray_address(options)
+    if address is None:
+        yield
+        return
+    from daedalus.evaluation.ray_runner import connect, disconnect  # (imports ray: only when a cluster is named)
+
+    connect(address, cpus=machine_cores())
+    try:
+        yield
+    finally:
+        disconnect()
 
 
 @dataclass(frozen=True)
@@ -85,7 +105,7 @@ def plan_parallelism(options: BuildOptions, cores: int | None = None) -> Paralle
 def _plan_on_ray(options: BuildOptions, address: str) -> Parallelism:
     from daedalus.evaluation.ray_runner import connect  # (imports ray: only when a cluster is asked for)
 
-    cpus = int(connect(address).get("CPU", 0))
+    cpus = int(connect(address, cpus=machine_cores()).get("CPU", 0))  # (joined already: cluster_joined)
     threads = options.n_threads or 1
     fits = max(1, cpus // threads)
     workers = min(options.workers, fits) if options.workers else fits
@@ -95,14 +115,6 @@ def _plan_on_ray(options: BuildOptions, address: str) -> Parallelism:
     memory = (options.memory_mb or default_memory_mb()) / workers
     return Parallelism(workers=workers, threads_per_trial=threads, memory_mb_per_trial=memory, cores=cpus,
                        reason=reason, ray_address=address)
-
-
-def leave(parallelism: Parallelism) -> None:
-    """After the search: leave the Ray cluster if this build joined it."""
-    if parallelism.ray_address is not None:
-        from daedalus.evaluation.ray_runner import disconnect
-
-        disconnect()
 
 
 def make_runner(parallelism: Parallelism) -> TrialRunner:
