@@ -10,7 +10,8 @@ Three parts, each run side by side in this one script (the machine's noise hits 
    scored with 5-fold CV through the trial runner itself, with 1 and 2 jobs in flight, 1 thread each: on this
    machine's workers (``LocalRunner``) and as Ray tasks on a loopback cluster of two 1-CPU nodes
    (``RayRunner``). Trials per minute, after one warm-up job per slot (a worker's first job waits for its
-   forkserver's imports: reported apart, as start-up).
+   forkserver's imports: reported apart, as start-up); ``--rounds`` rounds, the arms' order reversed every
+   other round, the median reported.
 2. ``build``: the wall time of ``daedalus build --trials 24`` (cold start, 1 thread per trial) with
    ``--workers 1``, ``--workers 2`` and ``--ray`` (two workers on the loopback cluster): the whole build
    (start-up, search, ensemble) and the search alone (first proposal to last result, from the audit log).
@@ -26,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,17 +109,33 @@ def runners(address: str | None) -> dict[str, Any]:
     return made
 
 
-def part_list(ctx: EvalContext, address: str | None, workdir: Path) -> dict[str, Any]:
+def part_list(ctx: EvalContext, address: str | None, workdir: Path, rounds: int) -> dict[str, Any]:
+    """``rounds`` rounds of every arm, the arms' order reversed every other round (a drift of the machine's speed
+    hits every arm alike); per arm the median, and the median of its per-round speed-up over local-1."""
     configs = fixed_configurations(ctx)
+    arms = runners(address)
+    walls: dict[str, list[float]] = {name: [] for name in arms}
+    startups: dict[str, list[float]] = {name: [] for name in arms}
+    for round_ in range(rounds):
+        for name in (list(arms) if round_ % 2 == 0 else list(reversed(arms))):
+            with arms[name]() as runner:
+                warm = [Job(1000 + k, time.sleep, (0.2,), timeout=120, memory_mb=MEMORY_MB)
+                        for k in range(runner.capacity)]
+                startup, _ = run_jobs(runner, warm)
+                out = workdir / f"{name}-{round_}"
+                wall, statuses = run_jobs(runner, trial_jobs(ctx, configs, out, not runner.shares_files))
+            if statuses.count("ok") != len(configs):
+                raise SystemExit(f"{name}: not every trial succeeded: {statuses}")
+            walls[name].append(wall)
+            startups[name].append(startup)
+            print(f"  list round {round_} {name}: {wall:.1f} s", flush=True)
     results: dict[str, Any] = {}
-    for name, make in runners(address).items():
-        with make() as runner:
-            warm = [Job(1000 + k, time.sleep, (0.2,), timeout=120, memory_mb=MEMORY_MB) for k in range(runner.capacity)]
-            startup, _ = run_jobs(runner, warm)
-            wall, statuses = run_jobs(runner, trial_jobs(ctx, configs, workdir / name, not runner.shares_files))
-        results[name] = {"wall_s": round(wall, 2), "trials_per_min": round(60 * len(configs) / wall, 2),
-                         "startup_s": round(startup, 2), "ok": statuses.count("ok"), "n": len(configs)}
-        print(f"  list {name}: {results[name]}", flush=True)
+    for name in arms:
+        ratios = [b / w for b, w in zip(walls["local-1"], walls[name], strict=True)]
+        results[name] = {"wall_s": round(statistics.median(walls[name]), 2),
+                         "trials_per_min": round(60 * len(configs) / statistics.median(walls[name]), 2),
+                         "startup_s": round(statistics.median(startups[name]), 2), "walls": walls[name],
+                         "speedup_median": round(statistics.median(ratios), 3), "n": len(configs)}
     return results
 
 
@@ -177,14 +195,14 @@ def report(results: dict[str, Any]) -> str:
     lines = []
     if "list" in results:
         r = results["list"]
-        lines += ["| runner | trials/min | wall (s) | start-up (s) | ok | speed-up over local-1 |",
-                  "|---|---|---|---|---|---|"]
-        base = r["local-1"]["trials_per_min"]
+        lines += ["| runner | trials/min (median) | wall (s), each round | start-up (s) | speed-up over local-1 "
+                  "(median of the rounds) |", "|---|---|---|---|---|"]
         for name, row in r.items():
-            lines.append(f"| {name} | {row['trials_per_min']} | {row['wall_s']} | {row['startup_s']} | "
-                         f"{row['ok']}/{row['n']} | {row['trials_per_min'] / base:.2f}x |")
+            each = ", ".join(f"{w:.1f}" for w in row["walls"])
+            lines.append(f"| {name} | {row['trials_per_min']} | {each} | {row['startup_s']} | "
+                         f"{row['speedup_median']:.2f}x |")
         if "ray-1" in r:
-            lines.append(f"\nray-2 over ray-1: {r['ray-2']['trials_per_min'] / r['ray-1']['trials_per_min']:.2f}x")
+            lines.append(f"\nray-2 over ray-1 (medians): {r['ray-1']['wall_s'] / r['ray-2']['wall_s']:.2f}x")
         lines.append("")
     if "build" in results:
         r = results["build"]
@@ -207,6 +225,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="phoneme")
     parser.add_argument("--parts", default="list,build,trivial")
     parser.add_argument("--no-ray", action="store_true", help="this machine's workers only")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the list part (default 3)")
     parser.add_argument("--out", type=Path,
                         default=REPO / "bench" / "results" / f"scale-{time.strftime('%Y%m%d-%H%M%S')}")
     args = parser.parse_args()
@@ -221,7 +240,7 @@ def main() -> None:
         if "list" in parts:
             got = intake(str(data), BuildOptions(target=target, n_trials=1))
             ctx = eval_context(got.frame, got.schema, BuildOptions(target=target, n_trials=1))
-            results["list"] = part_list(ctx, address, workdir)
+            results["list"] = part_list(ctx, address, workdir, args.rounds)
         if "build" in parts:
             results["build"] = part_build(data, target, address, workdir)
         if "trivial" in parts:

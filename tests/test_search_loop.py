@@ -89,17 +89,18 @@ def test_results_out_of_order_are_each_recorded_under_their_trial() -> None:
 
 def test_an_ordered_loop_tells_results_in_the_order_of_the_proposals() -> None:
     """What makes ``--trials N --seed S --workers 2`` reproducible: proposal k is asked after exactly the trials
-    0..k-2 were told (k-1 still pending), though odd trials finish before the even one started with them."""
+    0..k-4 were told (a window of 2 x 2: k-3..k-1 pending), though odd trials finish before the even one started
+    with them."""
     evaluator, designer = Sleeping(), Counting()
-    loop = SearchLoop(evaluator, designer, BudgetClock(None), Reporter(), trials_to_run=6,
+    loop = SearchLoop(evaluator, designer, BudgetClock(None), Reporter(), trials_to_run=7,
                       limits=Limits(memory_mb=4000, cap=60), runner=LocalRunner(2))
-    assert loop.in_order is not None  # the default of a run bounded by its number of trials, with room for two
+    assert loop.in_order is not None and loop.in_order.window == 4  # the default of a run bounded by its trials
     records = loop.run()
     assert evaluator.finished_order != sorted(evaluator.finished_order)  # they arrived out of order ...
-    assert [r.number for r in records] == list(range(6))  # ... and were recorded in order
-    assert [n for n, _ in designer.told] == list(range(6))
-    assert designer.told_at_ask == [[], [], [0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]
-    assert evaluator.best == [0, 1, 2, 3, 4, 5]
+    assert [r.number for r in records] == list(range(7))  # ... and were recorded in order
+    assert [n for n, _ in designer.told] == list(range(7))
+    assert designer.told_at_ask == [[], [], [], [], [0], [0, 1], [0, 1, 2]]
+    assert evaluator.best == [0, 1, 2, 3, 4, 5, 6]
 
 
 def test_a_designer_with_nothing_to_propose_is_asked_again_until_the_time_is_up() -> None:

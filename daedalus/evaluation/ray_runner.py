@@ -138,12 +138,7 @@ class RayRunner(TrialRunner):
         return held[1]
 
     def submit(self, job: Job) -> None:
-        if self._closed:
-            raise ValueError("the runner is closed")
-        if job.key in self.in_flight:
-            raise ValueError(f"a job with key {job.key} is already in flight")
-        if self.free() < 1:
-            raise ValueError(f"the runner is full ({self.capacity} job(s) in flight); wait for a result first")
+        self._check_submit(job)
         args = [self._put_once(a) for a in job.args[:job.shared]] + list(job.args[job.shared:])
         ref = self._task.remote(job.fn, job.timeout, job.memory_mb, *args)
         self._flying[job.key] = _InFlight(job, ref, time.monotonic())

@@ -60,6 +60,7 @@ class TrialRunner(ABC):
     # Whether a job runs where this process's files are (it may write into the run directory); a runner whose
     # jobs may run on other machines says False, and the jobs then send their files back instead.
     shares_files: bool = True
+    _closed = False  # set by close()
 
     @abstractmethod
     def submit(self, job: Job) -> None:
@@ -84,6 +85,15 @@ class TrialRunner(ABC):
 
     def free(self) -> int:
         return self.capacity - len(self.in_flight)
+
+    def _check_submit(self, job: Job) -> None:
+        """The refusals of ``submit`` (a ValueError): a closed runner, a key in flight, no room."""
+        if self._closed:
+            raise ValueError("the runner is closed")
+        if job.key in self.in_flight:
+            raise ValueError(f"a job with key {job.key} is already in flight")
+        if self.free() < 1:
+            raise ValueError(f"the runner is full ({self.capacity} job(s) in flight); wait for a result first")
 
     def __enter__(self) -> TrialRunner:
         return self
@@ -110,12 +120,7 @@ class LocalRunner(TrialRunner):
         return frozenset(self._workers) | {f.key for f in self._done}
 
     def submit(self, job: Job) -> None:
-        if self._closed:
-            raise ValueError("the runner is closed")
-        if job.key in self.in_flight:
-            raise ValueError(f"a job with key {job.key} is already in flight")
-        if self.free() < 1:
-            raise ValueError(f"the runner is full ({self.capacity} job(s) in flight); wait for a result first")
+        self._check_submit(job)
         self._workers[job.key] = Worker(job.fn, job.args, timeout=job.timeout, memory_mb=job.memory_mb,
                                         cold=job.cold)
 
