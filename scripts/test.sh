@@ -5,5 +5,4 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # Two pytest workers (pytest-xdist): most tests wait on subprocesses (builds, workers, a PostgreSQL server), so
 # two at once fill the 2 cores of CI better than one: the suite took 25+ min alone, 18 min with two workers.
-# --dist loadgroup: the tests on a loopback Ray cluster share one process (and so one cluster).
-.venv/bin/python -m pytest -q -n 2 --dist loadgroup "$@"
+.venv/bin/python -m pytest -q -n 2 "$@"

@@ -59,8 +59,8 @@ def pid_then_hang(path: str) -> None:
 
 
 def _params(names: Iterable[str]) -> list[Any]:
-    """The runners' names as fixture parameters; Ray's in one xdist group, so one test process starts its
-    loopback cluster (``scripts/test.sh`` runs ``--dist loadgroup``)."""
+    """The runners' names as fixture parameters; Ray's in one xdist group (with ``--dist loadgroup`` one test
+    process starts a loopback cluster; the default distribution spreads them, each process starting its own)."""
     return [pytest.param(n, marks=pytest.mark.xdist_group("ray")) if n.startswith("ray") else n for n in names]
 
 
