@@ -13,7 +13,7 @@ down only the trial, are the same on a cluster. The driver keeps the search and 
 - Cancelling interrupts the task (the trial's process is stopped by the task itself, and the Ray worker stays
   warm for the next one); a task that does not stop within ``CANCEL_GRACE_SECONDS`` is killed.
 
-``ray`` is imported only here, and only when a cluster is asked for.
+``ray`` is imported only here, and this module only when a cluster is asked for (``orchestration.parallel``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import ray
 
 from daedalus.errors import ConfigError
 from daedalus.evaluation.runner import Finished, Job, TrialRunner
@@ -79,10 +81,8 @@ def connect(address: str, cpus: int | None = None) -> dict[str, float]:
     on this machine, of ``cpus`` CPUs, that ends with this process) unless this process has joined one already;
     returns its resources. A cluster that cannot be reached is the user's mistake: a ConfigError."""
     global _joined_here
-    import ray
-
+    check_reachable(address)  # (also when joined already: an address that does not answer is refused all the same)
     if not ray.is_initialized():
-        check_reachable(address)
         try:
             ray.init(address=address, num_cpus=cpus if address == LOCAL else None, logging_level=logging.ERROR,
                      log_to_driver=False, configure_logging=True, include_dashboard=False)
@@ -98,8 +98,6 @@ def disconnect() -> None:
     """Leave the cluster if ``connect`` joined it (a connection the caller made is the caller's)."""
     global _joined_here
     if _joined_here:
-        import ray
-
         ray.shutdown()
         _joined_here = False
 
@@ -112,8 +110,6 @@ class RayRunner(TrialRunner):
     def __init__(self, address: str, capacity: int, threads: int = 1) -> None:
         if capacity < 1:
             raise ValueError(f"a runner needs a capacity of at least 1, got {capacity}")
-        import ray
-
         connect(address)
         self.capacity = capacity
         self.threads = threads
@@ -129,8 +125,6 @@ class RayRunner(TrialRunner):
         return frozenset(self._flying) | {f.key for f in self._done}
 
     def _put_once(self, value: Any) -> Any:
-        import ray
-
         held = self._shared.get(id(value))
         if held is None or held[0] is not value:
             held = (value, ray.put(value))
@@ -144,8 +138,6 @@ class RayRunner(TrialRunner):
         self._flying[job.key] = _InFlight(job, ref, time.monotonic())
 
     def wait(self, timeout: float) -> list[Finished]:
-        import ray
-
         try:
             if not self._done and self._flying:
                 refs = {f.ref: key for key, f in self._flying.items()}
@@ -162,8 +154,6 @@ class RayRunner(TrialRunner):
         return done
 
     def _collect(self, key: int, cancelled: bool = False) -> None:
-        import ray
-
         flying = self._flying.pop(key)
         seconds = time.monotonic() - flying.started
         try:
@@ -178,8 +168,6 @@ class RayRunner(TrialRunner):
 
     def _overdue(self) -> None:
         """Kill the tasks far past their job's timeout (a lost node Ray has not noticed): their result, timeout."""
-        import ray
-
         now = time.monotonic()
         for key, flying in list(self._flying.items()):
             if now - flying.started > flying.job.timeout + DRIVER_GRACE_SECONDS:
@@ -192,8 +180,6 @@ class RayRunner(TrialRunner):
     def cancel(self, key: int) -> None:
         """Stop the job: its task is interrupted (its own code then stops the trial's process, and the Ray
         worker stays warm), or killed if it has not stopped within ``CANCEL_GRACE_SECONDS``."""
-        import ray
-
         flying = self._flying.get(key)
         if flying is None:
             return
@@ -204,8 +190,6 @@ class RayRunner(TrialRunner):
         self._collect(key, cancelled=True)
 
     def close(self) -> None:
-        import ray
-
         if self._closed:
             return
         self._closed = True

@@ -73,7 +73,7 @@ class Parallelism:
 
     @property
     def final_memory_mb(self) -> float:
-        return (default_memory_mb() if self.ray_address else self.memory_mb_per_trial * self.workers)
+        return default_memory_mb() if self.ray_address else self.memory_mb_per_trial * self.workers
 
     def to_record(self) -> dict[str, Any]:
         return {**asdict(self), "memory_mb_per_trial": round(self.memory_mb_per_trial, 1)}
