@@ -102,3 +102,23 @@ def test_two_workers_run_trials_at_once_and_give_the_same_leaderboard_twice(tmp_
     # Results are recorded in the order of the proposals (what makes the run reproducible).
     results = [n for ev, n in order if ev == "trial_result"]
     assert results == sorted(results)
+
+
+def test_files_shipped_back_by_a_node_are_written_only_when_their_hashes_match(tmp_path: Path) -> None:
+    """A trial on a Ray node sends its fold models back as bytes with the SHA-256 its worker recorded: bytes
+    changed on the way, or a name that climbs out of the trial's directory, are refused and nothing is written."""
+    import hashlib
+
+    from daedalus.errors import RunError
+    from daedalus.store.run import save_shipped_files
+
+    good = {"fold_0.skops": b"model", "bag.json": b"{}"}
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in good.items()}
+    with pytest.raises(RunError, match="came back damaged"):
+        save_shipped_files(tmp_path / "t", {**good, "fold_0.skops": b"evil"}, hashes)
+    with pytest.raises(RunError, match="came back damaged"):
+        escape = "../escape.skops"
+        save_shipped_files(tmp_path / "t", {escape: b"x"}, {escape: hashlib.sha256(b"x").hexdigest()})
+    assert not (tmp_path / "t").exists() and not (tmp_path / "escape.skops").exists()
+    assert save_shipped_files(tmp_path / "t", good, hashes) == hashes
+    assert (tmp_path / "t" / "fold_0.skops").read_bytes() == b"model"
