@@ -27,6 +27,9 @@ from daedalus.store.run import RunStore, replace_directory
 __all__ = ["MODEL_FILE", "EnsembleModel", "Member", "ModelSpec", "write_model_dir"]
 
 
+REFIT_KINDS = ("refit", "partly-refit")  # final models with members fit on all rows
+
+
 @dataclass(frozen=True)
 class Member:
     trial: int
@@ -37,7 +40,9 @@ class Member:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    kind: str  # "refit" (members fit on all rows), "bagged" (fold models) or "best-so-far"
+    # "refit" (members fit on all rows), "partly-refit" (some members: after a search on a subsample, the others'
+    # refits did not fit in the time left), "bagged" (fold models) or "best-so-far"
+    kind: str
     task: Task
     n_classes: int
     members: tuple[Member, ...]

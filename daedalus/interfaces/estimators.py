@@ -68,7 +68,7 @@ class _AutoEstimator(BaseEstimator):
                  families: tuple[str, ...] | None = BuildOptions.families,
                  exclude: tuple[str, ...] = BuildOptions.exclude, keep_leaks: bool = BuildOptions.keep_leaks,
                  workers: int | None = BuildOptions.workers, n_threads: int | None = BuildOptions.n_threads,
-                 ray: str | None = BuildOptions.ray,
+                 ray: str | None = BuildOptions.ray, search_rows: int | None = BuildOptions.search_rows,
                  sensitive: tuple[str, ...] = BuildOptions.sensitive,
                  fairness: str | None = BuildOptions.fairness, explain: bool = BuildOptions.explain,
                  knowledge: str | None = BuildOptions.knowledge) -> None:
@@ -83,6 +83,7 @@ class _AutoEstimator(BaseEstimator):
         self.workers = workers  # trials at once
         self.n_threads = n_threads  # per trial (None: this machine's cores shared among the workers)
         self.ray = ray  # a Ray cluster's address: the trials run there
+        self.search_rows = search_rows  # rows the search fits on (None: all up to 100,000, else sized to the budget)
         self.sensitive = sensitive  # columns of X audited for fairness, left out of the features
         self.fairness = fairness  # e.g. "demographic_parity_difference<=0.05" (needs sensitive)
         self.explain = explain  # explanations.json at the end of fit

@@ -47,8 +47,9 @@ from daedalus.orchestration.finalize import FinalModel, finalize
 from daedalus.orchestration.knowledge_record import record_table_run
 from daedalus.orchestration.leaderboard import make_leaderboard
 from daedalus.orchestration.options import ZERO_SHOT_TRIALS, BuildOptions
-from daedalus.orchestration.parallel import cluster_joined, plan_parallelism
+from daedalus.orchestration.parallel import Parallelism, cluster_joined, plan_parallelism, process_memory_mb
 from daedalus.orchestration.reporter import Reporter
+from daedalus.orchestration.rows import RowPlan, plan_search_rows, prepared_row_mb, search_context
 from daedalus.orchestration.search import Search
 from daedalus.orchestration.warm import WarmStart, prepare_warm_start
 from daedalus.oversight.approval import attach_policy
@@ -58,7 +59,7 @@ from daedalus.oversight.steering import steering_state
 from daedalus.spaces.mitigation import MITIGATIONS, PRELOAD_MODULES
 from daedalus.spaces.registry import resolve_families
 from daedalus.store.faults import crash_point
-from daedalus.store.layout import META_FEATURES
+from daedalus.store.layout import META_FEATURES, SEARCH_ROWS
 from daedalus.store.run import RunStore
 from daedalus.store.study import open_study, study_location
 
@@ -124,14 +125,14 @@ def _families(options: BuildOptions, task: Task) -> list[str]:
 
 
 def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], options: BuildOptions,
-                run_dir: Path, warm: WarmStart) -> RunStore:
+                run_dir: Path, warm: WarmStart, rows: RowPlan) -> RunStore:
     """Write everything ``resume`` needs (run.json with its storage, the rows, schema, checks, the study with the
     portfolio queued, the first audit records, the policy) under a hidden name, then rename it to ``run_dir``:
     a kill at any instant leaves a complete run or none (plus a hidden leftover the next build removes)."""
     info = {"options": options.to_dict(), "status": "running",
             "data_source": data if isinstance(data, (str, Path)) else "<DataFrame>",
             "created": time.time(), "validation": ctx.plan.describe(), "metric": ctx.metric.name,
-            "task": got.schema.task.value, "families": families,
+            "task": got.schema.task.value, "families": families, SEARCH_ROWS: rows.to_record(),
             **study_location(options.storage)}  # the run's own SQLite file, or a study named for it
     with RunStore.creating(Path(run_dir), info) as store:
         got.frame.to_parquet(store.data_path, index=False)
@@ -141,6 +142,7 @@ def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], o
         store.audit.append("data_checks", findings=got.checks.get("findings", []),
                            dropped=got.schema.dropped, rows=len(got.frame),
                            rows_without_target_dropped=got.n_missing_target)
+        store.audit.append(SEARCH_ROWS, **rows.to_record())
         store.audit.append("validation_plan", plan=ctx.plan.describe(), metric=ctx.metric.name)
         if options.policy:
             attach_policy(store, options.policy)
@@ -148,7 +150,7 @@ def _create_run(data: Any, got: Intake, ctx: EvalContext, families: list[str], o
                                     info=info)
         store.write(META_FEATURES, warm.meta.to_dict())
         store.audit.append("warm_start", **warm.audit_fields())
-        designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
+        designer = OptunaDesigner(study, families, got.schema.task, len(ctx.y), mitigation_constraint(options))
         if warm.plan is None:
             designer.enqueue_portfolio()
         else:
@@ -174,12 +176,16 @@ def _build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter |
     reporter = reporter or Reporter()
     start_early(PRELOAD_MODULES if wants_mitigations(options) else ())
     got = intake(data, options)
-    ctx = eval_context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
+    full = eval_context(got.frame, got.schema, options)  # raises on too few rows / bad metric, before any write
+    # (a memory limit the table leaves too little of is refused here too, before the run exists)
+    parallelism = plan_parallelism(options, held_mb=process_memory_mb())
+    rows = plan_search_rows(full, options, parallelism.memory_mb_per_trial)
+    ctx = search_context(full, rows, options.seed, options.validation)
     families = _families(options, got.schema.task)
     warm = prepare_warm_start(ctx, options, families, fingerprint(got.schema))
     crash_point("intake_done")
 
-    store = _create_run(data, got, ctx, families, options, run_dir, warm)
+    store = _create_run(data, got, ctx, families, options, run_dir, warm, rows)
     try:
         crash_point("run_created")
         reporter.message(f"run directory: {store.root}")
@@ -190,11 +196,14 @@ def _build(data: Any, options: BuildOptions, run_dir: Path, reporter: Reporter |
                 reporter.message(f"data check: {finding['message']}")
         info = store.read("run")
         study, _ = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), info=info)
-        designer = OptunaDesigner(study, families, got.schema.task, len(got.frame), mitigation_constraint(options))
+        designer = OptunaDesigner(study, families, got.schema.task, len(ctx.y), mitigation_constraint(options))
         n_trials = options.n_trials
         if options.zero_shot:
             n_trials = min(n_trials or ZERO_SHOT_TRIALS, ZERO_SHOT_TRIALS)
-        return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials)
+        if rows.subsampled:
+            reporter.message(f"searching on {rows.rows} of {rows.of} rows, then refitting on all of them")
+        return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials, parallelism,
+                                  full if rows.subsampled else None)
     finally:
         store.unlock()
 
@@ -234,7 +243,10 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
         store.check([store.data_path, store.path("schema")], "resume from")  # the rows and schema as written
         schema = Schema.from_dict(store.read("schema"))
         frame = pd.read_parquet(store.data_path)
-        ctx = eval_context(frame, schema, options)
+        full = eval_context(frame, schema, options)
+        parallelism = plan_parallelism(options, held_mb=process_memory_mb())
+        rows = _saved_row_plan(info, full)
+        ctx = search_context(full, rows, options.seed, options.validation)  # the rows the trials were scored on
         study, storage = open_study(store, ctx.metric.optuna_direction, make_sampler(options.seed), info=info)
         requeued = requeue_interrupted(study)
         store.update_run(status="running")
@@ -243,28 +255,40 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
         note = steering.describe(budget_note)
         if note:
             reporter.message(note)
-        designer = OptunaDesigner(study, info["families"], schema.task, len(frame), mitigation_constraint(options))
-        return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials)
+        designer = OptunaDesigner(study, info["families"], schema.task, len(ctx.y), mitigation_constraint(options))
+        return _search_and_finish(store, ctx, designer, clock, options, reporter, n_trials, parallelism,
+                                  full if rows.subsampled else None)
+
+
+def _saved_row_plan(info: dict[str, Any], full: EvalContext) -> RowPlan:
+    """The rows the run's search was planned on (runs from before the plan existed searched all rows)."""
+    saved = info.get(SEARCH_ROWS)
+    n = len(full.y)
+    rows = saved.get("rows") if isinstance(saved, dict) else None
+    if not isinstance(rows, int) or isinstance(rows, bool) or not 0 < rows <= n:
+        return RowPlan(n, n, "all rows", prepared_row_mb(full.X))
+    return RowPlan(rows, n, str(saved.get("reason", "")), prepared_row_mb(full.X))  # type: ignore[union-attr]
 
 
 def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
-                       options: BuildOptions, reporter: Reporter, n_trials: int | None) -> BuildResult:
+                       options: BuildOptions, reporter: Reporter, n_trials: int | None, parallelism: Parallelism,
+                       full: EvalContext | None) -> BuildResult:
+    """``ctx``: the rows the search runs on; ``full``: all rows, when those are a subsample."""
     fairness = search_fairness(options, ctx)  # None without --sensitive
     if fairness is not None:  # a resumed run: the trials measured before it stopped
         fairness.restore({t.number: t.user_attrs for t in designer.study.get_trials(deepcopy=False)})
-    parallelism = plan_parallelism(options)
     store.audit.append("parallelism", **parallelism.to_record())
     if parallelism.workers > 1:
         reporter.message(f"{parallelism.workers} trials at once, {parallelism.threads_per_trial} thread(s) each")
     search = Search(store, ctx, designer, clock, options, reporter, trials_to_run=n_trials, fairness=fairness,
-                    parallelism=parallelism)
+                    parallelism=parallelism, refit_rows=len(full.y) if full is not None else None)
     t0 = time.monotonic()
     search.run()
     crash_point("search_done")
     ensemble_clock, stage_clock = final_stage_clocks(clock, time.monotonic() - t0)  # bounded with --trials too
     reporter.message("ensembling" + (" and refit" if ctx.plan.kind == "holdout" else ""))
     t0 = time.monotonic()
-    final = finalize(search, store, ctx, ensemble_clock)
+    final = finalize(search, store, ctx, ensemble_clock, full)
     ensemble_row = None
     if final is not None:
         ensemble_row = {"score": final.score, "fit_seconds": round(time.monotonic() - t0, 3),

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from daedalus.ensembles.model import MODEL_FILE, ModelSpec
+from daedalus.ensembles.model import MODEL_FILE, REFIT_KINDS, ModelSpec
 from daedalus.errors import ConfigError, RunError
 from daedalus.spaces.nas.mlp import MLPSpace
 from daedalus.store.artifacts import load_model, save_model
-from daedalus.store.layout import FINAL_MODEL, read_model_file
+from daedalus.store.layout import FINAL_MODEL, is_member_file, read_model_file
 from daedalus.store.run import RunStore
 
 PREPROCESS_SUFFIX = "_preprocess.skops"
@@ -67,7 +67,8 @@ def _final_member_files(store: RunStore, trial: int) -> tuple[Path, str] | None:
     spec = ModelSpec.from_dict(read_model_file(directory))
     for member in spec.members:
         if member.trial == trial and member.files:
-            how = "refit on all rows" if spec.kind == "refit" else f"fold 1 of {len(member.files)} of its bag"
+            refit = spec.kind in REFIT_KINDS and len(member.files) == 1 and is_member_file(member.files[0])
+            how = "refit on all rows" if refit else f"fold 1 of {len(member.files)} of its bag"
             return directory / member.files[0], f"the final ensemble's member (weight {member.weight:.3f}), {how}"
     return None
 

@@ -24,11 +24,12 @@ import numpy as np
 
 from daedalus.designers.optuna_designer import split_params
 from daedalus.ensembles.caruana import greedy_selection
-from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
+from daedalus.ensembles.model import REFIT_KINDS, Member, ModelSpec, write_model_dir
 from daedalus.evaluation.trial import EvalContext, bag_prediction_on_first_fold, refit_full
 from daedalus.evaluation.worker import run_in_worker
 from daedalus.orchestration.budget import BudgetClock
-from daedalus.orchestration.search import Search, TrialRecord, digests_in
+from daedalus.orchestration.rows import fit_memory_mb, prepared_row_mb
+from daedalus.orchestration.search import Search, TrialRecord, digests_in, refit_seconds
 from daedalus.store.faults import crash_point
 from daedalus.store.integrity import record_digests
 from daedalus.store.layout import FINAL_MODEL, member_file
@@ -45,7 +46,10 @@ class FinalModel:
     reason: str
 
 
-def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClock) -> FinalModel | None:
+def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClock,
+             full: EvalContext | None = None) -> FinalModel | None:
+    """``ctx``: the rows the search ran on; ``full``: all rows, when the search ran on a subsample of them
+    (orchestration/rows.py): the members are then refit on all rows, as the clock and the memory allow."""
     candidates = [r for r in search.ranked_ok() if store.has_models(r.number)]
     oofs = [store.load_oof(r.number) for r in candidates]
     pairs = [(r, o) for r, o in zip(candidates, oofs, strict=True) if o is not None]
@@ -67,23 +71,38 @@ def finalize(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClo
 
     members, sources = _bagged_members(store, chosen)
     kind = "bagged"
-    if ctx.plan.kind == "holdout":
+    refit_on = full if full is not None else ctx
+    if full is not None:
+        want_refit, reason = True, (f"searched on a subsample of {len(ctx.y)} rows: members refit on all "
+                                    f"{len(full.y)} rows")
+    elif ctx.plan.kind == "holdout":
         want_refit, reason = True, "holdout: members refit on all rows"
     else:
         want_refit, reason = _refit_validates_better(search, store, ctx, clock, chosen, pairs)
     if want_refit:
-        refit = _try_refit(search, store, ctx, clock, chosen)
+        too_big = _refit_memory_problem(refit_on, search.parallelism.final_memory_mb)
+        # After a search on a subsample, the members whose refits fit in the time left are refit (the heaviest
+        # first) and the others keep their models: a model too dear to refit on all rows must not cost the rest
+        # theirs. Otherwise all members are refit, or none.
+        picked = [] if too_big else _refit_picks(ctx, refit_on, chosen, clock.remaining - SAFETY_SECONDS,
+                                                 partial=full is not None)
+        refit = _try_refit(search, store, refit_on, clock, [chosen[i] for i in picked]) if picked else None
         if refit is not None:
-            kind, members, sources = "refit", refit[0], refit[1]
+            members, sources = _with_refits(members, sources, picked, refit)
+            kind = "refit" if len(picked) == len(chosen) else "partly-refit"
+            if kind == "partly-refit":
+                kept = [chosen[i][0].number for i in range(len(chosen)) if i not in picked]
+                reason += (f"; trial(s) {', '.join(map(str, kept))} keep their models: their refits did not fit "
+                           "in the time left")
             crash_point("refit_done")
         else:
-            reason += "; but the refit did not fit in the time left, so the fold models are kept"
+            reason += f"; but {too_big or 'the refit did not fit in the time left'}, so the fold models are kept"
     spec = ModelSpec(kind=kind, task=ctx.task, n_classes=ctx.n_classes, members=members,
                      validation_score=selection.score)
     write_model_dir(store, store.root / FINAL_MODEL, spec, sources)
     crash_point("model_written")
     shutil.rmtree(store.refit_dir, ignore_errors=True)
-    store.audit.append("refit" if kind == "refit" else "final_model", kind=kind, reason=reason,
+    store.audit.append("refit" if kind in REFIT_KINDS else "final_model", kind=kind, reason=reason,
                        members=[m.trial for m in members])
     return FinalModel(kind, selection.score, members, reason)
 
@@ -106,12 +125,12 @@ def _refit_validates_better(search: Search, store: RunStore, ctx: EvalContext, c
                             pairs: list[tuple[TrialRecord, np.ndarray]]) -> tuple[bool, str]:
     """Measure bag against refit on the first fold (see the module docstring); True when refit wins."""
     cost = sum(r.fit_seconds for r, _ in chosen)  # k fits per member, as the comparison needs
-    if clock.remaining - SAFETY_SECONDS < 1.2 * cost + _refit_estimate(ctx, chosen):
+    if clock.remaining - SAFETY_SECONDS < 1.2 * cost + _refit_estimate(ctx, ctx, chosen):
         return False, ("k-fold: kept the bag of fold models, which the out-of-fold score validates; no time "
                        "was left to measure a refit against it")
     configs = [(r.family, _config_of(search, r.number), search.options.seed, w) for r, w in chosen]
     result = run_in_worker(bag_prediction_on_first_fold, (ctx, configs, search.parallelism.final_threads),
-                           timeout=clock.remaining - SAFETY_SECONDS - _refit_estimate(ctx, chosen),
+                           timeout=clock.remaining - SAFETY_SECONDS - _refit_estimate(ctx, ctx, chosen),
                            memory_mb=search.parallelism.final_memory_mb)
     if result.status != "ok":
         return False, f"k-fold: kept the bag of fold models; measuring a refit failed ({result.status})"
@@ -130,28 +149,67 @@ def _refit_validates_better(search: Search, store: RunStore, ctx: EvalContext, c
     return False, f"k-fold: kept the bag of fold models, which validated better ({verdict})"
 
 
-def _refit_estimate(ctx: EvalContext, chosen: list[tuple[TrialRecord, float]]) -> float:
-    """Seconds to refit the members on all rows: one fold's fit each, scaled up to all rows."""
-    n_folds = len(ctx.plan.folds)
-    return 1.25 * sum(r.fit_seconds for r, _ in chosen) / n_folds
+def _refit_estimate(ctx: EvalContext, refit_on: EvalContext, chosen: list[tuple[TrialRecord, float]]) -> float:
+    """Seconds to refit the members on ``refit_on``'s rows, from their fit times on ``ctx``'s."""
+    return refit_seconds([r.fit_seconds for r, _ in chosen], ctx.plan, len(refit_on.y))
 
 
-def _try_refit(search: Search, store: RunStore, ctx: EvalContext, clock: BudgetClock,
-               chosen: list[tuple[TrialRecord, float]]
-               ) -> tuple[tuple[Member, ...], dict[str, Path]] | None:
+def _refit_memory_problem(refit_on: EvalContext, memory_mb: float) -> str:
+    """Why the refit would not fit in memory ('' when it would): one member at a time, on all of its rows."""
+    need = fit_memory_mb(prepared_row_mb(refit_on.X), len(refit_on.y))
+    if need <= memory_mb:
+        return ""
+    return (f"a refit on {len(refit_on.y)} rows would need about {need:.0f} MB, more than the final stage's "
+            f"{memory_mb:.0f} MB")
+
+
+def _refit_picks(ctx: EvalContext, refit_on: EvalContext, chosen: list[tuple[TrialRecord, float]], seconds: float,
+                 partial: bool) -> list[int]:
+    """Positions in ``chosen`` to refit within ``seconds``: all or none, or (``partial``) the heaviest members
+    whose estimated refits fit together."""
+    if not partial:
+        return list(range(len(chosen))) if 0 < _refit_estimate(ctx, refit_on, chosen) <= seconds else []
+    picked: list[int] = []
+    total = 0.0
+    for i in sorted(range(len(chosen)), key=lambda i: -chosen[i][1]):
+        cost = _refit_estimate(ctx, refit_on, [chosen[i]])
+        if total + cost <= seconds:
+            picked.append(i)
+            total += cost
+    return sorted(picked)
+
+
+def _try_refit(search: Search, store: RunStore, refit_on: EvalContext, clock: BudgetClock,
+               chosen: list[tuple[TrialRecord, float]]) -> list[Path] | None:
+    """Fit ``chosen`` on ``refit_on``'s rows in a worker; the files written (``member_file(i)`` for the i-th)."""
     timeout = clock.remaining - SAFETY_SECONDS
-    if timeout <= 0 or _refit_estimate(ctx, chosen) > timeout:
+    if timeout <= 0:
         return None
     out_dir = store.refit_dir
     configs = [(r.family, _config_of(search, r.number), search.options.seed) for r, _ in chosen]
-    result = run_in_worker(refit_full, (ctx, configs, search.parallelism.final_threads, out_dir),
+    result = run_in_worker(refit_full, (refit_on, configs, search.parallelism.final_threads, out_dir),
                            timeout=timeout, memory_mb=search.parallelism.final_memory_mb)
     if result.status != "ok":
         store.audit.append("refit_failed", status=result.status, reason=result.reason[:500])
         return None
     record_digests(store.audit, digests_in(store, out_dir, result.value), stage="refit")  # hashed by the worker
-    members = tuple(Member(r.number, r.family, w, (member_file(i),)) for i, (r, w) in enumerate(chosen))
-    return members, {member_file(i): out_dir / member_file(i) for i in range(len(chosen))}
+    return [out_dir / member_file(i) for i in range(len(chosen))]
+
+
+def _with_refits(members: tuple[Member, ...], sources: dict[str, Path], picked: list[int], refit: list[Path]
+                 ) -> tuple[tuple[Member, ...], dict[str, Path]]:
+    """The final members: the ``picked`` ones with their refit model, the others with their saved models."""
+    out: list[Member] = []
+    kept_sources: dict[str, Path] = {}
+    for i, member in enumerate(members):
+        if i in picked:
+            path = refit[picked.index(i)]
+            out.append(Member(member.trial, member.family, member.weight, (path.name,)))
+            kept_sources[path.name] = path
+        else:
+            out.append(member)
+            kept_sources.update({name: sources[name] for name in member.files})
+    return tuple(out), kept_sources
 
 
 def _config_of(search: Search, number: int) -> dict[str, Any]:

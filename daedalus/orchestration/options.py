@@ -139,6 +139,10 @@ class BuildOptions:
                              "machine for the build; 'off': this machine's workers; "
                              "default: $RAY_ADDRESS if set, else off)", flag="--ray", metavar="ADDRESS",
                              example="auto", python=True)
+    search_rows: int | None = option(
+        None, Interval(int, 1000), "rows the search fits its trials on; the ensemble is refit on all rows (default: "
+        "all rows up to 100,000, above that a stratified subsample sized to the budget and the memory limit)",
+        flag="--search-rows", metavar="N", example=200_000, python=True)
     # Learning to build (issue 12): the search starts from what earlier tasks taught.
     warm_start: str = option(
         "on", StrOptions(WARM_STARTS), "on: start from the mined portfolio, ordered for this table by the nearest "

@@ -5,7 +5,8 @@ The split is decided once per build (and again on resume, where the machine or c
 to the audit log, so a reviewer can see why a trial had the threads it had. Concurrency never oversubscribes by
 default: on this machine N trials on C cores get C // N threads each (at least one); on a Ray cluster each trial
 asks Ray for its threads as CPUs (one by default), and as many run as the cluster's CPUs allow (``--workers``
-caps it). The memory limit is the run's, shared equally: each trial may use 1/N of it.
+caps it). The memory limit is the run's: on this machine the run's own process (which holds the table) counts, and
+each of the N trials may use 1/N of what is left; on a cluster each trial gets 1/N of it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import psutil
+
+from daedalus.errors import ConfigError
 from daedalus.evaluation.runner import LocalRunner, TrialRunner
 from daedalus.orchestration.loop import default_memory_mb
-from daedalus.orchestration.options import BuildOptions
+from daedalus.orchestration.options import MIN_MEMORY_MB, BuildOptions
 
 RAY_ADDRESS_ENV = "RAY_ADDRESS"  # Ray's own variable: a cluster's address, where --ray is not given
 RAY_OFF = "off"
@@ -30,6 +34,11 @@ def machine_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # (not on Linux)
         return os.cpu_count() or 1
+
+
+def process_memory_mb() -> float:
+    """This process's resident memory (the run's driver, which holds the table), in MB."""
+    return float(psutil.Process().memory_info().rss) / 2**20
 
 
 def ray_address(options: BuildOptions) -> str | None:
@@ -79,15 +88,16 @@ class Parallelism:
         return {**asdict(self), "memory_mb_per_trial": round(self.memory_mb_per_trial, 1)}
 
 
-def plan_parallelism(options: BuildOptions, cores: int | None = None) -> Parallelism:
+def plan_parallelism(options: BuildOptions, cores: int | None = None, held_mb: float = 0.0) -> Parallelism:
     """The split of this machine (``cores``: its count, measured when None), or of the Ray cluster's CPUs (the
-    cluster is joined here), among the trials."""
+    cluster is joined here), among the trials. ``held_mb``: what the run's own process holds (the table
+    included); on this machine the memory limit is the whole run's, so the trials share what is left of it."""
     address = ray_address(options)
     if address is not None:
         return _plan_on_ray(options, address)
     cores = cores or machine_cores()
     workers = options.workers or 1
-    memory = (options.memory_mb or default_memory_mb()) / workers
+    memory = _trials_share(options, workers, held_mb)
     if options.n_threads is not None:
         threads = options.n_threads
         reason = f"--threads {threads} as given"
@@ -100,6 +110,17 @@ def plan_parallelism(options: BuildOptions, cores: int | None = None) -> Paralle
             reason += f" (more trials than cores: {workers - cores} wait on a busy core at any time)"
     return Parallelism(workers=workers, threads_per_trial=threads, memory_mb_per_trial=memory, cores=cores,
                        reason=reason)
+
+
+def _trials_share(options: BuildOptions, workers: int, held_mb: float) -> float:
+    limit = options.memory_mb or default_memory_mb()
+    share = (limit - held_mb) / workers
+    if share < MIN_MEMORY_MB:
+        raise ConfigError(f"--memory-limit {limit:.0f} leaves {max(share, 0):.0f} MB to each of {workers} trial(s) "
+                          f"after the {held_mb:.0f} MB this run's own process holds (the table included), below "
+                          f"the {MIN_MEMORY_MB:.0f} MB a trial needs; raise --memory-limit to at least "
+                          f"{held_mb + MIN_MEMORY_MB * workers:.0f}")
+    return share
 
 
 def _plan_on_ray(options: BuildOptions, address: str) -> Parallelism:

@@ -21,6 +21,7 @@ from daedalus.ensembles.model import Member, ModelSpec, write_model_dir
 from daedalus.errors import RunError
 from daedalus.evaluation.runner import Job, TrialRunner
 from daedalus.evaluation.trial import EvalContext, TrialOutcome, TrialSpec, run_trial, run_trial_shipped
+from daedalus.evaluation.validation import ValidationPlan
 from daedalus.evaluation.worker import WorkerResult
 from daedalus.orchestration.budget import BudgetClock
 from daedalus.orchestration.fairness_search import SearchFairness
@@ -48,6 +49,7 @@ Config = dict[str, Any]
 KEEP_MODELS_TOP = 10  # fold models are kept for this many of the best trials (ensemble candidates)
 DEFAULT_TRIAL_TIMEOUT = 600.0  # per-trial cap when only --trials bounds the run
 EXPLANATION_SHARE, EXPLANATION_CAP_SECONDS = 0.08, 30.0  # of the budget, kept for the end-of-build explanations
+REFIT_RESERVE_SHARE = 0.3  # of the budget, at most, kept for the final stage when it refits (explanations included)
 # Families cheap enough to run in a worker forked from the run itself while the forkserver is still importing
 # the model libraries (tens of seconds on a busy machine): the portfolio's first trial, so a run always has a
 # model early. Others wait for the forkserver, within their trial's time limit (which the budget bounds).
@@ -70,6 +72,9 @@ class TableEvaluator(Evaluator[Config]):
         # True when the trials run where the run's directory is not (a Ray cluster): their fold models come back
         # as bytes and are written here (set by the search from its runner)
         self.ship_files = False
+        # Rows the final ensemble is refit on: all of the table's, more than the search's own on a subsample
+        # (orchestration/rows.py); the final stage's reserve grows with them.
+        self.refit_rows = len(ctx.y)
         self.metric = ctx.metric
         self._proposals: dict[int, Proposal[Config]] = {}
         self._written: dict[int, tuple[dict[str, str], dict[str, Any], bool]] = {}  # finished, not yet recorded
@@ -92,12 +97,21 @@ class TableEvaluator(Evaluator[Config]):
         # The explanations (permutation importance of the final model, by default) get their share too.
         explanations = min(EXPLANATION_SHARE * clock.seconds, EXPLANATION_CAP_SECONDS)
         base = _writing_reserve(clock) + explanations
-        if self.ctx.plan.kind == "kfold":
+        if self.ctx.plan.kind == "kfold" and self.refit_rows == len(self.ctx.y):
             return base
         best = sorted((r for r in records if r.status == "ok"),
                       key=lambda r: -self.metric.utility(r.score or 0.0))[:3]
-        refit = sum(r.fit_seconds for r in best) * 1.3
-        return min(base + refit, 0.3 * clock.seconds)
+        cap = REFIT_RESERVE_SHARE * clock.seconds
+        if self.refit_rows == len(self.ctx.y):
+            return min(base + refit_seconds([r.fit_seconds for r in best], self.ctx.plan, self.refit_rows), cap)
+        # after a search on a subsample the final stage refits the members it has time for (finalize): room for
+        # those of the best trials whose refits fit under the cap; one that never could gets none
+        reserve = base
+        for record in best:
+            cost = refit_seconds([record.fit_seconds], self.ctx.plan, self.refit_rows)
+            if reserve + cost <= cap:
+                reserve += cost
+        return reserve
 
     # -- one trial -----------------------------------------------------------------------------------------
     def rank_key(self, record: TrialRecord) -> tuple[float, ...]:
@@ -198,13 +212,14 @@ class Search(SearchLoop[Config]):
     def __init__(self, store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,
                  options: BuildOptions, reporter: Reporter, trials_to_run: int | None,
                  fairness: SearchFairness | None = None, parallelism: Parallelism | None = None,
-                 runner: TrialRunner | None = None) -> None:
+                 runner: TrialRunner | None = None, refit_rows: int | None = None) -> None:
         self.store, self.ctx, self.options, self.study = store, ctx, options, designer.study
         self.parallelism = parallelism or plan_parallelism(options)
         self.memory_mb = self.parallelism.memory_mb_per_trial
         self.fairness = fairness  # None: trials are ranked by the metric alone
         evaluator = TableEvaluator(store, ctx, options, load_records(designer.study),
                                    self.parallelism.threads_per_trial, self.fairness)
+        evaluator.refit_rows = refit_rows or len(ctx.y)
         # 'daedalus steer' commands around the designer; applied before each budget check too ('add-time' counts).
         # The designer told each result: the tabular one, inside the fairness mitigation policy when there is one.
         told = fairness.mitigating(designer, designer.families) if fairness is not None else designer
@@ -242,6 +257,13 @@ class Search(SearchLoop[Config]):
     def final_stage_reserve(self) -> float:
         assert isinstance(self.evaluator, TableEvaluator)
         return self.evaluator.final_stage_reserve(self.records, self.clock)
+
+
+def refit_seconds(fit_seconds: list[float], plan: ValidationPlan, refit_rows: int) -> float:
+    """Seconds to refit models on ``refit_rows`` rows, from their trials' fit times under ``plan``: one fold's fit
+    each, scaled by the rows (a holdout's 80% to all rows: x1.25), with a little margin."""
+    fold_rows = max(len(plan.folds[0][0]), 1)
+    return 1.05 * sum(fit_seconds) / len(plan.folds) * refit_rows / fold_rows
 
 
 def _writing_reserve(clock: BudgetClock) -> float:

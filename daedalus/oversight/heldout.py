@@ -24,7 +24,7 @@ import pandas as pd
 
 from daedalus.data.prepare import DATETIME_PARTS
 from daedalus.data.schema import ColumnKind, Schema, Task
-from daedalus.ensembles.model import ModelSpec
+from daedalus.ensembles.model import REFIT_KINDS, ModelSpec
 from daedalus.evaluation.predict import predict_matrix
 from daedalus.evaluation.validation import ValidationPlan
 from daedalus.store.artifacts import load_model
@@ -78,8 +78,8 @@ def load_heldout_ensemble(store: RunStore, spec: ModelSpec, plan: ValidationPlan
         for member, path in zip(spec.members, fold_paths, strict=True):
             members.append((member.weight, load_model(path, recorded[path])))
         folds.append(FoldEnsemble(tuple(members), np.asarray(val_rows)))
-    if spec.kind == "refit":
-        how = ("the members' fold models (the same configurations before the refit on all rows), each scored "
+    if spec.kind in REFIT_KINDS:
+        how = ("the members' fold models (the same configurations before their refit on all rows), each scored "
                "on the rows it was not fit on")
     elif plan.kind == "holdout":
         how = "the final model's members, scored on the validation holdout"

@@ -54,6 +54,7 @@ IMAGES_DIR = "images"  # an image run's split images, read by its workers
 CHECKPOINT_FILE = "checkpoint.pt"  # in an image trial's directory, between rungs
 DESIGNER_RECORD = "designer"  # designer.json (a JSON record): the designer's state after its last tell
 META_FEATURES = "meta_features"  # meta_features.json (a JSON record): the table's description (issue 12)
+SEARCH_ROWS = "search_rows"  # run.json field and audit event: the rows the search fits on (orchestration/rows.py)
 
 _FOLD = re.compile(r"fold_(\d+)\.skops")
 
@@ -92,6 +93,11 @@ def fold_files(directory: Path) -> list[Path]:
 def member_file(index: int) -> str:
     """The name of ensemble member ``index``'s estimator, refit on all rows, in a model directory."""
     return f"member_{index}.skops"
+
+
+def is_member_file(name: str) -> bool:
+    """True for a ``member_file`` name: an estimator refit on all rows (not a trial's fold model)."""
+    return re.fullmatch(r"member_\d+\.skops", name) is not None
 
 
 # -- model directories ------------------------------------------------------------------------------------------
