@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Trials side by side (issue 13): the speed-up of 2 workers over 1, on this machine and on a Ray cluster.
 
-    .venv/bin/python bench/scale_bench.py                      # all three parts, phoneme (5,404 rows)
+    .venv/bin/python bench/scale_bench.py                      # list, build, trivial; phoneme (5,404 rows)
     .venv/bin/python bench/scale_bench.py --parts list,trivial --dataset churn
 
-Three parts, each run side by side in this one script (the machine's noise hits every arm alike):
+Four parts, each run side by side in this one script (the machine's noise hits every arm alike):
 
 1. ``list``: a fixed list of 24 configurations (6 families: the default and 3 seeded random draws of each)
    scored with 5-fold CV through the trial runner itself, with 1 and 2 jobs in flight, 1 thread each: on this
@@ -15,7 +15,9 @@ Three parts, each run side by side in this one script (the machine's noise hits 
 2. ``build``: the wall time of ``daedalus build --trials 24`` (cold start, 1 thread per trial) with
    ``--workers 1``, ``--workers 2`` and ``--ray`` (two workers on the loopback cluster): the whole build
    (start-up, search, ensemble) and the search alone (first proposal to last result, from the audit log).
-3. ``trivial``: Ray's own overhead per trial: 40 jobs that only sleep 1 s, 2 in flight, through each runner;
+3. ``budget`` (not in the default parts): ``build --time 60`` with 1 and 2 workers, on Ray started by the build
+   (``--ray local``, its start-up counted) and on the loopback cluster: wall time against budget + 5% + 2 s.
+4. ``trivial``: Ray's own overhead per trial: 40 jobs that only sleep 1 s, 2 in flight, through each runner;
    overhead = wall / (ideal wall) - 1, the ideal being 40 x 1 s / 2.
 
 Bars (issue 13): 2 workers at least 1.7x as fast as 1, locally and on Ray; Ray's overhead at most 15%.
@@ -164,6 +166,35 @@ def part_build(data: Path, target: str, address: str | None, workdir: Path) -> d
     return results
 
 
+def part_budget(data: Path, target: str, address: str | None, workdir: Path, budget: float) -> dict[str, Any]:
+    """``build --time budget`` with 1 and 2 workers here, 2 on Ray started by the build itself (``--ray local``:
+    its start-up inside the budget) and on the loopback cluster: the build's wall time, process start to exit,
+    against the bar (budget + 5% + 2 s), and the time to the run's first audit record (intake, plus joining or
+    starting Ray)."""
+    arms = {"workers-1": ["--workers", "1"], "workers-2": ["--workers", "2"],
+            "ray-local-2": ["--ray", "local", "--workers", "2"]}
+    if address:
+        arms["ray-cluster-2"] = ["--ray", address, "--workers", "2"]
+    results: dict[str, Any] = {}
+    for name, extra in arms.items():
+        run = workdir / f"budget-{name}"
+        cmd = [str(DAEDALUS), "build", str(data), "--target", target, "--time", f"{budget:g}",
+               "--knowledge", "off", "--quiet", "--run", str(run), *extra]
+        started = time.time()
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"{name}: {proc.stderr[-2000:]}")
+        events = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
+        bar = budget * 1.05 + 2
+        results[name] = {"wall_s": round(wall, 2), "bar_s": bar, "within": wall <= bar,
+                         "to_first_record_s": round(events[0]["time"] - started, 2),
+                         "trials": sum(e["event"] in ("trial_result", "trial_failed") for e in events)}
+        print(f"  budget {name}: {results[name]}", flush=True)
+    return results
+
+
 def part_trivial(address: str | None, n: int = 40, seconds: float = 1.0) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, make in runners(address).items():
@@ -213,6 +244,13 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {row['wall_s']} | {row['search_s']} | {base['wall_s'] / row['wall_s']:.2f}x | "
                          f"{base['search_s'] / row['search_s']:.2f}x |")
         lines.append("")
+    if "budget" in results:
+        lines += ["| build --time | wall (s) | budget + 5% + 2 s | within | to the first audit record (s) | trials |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in results["budget"].items():
+            lines.append(f"| {name} | {row['wall_s']} | {row['bar_s']:g} | {'yes' if row['within'] else 'NO'} | "
+                         f"{row['to_first_record_s']} | {row['trials']} |")
+        lines.append("")
     if "trivial" in results:
         lines += ["| 40 trials of 1 s, 2 at once | wall (s) | ideal (s) | overhead |", "|---|---|---|---|"]
         for name, row in results["trivial"].items():
@@ -226,6 +264,7 @@ def main() -> None:
     parser.add_argument("--parts", default="list,build,trivial")
     parser.add_argument("--no-ray", action="store_true", help="this machine's workers only")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the list part (default 3)")
+    parser.add_argument("--budget", type=float, default=60.0, help="--time of the budget part (default 60)")
     parser.add_argument("--out", type=Path,
                         default=REPO / "bench" / "results" / f"scale-{time.strftime('%Y%m%d-%H%M%S')}")
     args = parser.parse_args()
@@ -243,6 +282,8 @@ def main() -> None:
             results["list"] = part_list(ctx, address, workdir, args.rounds)
         if "build" in parts:
             results["build"] = part_build(data, target, address, workdir)
+        if "budget" in parts:
+            results["budget"] = part_budget(data, target, address, workdir, args.budget)
         if "trivial" in parts:
             results["trivial"] = part_trivial(address)
     (args.out / "scale.json").write_text(json.dumps(results, indent=2))

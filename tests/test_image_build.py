@@ -217,6 +217,34 @@ def test_an_image_run_resumes_with_its_trials(digits_csv: Path, tmp_path: Path) 
     assert not list(run.glob("trials/*/checkpoint.pt"))  # a candidate's checkpoint goes when its evaluation ends
 
 
+def test_two_candidates_train_at_once_and_the_search_is_the_same(image_run: Path, digits_csv: Path,
+                                                                  tmp_path: Path) -> None:
+    """--workers 2: a rung's candidates train side by side, and the bracket tells the designer the same results in
+    the same order, so the candidates and their scores are the module run's own (1 worker, 1 thread each too)."""
+    run = tmp_path / "two"
+    assert main(["build", str(digits_csv), "--target", "digit", "--image-shape", "8x8x1", "--trials", "4",
+                 "--final-epochs", "4", "--time", "300", "--max-params", "50000", "--designer", "evolution",
+                 "--run", str(run), "--quiet", "--threads", "1", "--workers", "2"]) == 0
+
+    def searched(path: Path) -> list[tuple[int, str, float]]:
+        board = json.loads((path / "leaderboard.json").read_text())
+        return sorted((r["trial"], r["architecture"], r["score"]) for r in board if r["designer"] != "final")
+
+    assert searched(run) == searched(image_run)
+    records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
+    (split,) = [r for r in records if r["event"] == "parallelism"]
+    assert (split["workers"], split["threads_per_trial"]) == (2, 1)
+    # One at a time, the second candidate is proposed once the first's training is over (a slot is free); two at
+    # a time, right after the first
+    assert _second_proposal_gap(run) < 0.5 * _second_proposal_gap(image_run)
+
+
+def _second_proposal_gap(run: Path) -> float:
+    records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
+    proposed = {r["trial"]: r["time"] for r in records if r["event"] == "trial_proposed"}
+    return float(proposed[1] - proposed[0])
+
+
 @pytest.mark.parametrize(("channels", "flip", "expected"), [(3, None, True), (1, None, False), (3, False, False),
                                                             (1, True, True)])
 def test_colour_images_are_mirrored_in_training_grey_ones_not(channels: int, flip: bool | None,

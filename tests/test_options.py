@@ -106,7 +106,7 @@ def test_the_cli_defaults_are_the_dataclass_defaults() -> None:
 def test_the_help_names_each_kinds_default() -> None:
     helps = {f: a.help for f, a in _flags(_subparser("build")).items()}
     assert "(default 60; 600 with --image-shape)" in (helps["--time"] or "")
-    assert "(default 2)" in (helps["--threads"] or "")
+    assert "shared among the --workers" in (helps["--threads"] or "")  # (the same rule for both kinds)
 
 
 def test_lists_kept_beside_the_declarations_match_their_sources() -> None:

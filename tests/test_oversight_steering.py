@@ -267,10 +267,16 @@ def _start_build(csv: Path, run: Path, *args: str):
 
 
 @pytest.mark.slow
-def test_steering_a_real_build(small_binary_csv, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_steering_a_real_build(small_binary_csv, tmp_path, workers):
+    """With two trials at once too: a trial in flight when a command lands finishes, but nothing new starts
+    while paused, and the excluded family is never proposed again."""
     run = tmp_path / "r"
-    proc = _start_build(small_binary_csv, run, "--trials", "4", "--families", "linear,hist_gb,knn", "--no-explain",
-                        "--threads", "1")
+    # (two at once, the loop proposes 2 x 2 trials ahead of the results it tells: more trials, so that some are
+    # left to propose when the pause lands)
+    trials = "4" if workers == 1 else "10"
+    proc = _start_build(small_binary_csv, run, "--trials", trials, "--families", "linear,hist_gb,knn",
+                        "--no-explain", "--threads", "1", "--workers", str(workers))
     audit = run / "audit.jsonl"
     _wait_for(audit, lambda rs: any(r["event"] == "trial_result" for r in rs))
     issue_command(run, "pause", None)  # what 'daedalus steer RUN pause' does, without its start-up time
@@ -289,7 +295,10 @@ def test_steering_a_real_build(small_binary_csv, tmp_path):
     after = [r for r in records if r["seq"] > resumed_at]
     first = next(r for r in after if r["event"] == "trial_proposed")
     assert first["designer"] == "steering" and first["config"] == {"n_neighbors": 9, "weights": "uniform", "p": 2}
-    assert not [r for r in after if r["event"] == "trial_result" and r["family"] == "hist_gb"]
+    assert not [r for r in after if r["event"] == "trial_proposed" and r["family"] == "hist_gb"]
+    if workers == 1:  # (with two at once, a hist_gb trial started before the pause may end after it)
+        assert not [r for r in after if r["event"] == "trial_result" and r["family"] == "hist_gb"]
+    assert [r["workers"] for r in records if r["event"] == "parallelism"] == [workers]
     paused_at = next(r["seq"] for r in records if r["event"] == "steer_applied" and r["command"] == "pause")
     assert not [r for r in records if paused_at < r["seq"] < resumed_at and r["event"] == "trial_proposed"]
     # The audit log holds every event the issue lists for a build (approvals: tests/test_oversight_gate.py).

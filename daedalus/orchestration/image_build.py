@@ -24,7 +24,7 @@ import math
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from daedalus.orchestration.image_task import VALIDATION_FRACTION, ImageTask, Ne
 from daedalus.orchestration.image_warm import PastImageRun, image_task, past_image_runs, warm_image_designer
 from daedalus.orchestration.loop import MIN_TRIAL_SECONDS, Limits, SearchLoop, TrialRecord, default_memory_mb
 from daedalus.orchestration.options import ImageBuildOptions
+from daedalus.orchestration.parallel import machine_cores
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.steered import SteeredDesigner
 from daedalus.spaces.nas.cnn import CNNSpace
@@ -114,10 +115,17 @@ class _RunAndSearchClocks:
         self.seconds = self.run.seconds
 
 
+def _with_threads(options: ImageBuildOptions) -> ImageBuildOptions:
+    """``--threads`` resolved: this machine's cores shared among the candidates trained at once (at least 1)."""
+    if options.n_threads is not None:
+        return options
+    return replace(options, n_threads=max(1, machine_cores() // (options.workers or 1)))
+
+
 def build_images(data: Any, options: ImageBuildOptions, run_dir: Path, reporter: Reporter | None = None,
                  started: float | None = None) -> ImageBuildResult:
     """Search the CNN space on image data and train the winner; everything lands in ``run_dir``."""
-    options = options.checked()
+    options = _with_threads(options.checked())
     clock = BudgetClock(options.time_budget, started)
     reporter = reporter or Reporter()
     start_early(preload=IMAGE_PRELOAD)  # the workers' torch import, while the data is read
@@ -157,7 +165,7 @@ def resume_images(run_dir: Path, time_budget: float | None = None, reporter: Rep
         saved = dict(info["options"])
         if time_budget is not None:
             saved["time_budget"] = time_budget
-        options = ImageBuildOptions(**saved).checked()
+        options = _with_threads(ImageBuildOptions(**saved).checked())
         clock = BudgetClock(options.time_budget, started)
         reporter = reporter or Reporter()
         start_early(preload=IMAGE_PRELOAD)
@@ -177,7 +185,7 @@ def resume_images(run_dir: Path, time_budget: float | None = None, reporter: Rep
 def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOptions, clock: BudgetClock,
                        reporter: Reporter, resumed: bool, runner: TrialRunner | None = None) -> ImageBuildResult:
     space = CNNSpace()
-    costs = NetworkCosts(space, task.in_shape, task.n_classes, options.n_threads)
+    costs = NetworkCosts(space, task.in_shape, task.n_classes, options.threads)
     search_seconds = SEARCH_SHARE * clock.remaining
     # The machine's throughput is measured on a quiet machine: after the worker pool's imports (started with the
     # run, they overlap the data's reading), which would otherwise slow the measurement several times over and
@@ -206,12 +214,18 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
     data = task.network_data(store.root / IMAGES_DIR)
     latency = options.cost_objective == "latency" or options.max_latency_ms is not None
     memory_mb = default_memory_mb()
+    workers = options.workers or 1
+    store.audit.append("parallelism", workers=workers, threads_per_trial=options.threads,
+                       memory_mb_per_trial=round(memory_mb / workers, 1), cores=machine_cores(),
+                       reason=f"{workers} candidate(s) trained at once, {options.threads} thread(s) each")
     to_run = None if options.n_candidates is None else max(0, options.n_candidates - len(records))
     evaluator = ImageEvaluator(store, task, space, costs, data, records, search_seconds, options.n_candidates,
                                latency, search_clock)
-    loop = SearchLoop(evaluator, designer, search_clock, reporter, to_run, Limits(memory_mb, math.inf),
-                      runner or LocalRunner(), before_budget_check=[designer.apply_commands],
-                      after_tell=[lambda: store.write(DESIGNER_RECORD, designer.get_state())])
+    # Not ordered: a bracket tells the designer its trials together, in proposal order, once it is over, and
+    # asks for the next bracket only then, so candidates trained side by side change nothing it learns.
+    loop = SearchLoop(evaluator, designer, search_clock, reporter, to_run, Limits(memory_mb / workers, math.inf),
+                      runner or LocalRunner(capacity=workers), before_budget_check=[designer.apply_commands],
+                      after_tell=[lambda: store.write(DESIGNER_RECORD, designer.get_state())], ordered=False)
     loop.run()
     board, final = finish_image_run(evaluator, clock, options, memory_mb, reporter)
     reporter.close()

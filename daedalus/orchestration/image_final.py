@@ -6,6 +6,7 @@ the handed-back network's held-out predictions and the model card."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from daedalus.designers.pareto import pareto_front
@@ -37,9 +38,11 @@ def run_job(runner: TrialRunner, job: Job) -> WorkerResult:
 
 
 def train_final(evaluator: ImageEvaluator, winner: TrialRecord, deadline: BudgetClock, final_epochs: int | None,
-                memory_mb: float, runner: TrialRunner | None = None) -> tuple[TrialRecord, NetworkModel | None]:
+                memory_mb: float, runner: TrialRunner | None = None, n_threads: int | None = None
+                ) -> tuple[TrialRecord, NetworkModel | None]:
     """Train ``winner``'s architecture from scratch for the epochs that ``deadline`` (a share of the run's clock)
-    allows (``final_epochs``: exactly that many); its trial record and, when it has a score, its network."""
+    allows (``final_epochs``: exactly that many); its trial record and, when it has a score, its network.
+    ``n_threads``: the training's (default: a search candidate's)."""
     number = max((r.number for r in evaluator.records), default=-1) + 1
     genotype = tuple(winner.extra["genotype"])
     task = evaluator.task
@@ -50,8 +53,8 @@ def train_final(evaluator: ImageEvaluator, winner: TrialRecord, deadline: Budget
     # The schedule ends with the deadline, after the epoch that crosses it: the worker is killed only past that.
     timeout = math.inf if final_epochs else deadline.remaining + 3 * per_epoch + START_SECONDS
     with runner or LocalRunner() as running:
-        result = run_job(running, Job(number, train_network, (evaluator.data, job), timeout=timeout,
-                                      memory_mb=memory_mb))
+        data = evaluator.data if n_threads is None else replace(evaluator.data, n_threads=n_threads)
+        result = run_job(running, Job(number, train_network, (data, job), timeout=timeout, memory_mb=memory_mb))
     outcome: NetworkOutcome | None = result.value if result.status == "ok" else None
     score = outcome.score if outcome is not None and math.isfinite(outcome.score) else None
     status = trial_status(score) if result.status == "ok" else result.status
@@ -107,8 +110,10 @@ def finish_image_run(evaluator: ImageEvaluator, clock: BudgetClock, options: Any
     ranked = evaluator.ranked_ok()
     winner = ranked[0] if ranked else None
     if winner is not None and (clock.remaining > MIN_FINAL_SECONDS or options.final_epochs):
+        # alone now: the threads the candidates trained side by side had between them
         final_trial, final_model = train_final(evaluator, winner, clock.child(clock.remaining - 2.0),
-                                               options.final_epochs, memory_mb)
+                                               options.final_epochs, memory_mb,
+                                               n_threads=options.threads * (options.workers or 1))
         if final_model is not None:
             final_model.save(store.root / FINAL_MODEL, store)
             store.audit.append("final_model_saved", trial=final_trial.number, score=final_trial.score,
@@ -117,7 +122,7 @@ def finish_image_run(evaluator: ImageEvaluator, clock: BudgetClock, options: Any
         final_model = NetworkModel.load(store.root / BEST_MODEL, store)
     if final_model is not None:
         source = "model" if final_trial is not None and final_trial.score is not None else "best"
-        keep_holdout_predictions(evaluator, final_model, source, options.n_threads)
+        keep_holdout_predictions(evaluator, final_model, source, options.threads)
     board = image_leaderboard(evaluator, final_trial, cost)
     store.write("leaderboard", board)
     store.write("pareto", {"objectives": ["accuracy", cost], "front": pareto_rows(evaluator.records, cost)})

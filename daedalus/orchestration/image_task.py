@@ -189,5 +189,5 @@ class ImageTask:
     def network_data(self, directory: Path) -> NetworkData:
         """How a worker trains a network of this task, on the images saved in ``directory``."""
         return NetworkData(directory, batch_size=self.batch_size, lr=self.options.learning_rate,
-                           seed=self.options.seed, n_threads=self.options.n_threads, shift=self.shift,
+                           seed=self.options.seed, n_threads=self.options.threads, shift=self.shift,
                            flip=self.flip)

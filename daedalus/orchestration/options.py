@@ -243,7 +243,10 @@ class ImageBuildOptions:
     max_latency_ms: float | None = option(  # per batch of LATENCY_BATCH images, on this machine
         None, Interval(float, 0, closed="neither", unit="ms"), "hard limit on milliseconds per batch of 32 images "
         "on this machine", flag="--max-latency-ms", metavar="MS", example=5.0, group=IMAGE)
-    n_threads: int = option(2, _THREADS, "threads per trial", flag="--threads")
+    n_threads: int | None = option(None, _THREADS, "threads per candidate's training (default: this machine's cores "
+                                   "shared among the --workers)", flag="--threads")
+    workers: int | None = option(None, _COUNT, "candidates trained at once on this machine, a bracket's rung in "
+                                 "parallel (default: 1)", flag="--workers", metavar="N", example=2)
     batch_size: int = option(128, _COUNT, "images per training batch")
     learning_rate: float = option(3e-3, Interval(float, 0, closed="neither"), "the trainer's learning rate")
     objective: str = option(
@@ -271,6 +274,12 @@ class ImageBuildOptions:
     def checked(self, style: Style = "cli") -> ImageBuildOptions:
         validate(self, style)
         return self
+
+    @property
+    def threads(self) -> int:
+        """Threads of each candidate's training (``image_build`` resolves an unset ``n_threads`` when the build
+        starts, from the machine's cores and the workers)."""
+        return self.n_threads or 1
 
     @property
     def cost_objective(self) -> str | None:
