@@ -14,19 +14,14 @@ from sklearn.preprocessing import StandardScaler
 from daedalus.data import infer_schema
 from daedalus.ensembles.model import Member
 from daedalus.errors import ConfigError
+from daedalus.evaluation.validation import stratified_subset
 from daedalus.interfaces.cli import main
 from daedalus.orchestration.build import eval_context
 from daedalus.orchestration.finalize import _refit_picks, _with_refits
 from daedalus.orchestration.loop import TrialRecord
 from daedalus.orchestration.options import BuildOptions
 from daedalus.orchestration.parallel import plan_parallelism
-from daedalus.orchestration.rows import (
-    MIN_SEARCH_ROWS,
-    SECONDS_PER_CELL,
-    plan_search_rows,
-    prepared_row_mb,
-    search_rows,
-)
+from daedalus.orchestration.rows import MIN_SEARCH_ROWS, SECONDS_PER_CELL, plan_search_rows, prepared_row_mb
 from daedalus.orchestration.search import refit_seconds
 from daedalus.store.artifacts import load_model
 from daedalus.store.run import RunStore
@@ -70,13 +65,13 @@ def test_a_big_table_is_subsampled_to_what_the_budget_and_the_memory_allow() -> 
 
 def test_the_subsample_is_stratified_and_the_same_for_the_same_seed() -> None:
     y = np.array([0] * 9_000 + [1] * 900 + [2] * 100)
-    rows = search_rows(y, True, 2_000, seed=3)
+    rows = stratified_subset(y, True, 2_000, seed=3)
     assert len(rows) == 2_000 and np.all(np.diff(rows) > 0)
     assert np.bincount(y[rows]).tolist() == [1_800, 180, 20]  # the classes' shares exactly
-    assert np.array_equal(rows, search_rows(y, True, 2_000, seed=3))
-    assert not np.array_equal(rows, search_rows(y, True, 2_000, seed=4))
+    assert np.array_equal(rows, stratified_subset(y, True, 2_000, seed=3))
+    assert not np.array_equal(rows, stratified_subset(y, True, 2_000, seed=4))
     target = np.random.default_rng(0).exponential(size=10_000)  # regression: stratified on the deciles
-    picked = target[search_rows(target, False, 1_000, seed=0)]
+    picked = target[stratified_subset(target, False, 1_000, seed=0)]
     deciles = np.quantile(target, np.linspace(0, 1, 11))
     assert np.histogram(picked, deciles)[0].tolist() == [100] * 10
 

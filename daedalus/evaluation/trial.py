@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from daedalus.data.schema import FeatureLayout, Task
 from daedalus.evaluation.metrics import Metric
 from daedalus.evaluation.predict import predict_matrix
-from daedalus.evaluation.validation import ValidationPlan, make_plan
+from daedalus.evaluation.validation import ValidationPlan, make_plan, stratified_subset
 from daedalus.spaces.registry import get_family
 from daedalus.store.artifacts import save_model
 from daedalus.store.integrity import file_hashes
@@ -52,6 +52,10 @@ class TrialSpec:
     n_threads: int
     out_dir: Path  # where fold models go when the trial is worth keeping
     keep_models_above: float | None = None  # utility a trial must beat to save its fold models; None: always
+    # Multi-fidelity: the share of each fold's training rows the models are fit on (a stratified subset, the same
+    # for every configuration); the validation rows stay whole, so scores at one fidelity compare. Models fit on
+    # less than all of them are never saved: only full-fidelity trials may join the ensemble.
+    fidelity: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class TrialOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     # {file name in the trial's directory: SHA-256}, hashed by the worker that wrote them, for the audit log
     artifacts: dict[str, str] = field(default_factory=dict)
+
+
+MIN_FIDELITY_ROWS = 200  # below this, a low-fidelity fit says too little about the configuration
+FIDELITY_SEED = 0
 
 
 def thread_limits(n_threads: int) -> threadpool_limits:
@@ -92,7 +100,8 @@ def run_trial(ctx: EvalContext, spec: TrialSpec) -> TrialOutcome:
     fit_seconds = predict_seconds = 0.0
     for train_rows, val_rows in ctx.plan.folds:
         t0 = time.perf_counter()
-        model = fit_one(ctx, spec.family, spec.config, spec.seed, spec.n_threads, train_rows)
+        fit_rows = fidelity_rows(ctx, train_rows, spec.fidelity)
+        model = fit_one(ctx, spec.family, spec.config, spec.seed, spec.n_threads, fit_rows)
         t1 = time.perf_counter()
         with thread_limits(spec.n_threads):
             pred = predict_matrix(model, ctx.X.iloc[val_rows], ctx.task, ctx.n_classes)
@@ -107,12 +116,22 @@ def run_trial(ctx: EvalContext, spec: TrialSpec) -> TrialOutcome:
         raise ValueError("the model produced non-finite predictions")
     score = ctx.metric(ctx.y[scored], oof_scored)
     assert len(oof_scored) == n_scored
-    keep = spec.keep_models_above is None or ctx.metric.utility(score) > spec.keep_models_above
+    keep = spec.fidelity >= 1.0 and (spec.keep_models_above is None
+                                     or ctx.metric.utility(score) > spec.keep_models_above)
     artifacts: dict[str, str] = {}
     if keep:
         artifacts = save_fold_models(spec.out_dir, models, spec.family)
     return TrialOutcome(score=score, fold_scores=tuple(fold_scores), oof=oof_scored, fit_seconds=fit_seconds,
                         predict_seconds=predict_seconds, models_saved=keep, artifacts=artifacts)
+
+
+def fidelity_rows(ctx: EvalContext, train_rows: np.ndarray, fidelity: float) -> np.ndarray:
+    """The training rows a trial at ``fidelity`` fits on: all of ``train_rows``, or a stratified share of them
+    (at least ``MIN_FIDELITY_ROWS``), drawn with a fixed seed so every configuration sees the same rows."""
+    if fidelity >= 1.0:
+        return train_rows
+    n = max(MIN_FIDELITY_ROWS, round(fidelity * len(train_rows)))
+    return train_rows[stratified_subset(ctx.y[train_rows], ctx.task.is_classification, n, seed=FIDELITY_SEED)]
 
 
 def run_trial_shipped(ctx: EvalContext, spec: TrialSpec) -> tuple[TrialOutcome, dict[str, bytes]]:

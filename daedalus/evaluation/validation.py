@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+import pandas as pd
+from sklearn.model_selection import (
+    KFold,
+    ShuffleSplit,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+    train_test_split,
+)
 
 from daedalus.data.schema import Task
 from daedalus.errors import DataError
@@ -70,3 +77,17 @@ def make_plan(y: np.ndarray, task: Task, seed: int, kind: str | None = None) -> 
     else:
         raise ValueError(kind)
     return ValidationPlan(kind=kind, folds=tuple((np.asarray(a), np.asarray(b)) for a, b in folds), n_rows=n)
+
+
+def stratified_subset(y: np.ndarray, classification: bool, rows: int, seed: int) -> np.ndarray:
+    """The sorted positions of ``rows`` of ``y``'s rows, drawn with ``seed``: stratified on the class, or on the
+    deciles of a numeric target; plain random when a class is too rare to stratify on. All rows when ``rows``
+    covers them."""
+    if rows >= len(y):
+        return np.arange(len(y))
+    deciles = None if classification else pd.qcut(pd.Series(y), 10, labels=False, duplicates="drop").to_numpy()
+    strata = np.asarray(y) if deciles is None else deciles
+    counts = np.bincount(strata.astype(np.int64))
+    stratify = strata if counts[counts > 0].min() >= 2 else None
+    picked, _ = train_test_split(np.arange(len(y)), train_size=rows, random_state=seed, stratify=stratify)
+    return np.sort(picked)

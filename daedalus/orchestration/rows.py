@@ -21,12 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from daedalus.evaluation.trial import EvalContext
-from daedalus.evaluation.validation import make_plan
+from daedalus.evaluation.validation import make_plan, stratified_subset
 from daedalus.orchestration.options import BuildOptions
 
 MIN_SEARCH_ROWS = 100_000
@@ -87,24 +85,11 @@ def plan_search_rows(ctx: EvalContext, options: BuildOptions, memory_mb_per_tria
     return RowPlan(rows, n, f"a stratified subsample: {why}; the ensemble is refit on all rows", row_mb)
 
 
-def search_rows(y: np.ndarray, classification: bool, rows: int, seed: int) -> np.ndarray:
-    """The sorted indices of the search's ``rows`` rows: stratified on the class, or on the deciles of a numeric
-    target; plain random when a class is too rare to stratify on."""
-    if rows >= len(y):
-        return np.arange(len(y))
-    deciles = None if classification else pd.qcut(pd.Series(y), 10, labels=False, duplicates="drop").to_numpy()
-    strata = np.asarray(y) if deciles is None else deciles
-    counts = np.bincount(strata.astype(np.int64))
-    stratify = strata if counts[counts > 0].min() >= 2 else None
-    picked, _ = train_test_split(np.arange(len(y)), train_size=rows, random_state=seed, stratify=stratify)
-    return np.sort(picked)
-
-
 def search_context(full: EvalContext, plan: RowPlan, seed: int, validation: str | None) -> EvalContext:
     """The context the search runs on: ``full`` itself, or its subsample with its own validation plan."""
     if not plan.subsampled:
         return full
-    rows = search_rows(full.y, full.task.is_classification, plan.rows, seed)
+    rows = stratified_subset(full.y, full.task.is_classification, plan.rows, seed)
     X = full.X.iloc[rows].reset_index(drop=True)
     y = full.y[rows]
     sensitive = None if full.sensitive is None else full.sensitive.iloc[rows].reset_index(drop=True)
