@@ -42,7 +42,7 @@ class RowPlan:
     rows: int  # rows the search fits on
     of: int  # rows of the table
     reason: str
-    row_mb: float  # prepared bytes per row, in MB (for the refit's memory check)
+    row_mb: float  # prepared bytes per row, in MB (the audit log shows it as bytes_per_row)
 
     @property
     def subsampled(self) -> bool:
