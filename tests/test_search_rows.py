@@ -172,3 +172,15 @@ def test_after_a_subsample_the_members_whose_refits_fit_are_refit_the_heaviest_f
     assert [m.weight for m in final] == [0.5, 0.3, 0.2]
     assert files == {"t0_fold_0.skops": Path("/bag/t0_fold_0.skops"), "member_0.skops": refit[0],
                      "member_1.skops": refit[1]}
+
+
+@pytest.mark.parametrize("saved", [None, "175000", {"rows": True}, {"rows": -5}, {"rows": 10**9},
+                                   {"rows": "1000"}, {"rows": 1.5}])
+def test_a_damaged_row_plan_in_run_json_is_never_used_to_index_the_table(saved: object) -> None:
+    from daedalus.orchestration.build import _saved_row_plan
+
+    full = _context(2_000)
+    plan = _saved_row_plan({"search_rows": saved}, full)
+    assert (plan.rows, plan.of, plan.subsampled) == (2_000, 2_000, False)
+    kept = _saved_row_plan({"search_rows": {"rows": 500, "reason": "as saved"}}, full)
+    assert (kept.rows, kept.reason) == (500, "as saved")

@@ -267,11 +267,11 @@ def _resume(store: RunStore, time_budget: float | None, n_trials: int | None, re
 def _saved_row_plan(info: dict[str, Any], full: EvalContext) -> RowPlan:
     """The rows the run's search was planned on (runs from before the plan existed searched all rows)."""
     saved = info.get(SEARCH_ROWS)
-    n = len(full.y)
-    rows = saved.get("rows") if isinstance(saved, dict) else None
+    saved = saved if isinstance(saved, dict) else {}
+    n, rows = len(full.y), saved.get("rows")
     if not isinstance(rows, int) or isinstance(rows, bool) or not 0 < rows <= n:
-        return RowPlan(n, n, "all rows", prepared_row_mb(full.X))
-    return RowPlan(rows, n, str(saved.get("reason", "")), prepared_row_mb(full.X))  # type: ignore[union-attr]
+        rows, saved = n, {"reason": "all rows"}
+    return RowPlan(rows, n, str(saved.get("reason", "")), prepared_row_mb(full.X))
 
 
 def _search_and_finish(store: RunStore, ctx: EvalContext, designer: OptunaDesigner, clock: BudgetClock,

@@ -168,7 +168,7 @@ def _refit_picks(ctx: EvalContext, refit_on: EvalContext, chosen: list[tuple[Tri
     """Positions in ``chosen`` to refit within ``seconds``: all or none, or (``partial``) the heaviest members
     whose estimated refits fit together."""
     if not partial:
-        return list(range(len(chosen))) if 0 < _refit_estimate(ctx, refit_on, chosen) <= seconds else []
+        return list(range(len(chosen))) if seconds > 0 and _refit_estimate(ctx, refit_on, chosen) <= seconds else []
     picked: list[int] = []
     total = 0.0
     for i in sorted(range(len(chosen)), key=lambda i: -chosen[i][1]):

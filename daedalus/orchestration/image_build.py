@@ -46,7 +46,7 @@ from daedalus.orchestration.image_task import VALIDATION_FRACTION, ImageTask, Ne
 from daedalus.orchestration.image_warm import PastImageRun, image_task, past_image_runs, warm_image_designer
 from daedalus.orchestration.loop import MIN_TRIAL_SECONDS, Limits, SearchLoop, TrialRecord, default_memory_mb
 from daedalus.orchestration.options import ImageBuildOptions
-from daedalus.orchestration.parallel import machine_cores
+from daedalus.orchestration.parallel import Parallelism, machine_cores
 from daedalus.orchestration.reporter import Reporter
 from daedalus.orchestration.steered import SteeredDesigner
 from daedalus.spaces.nas.cnn import CNNSpace
@@ -215,9 +215,10 @@ def _search_and_finish(store: RunStore, task: ImageTask, options: ImageBuildOpti
     latency = options.cost_objective == "latency" or options.max_latency_ms is not None
     memory_mb = default_memory_mb()
     workers = options.workers or 1
-    store.audit.append("parallelism", workers=workers, threads_per_trial=options.threads,
-                       memory_mb_per_trial=round(memory_mb / workers, 1), cores=machine_cores(),
-                       reason=f"{workers} candidate(s) trained at once, {options.threads} thread(s) each")
+    split = Parallelism(workers=workers, threads_per_trial=options.threads, memory_mb_per_trial=memory_mb / workers,
+                        cores=machine_cores(),
+                        reason=f"{workers} candidate(s) trained at once, {options.threads} thread(s) each")
+    store.audit.append("parallelism", **split.to_record())
     to_run = None if options.n_candidates is None else max(0, options.n_candidates - len(records))
     evaluator = ImageEvaluator(store, task, space, costs, data, records, search_seconds, options.n_candidates,
                                latency, search_clock)
